@@ -1,0 +1,20 @@
+include(CMakePackageConfigHelpers)
+
+install(DIRECTORY include/flick DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS flick EXPORT flickTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT flickTargets NAMESPACE flick:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flick)
+
+configure_package_config_file(cmake/flickConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/flickConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flick)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/flickConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/flickConfig.cmake ${PROJECT_BINARY_DIR}/flickConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flick)
+
+configure_file(cmake/flick.pc.in ${PROJECT_BINARY_DIR}/flick.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/flick.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

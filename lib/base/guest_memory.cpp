@@ -1,0 +1,128 @@
+#include "base/guest_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+namespace flick {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+}
+
+Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges) {
+  GuestMemory mem;
+  uint64_t total = 0;
+  uint64_t prev_end = 0;
+  for (const auto& r : ranges) {
+    uint64_t end;
+    if (r.size == 0 || r.start % kPage || r.size % kPage || r.start < prev_end ||
+        __builtin_add_overflow(r.start, r.size, &end))
+      return make_error(Errc::invalid_argument, "guest memory ranges must be page aligned, "
+                                                "sorted, non-empty and non-overlapping");
+    prev_end = end;
+    total += r.size;
+  }
+  int fd = ::memfd_create("flick-guest-memory", MFD_CLOEXEC);
+  if (fd < 0) return sys_error("creating the guest memory memfd", errno);
+  mem.fd_.reset(fd);
+  if (::ftruncate(fd, static_cast<off_t>(total)) != 0)
+    return sys_error("sizing guest memory to " + std::to_string(total >> 20) + " MiB", errno);
+  uint64_t offset = 0;
+  for (const auto& r : ranges) {
+    void* p = ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+                     static_cast<off_t>(offset));
+    if (p == MAP_FAILED) return sys_error("mapping guest memory", errno);
+    ::madvise(p, r.size, MADV_MERGEABLE);
+    mem.regions_.push_back({GuestAddress{r.start}, r.size, static_cast<std::byte*>(p), offset});
+    offset += r.size;
+  }
+  mem.total_ = total;
+  return mem;
+}
+
+GuestMemory::GuestMemory(GuestMemory&& o) noexcept
+    : fd_(std::move(o.fd_)), regions_(std::move(o.regions_)), total_(o.total_) {
+  o.regions_.clear();
+  o.total_ = 0;
+}
+
+GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
+  if (this != &o) {
+    unmap();
+    fd_ = std::move(o.fd_);
+    regions_ = std::move(o.regions_);
+    total_ = o.total_;
+    o.regions_.clear();
+    o.total_ = 0;
+  }
+  return *this;
+}
+
+GuestMemory::~GuestMemory() { unmap(); }
+
+void GuestMemory::unmap() noexcept {
+  for (auto& r : regions_) ::munmap(r.host, r.size);
+  regions_.clear();
+}
+
+const MemoryRegion* GuestMemory::find(GuestAddress addr, uint64_t len) const {
+  uint64_t end;
+  if (__builtin_add_overflow(addr.value, len, &end)) return nullptr;
+  for (const auto& r : regions_) {
+    if (addr.value >= r.start.value && end <= r.start.value + r.size) return &r;
+  }
+  return nullptr;
+}
+
+bool GuestMemory::contains(GuestAddress addr, uint64_t len) const {
+  return find(addr, len) != nullptr;
+}
+
+uint64_t GuestMemory::end_below(uint64_t limit) const {
+  uint64_t best = 0;
+  for (const auto& r : regions_) {
+    if (r.start.value >= limit) continue;
+    best = std::max(best, std::min(limit, r.start.value + r.size));
+  }
+  return best;
+}
+
+static Error out_of_range(GuestAddress addr, uint64_t len) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "guest range 0x%llx+0x%llx is outside guest memory",
+                static_cast<unsigned long long>(addr.value), static_cast<unsigned long long>(len));
+  return make_error(Errc::invalid_argument, buf);
+}
+
+Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {
+  const MemoryRegion* r = find(addr, out.size());
+  if (!r) return out_of_range(addr, out.size());
+  std::memcpy(out.data(), r->host + (addr.value - r->start.value), out.size());
+  return {};
+}
+
+Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> in) {
+  const MemoryRegion* r = find(addr, in.size());
+  if (!r) return out_of_range(addr, in.size());
+  std::memcpy(r->host + (addr.value - r->start.value), in.data(), in.size());
+  return {};
+}
+
+Result<void> GuestMemory::fill(GuestAddress addr, uint64_t len, std::byte value) {
+  const MemoryRegion* r = find(addr, len);
+  if (!r) return out_of_range(addr, len);
+  std::memset(r->host + (addr.value - r->start.value), static_cast<int>(value), len);
+  return {};
+}
+
+Result<std::span<std::byte>> GuestMemory::slice(GuestAddress addr, uint64_t len) const {
+  const MemoryRegion* r = find(addr, len);
+  if (!r) return out_of_range(addr, len);
+  return std::span<std::byte>(r->host + (addr.value - r->start.value), len);
+}
+
+}  // namespace flick

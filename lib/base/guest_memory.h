@@ -1,0 +1,94 @@
+// GuestMemory: the one door to guest memory.
+//
+// Every read or write of guest physical memory goes through this class, which checks the
+// whole range [addr, addr + len) against the mapped regions (overflow included) and returns
+// an Error instead of touching anything outside. The memory is a memfd so it can be shared
+// with other processes, snapshotted or cloned.
+#pragma once
+
+#include "base/fd.h"
+
+#include <flick/result.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace flick {
+
+struct GuestAddress {
+  uint64_t value = 0;
+  constexpr GuestAddress() = default;
+  constexpr explicit GuestAddress(uint64_t v) : value(v) {}
+  constexpr auto operator<=>(const GuestAddress&) const = default;
+  // Addition that reports overflow instead of wrapping.
+  constexpr bool checked_add(uint64_t n, GuestAddress* out) const {
+    return !__builtin_add_overflow(value, n, &out->value);
+  }
+};
+
+struct MemoryRegion {
+  GuestAddress start;
+  uint64_t size = 0;
+  std::byte* host = nullptr;  // mapping in this process
+  uint64_t file_offset = 0;   // offset of the region in the memfd
+};
+
+class GuestMemory {
+ public:
+  // Maps the given [start, start+size) ranges of guest RAM (sorted, non-overlapping, page
+  // aligned) into one memfd.
+  struct Range { uint64_t start; uint64_t size; };
+  static Result<GuestMemory> create(std::span<const Range> ranges);
+
+  GuestMemory() = default;
+  GuestMemory(GuestMemory&&) noexcept;
+  GuestMemory& operator=(GuestMemory&&) noexcept;
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+  ~GuestMemory();
+
+  const std::vector<MemoryRegion>& regions() const { return regions_; }
+  uint64_t total_size() const { return total_; }
+  int fd() const { return fd_.get(); }
+
+  // True when every byte of [addr, addr+len) is guest RAM within a single region.
+  bool contains(GuestAddress addr, uint64_t len) const;
+  // The last RAM address + 1 below `limit` (for placing things at the top of low memory).
+  uint64_t end_below(uint64_t limit) const;
+
+  Result<void> read(GuestAddress addr, std::span<std::byte> out) const;
+  Result<void> write(GuestAddress addr, std::span<const std::byte> in);
+  Result<void> fill(GuestAddress addr, uint64_t len, std::byte value);
+
+  template <class T>
+  Result<T> read_obj(GuestAddress addr) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T v;
+    FLICK_TRY(read(addr, std::as_writable_bytes(std::span<T, 1>(&v, 1))));
+    return v;
+  }
+  template <class T>
+  Result<void> write_obj(GuestAddress addr, const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(addr, std::as_bytes(std::span<const T, 1>(&v, 1)));
+  }
+
+  // A checked host view of [addr, addr+len) for zero-copy I/O (iovecs handed to io_uring).
+  // The range must lie within one region. The view is valid while this object lives.
+  Result<std::span<std::byte>> slice(GuestAddress addr, uint64_t len) const;
+
+ private:
+  const MemoryRegion* find(GuestAddress addr, uint64_t len) const;
+  void unmap() noexcept;
+
+  UniqueFd fd_;
+  std::vector<MemoryRegion> regions_;
+  uint64_t total_ = 0;
+};
+
+}  // namespace flick

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every system package flick needs to build and test (Debian 12). Idempotent.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  liburing-dev libarchive-dev libzstd-dev zlib1g-dev libext2fs-dev e2fsprogs
+  libcurl4-openssl-dev nlohmann-json3-dev
+  acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd
+  iproute2 fio skopeo umoci docker-registry
+  python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

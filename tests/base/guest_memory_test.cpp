@@ -1,0 +1,55 @@
+#include "base/guest_memory.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+
+namespace flick {
+namespace {
+
+GuestMemory two_regions() {
+  std::array<GuestMemory::Range, 2> r{{{0, 0x10000}, {0x100000, 0x2000}}};
+  auto m = GuestMemory::create(r);
+  EXPECT_TRUE(m.ok());
+  return std::move(m).value();
+}
+
+TEST(GuestMemory, ReadsBackWhatWasWritten) {
+  auto mem = two_regions();
+  ASSERT_TRUE(mem.write_obj(GuestAddress{0x1000}, uint64_t{0x1122334455667788}).ok());
+  auto v = mem.read_obj<uint64_t>(GuestAddress{0x1000});
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 0x1122334455667788u);
+  EXPECT_EQ(mem.total_size(), 0x12000u);
+}
+
+TEST(GuestMemory, RejectsRangesOutsideOrAcrossRegions) {
+  auto mem = two_regions();
+  EXPECT_FALSE(mem.read_obj<uint32_t>(GuestAddress{0xfffe}).ok());    // straddles the end
+  EXPECT_FALSE(mem.read_obj<uint32_t>(GuestAddress{0x50000}).ok());   // in the gap
+  EXPECT_FALSE(mem.read_obj<uint8_t>(GuestAddress{0x102000}).ok());   // one past the end
+  EXPECT_FALSE(mem.slice(GuestAddress{~0ull - 2}, 8).ok());            // wraps around
+  EXPECT_FALSE(mem.slice(GuestAddress{0}, ~0ull).ok());
+  EXPECT_TRUE(mem.read_obj<uint8_t>(GuestAddress{0x101fff}).ok());
+  auto e = mem.read_obj<uint32_t>(GuestAddress{0x50000});
+  EXPECT_NE(e.error().message.find("0x50000"), std::string::npos);
+}
+
+TEST(GuestMemory, RejectsBadLayouts) {
+  std::array<GuestMemory::Range, 2> overlap{{{0, 0x2000}, {0x1000, 0x1000}}};
+  EXPECT_FALSE(GuestMemory::create(overlap).ok());
+  std::array<GuestMemory::Range, 1> unaligned{{{0x10, 0x1000}}};
+  EXPECT_FALSE(GuestMemory::create(unaligned).ok());
+}
+
+TEST(GuestMemory, SliceIsAViewOfTheSameBytes) {
+  auto mem = two_regions();
+  auto s = mem.slice(GuestAddress{0x100010}, 16);
+  ASSERT_TRUE(s.ok());
+  (*s)[3] = std::byte{0xab};
+  EXPECT_EQ(*mem.read_obj<uint8_t>(GuestAddress{0x100013}), 0xab);
+}
+
+}  // namespace
+}  // namespace flick
