@@ -1,0 +1,83 @@
+// IoThread: the thread a virtio device does its work on, with an event loop over file
+// descriptors (queue notify eventfds, a TAP device, sockets, an I/O engine's completion fd).
+//
+// The loop runs on io_uring (IORING_OP_POLL_ADD) and falls back to epoll when io_uring is
+// unavailable (kernel.io_uring_disabled, seccomp, old kernels) or not wanted.
+#pragma once
+
+#include "base/event_fd.h"
+#include "base/fd.h"
+
+#include <flick/result.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct io_uring;
+
+namespace flick::virtio {
+
+// Writes a one-line diagnostic to stderr ("flick: <what>").
+void log_line(const std::string& what);
+
+class IoThread {
+ public:
+  using Handler = std::function<void()>;
+  enum class Backend { io_uring, epoll };
+
+  static Result<std::unique_ptr<IoThread>> create(std::string name, bool allow_io_uring = true);
+  ~IoThread();
+  IoThread(const IoThread&) = delete;
+  IoThread& operator=(const IoThread&) = delete;
+
+  Backend backend() const { return backend_; }
+
+  // Calls `handler` on the I/O thread whenever `fd` is readable (or writable, with
+  // `writable`). Level-triggered: the handler is called again while the condition holds.
+  // Call before start() or on the I/O thread. Returns an id for unwatch().
+  Result<uint64_t> watch(int fd, Handler handler, bool writable = false);
+  void unwatch(uint64_t id);
+  // Runs `fn` on the I/O thread soon; safe from any thread.
+  void post(std::function<void()> fn);
+
+  Result<void> start();
+  // Stops and joins the thread; handlers are not called after stop() returns.
+  void stop();
+  bool on_io_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  struct Watch {
+    int fd;
+    bool writable;
+    Handler handler;
+  };
+  IoThread() = default;
+  Result<void> arm(uint64_t id, const Watch& w);
+  void run();
+  void run_uring();
+  void run_epoll();
+  void dispatch(uint64_t id, bool error);
+  void drain_posted();
+
+  std::string name_;
+  Backend backend_ = Backend::epoll;
+  std::unique_ptr<io_uring> ring_;
+  UniqueFd epoll_;
+  EventFd wake_;
+  std::map<uint64_t, Watch> watches_;
+  uint64_t next_id_ = 1;
+  uint64_t wake_id_ = 0;
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace flick::virtio

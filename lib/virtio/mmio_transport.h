@@ -1,0 +1,81 @@
+// MmioTransport: the virtio-over-MMIO register protocol (virtio 1.2 §4.2.2, version 2 only).
+//
+// It sits on the MMIO bus as a BusDevice, negotiates features (never accepting a bit the device
+// did not offer), collects queue configuration, and on DRIVER_OK validates the queues and
+// activates the device. Writing 0 to Status resets the device.
+//
+// QueueNotify: each queue has an eventfd the device's I/O thread waits on. The VMM should
+// register it with KVM_IOEVENTFD at (window base + 0x50, 4 bytes, datamatch = queue index) so
+// notifications never exit to userspace; a QueueNotify write that does reach write() signals
+// the same eventfd, so both paths behave the same.
+#pragma once
+
+#include "base/bus_device.h"
+#include "base/event_fd.h"
+#include "base/guest_memory.h"
+#include "base/interrupt.h"
+#include "virtio/device.h"
+#include "virtio/queue.h"
+
+#include <flick/result.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace flick::virtio {
+
+class MmioTransport : public BusDevice {
+ public:
+  static Result<std::unique_ptr<MmioTransport>> create(std::shared_ptr<VirtioDevice> device,
+                                                       GuestMemory* mem,
+                                                       std::shared_ptr<Interrupt> irq);
+  ~MmioTransport() override;
+
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // (queue index, eventfd) for KVM_IOEVENTFD registration.
+  std::vector<std::pair<uint32_t, int>> queue_notifiers() const;
+
+  uint32_t status() const;
+  uint32_t interrupt_status() const { return interrupt_status_.load(); }
+  uint64_t acked_features() const;
+  VirtioDevice& device() { return *device_; }
+
+ private:
+  class Signals;
+  MmioTransport() = default;
+  uint32_t read_register(uint64_t offset);
+  void write_register(uint64_t offset, uint32_t value);
+  void write_status(uint32_t value);
+  void activate();
+  void reset();
+  QueueConfig* selected_queue();
+  void raise(uint32_t bits);
+  void set_needs_reset();
+
+  std::shared_ptr<VirtioDevice> device_;
+  GuestMemory* mem_ = nullptr;
+  std::shared_ptr<Interrupt> irq_;
+  std::shared_ptr<Signals> signals_;
+  std::vector<EventFd> notify_;
+
+  mutable std::mutex mu_;  // registers (vCPU threads) vs device_failed (I/O thread)
+  uint64_t offered_ = 0;
+  uint64_t driver_features_ = 0;  // as written by the driver
+  uint64_t acked_ = 0;            // accepted at FEATURES_OK
+  uint32_t device_features_sel_ = 0;
+  uint32_t driver_features_sel_ = 0;
+  uint32_t queue_sel_ = 0;
+  uint32_t status_ = 0;
+  uint32_t config_generation_ = 0;
+  bool active_ = false;
+  std::vector<QueueConfig> queues_;
+  std::atomic<uint32_t> interrupt_status_{0};
+};
+
+}  // namespace flick::virtio
