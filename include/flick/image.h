@@ -1,0 +1,156 @@
+// OCI images into ext4 root filesystems: references, the image config, the image cache and
+// the low-level layer-to-ext4 builder.
+//
+// Nothing here mounts anything or needs root: layers are read with libarchive and written
+// into an ext4 image file with libext2fs. Paths from layers are resolved inside the image only.
+#pragma once
+
+#include <flick/export.h>
+#include <flick/result.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flick {
+
+// Where an image comes from. Local transports use skopeo's syntax.
+enum class ImageTransport {
+  registry,        // [host[:port]/]repo[:tag][@sha256:...], via the distribution spec v2
+  oci_layout,      // oci:DIR[:TAG]
+  oci_archive,     // oci-archive:FILE[:TAG]  (a tar of an OCI layout)
+  docker_archive,  // docker-archive:FILE     (`docker save` output)
+};
+
+// An image reference as users write it: `busybox`, `library/alpine:3.19`,
+// `localhost:5000/app@sha256:...`, `oci:/path/layout:tag`, `docker-archive:img.tar`.
+struct FLICK_API ImageReference {
+  ImageTransport transport = ImageTransport::registry;
+  std::string registry;    // "docker.io", "localhost:5000" (registry transport only)
+  std::string repository;  // "library/alpine" (registry transport only)
+  std::string tag;         // "3.19"; empty when only a digest is given
+  std::string digest;      // "sha256:<64 hex>" or empty
+  std::string path;        // layout directory or archive file (local transports)
+
+  // Parses `text`. A registry reference without a host uses `default_registry`; Docker Hub
+  // names without a namespace get "library/"; neither tag nor digest means tag "latest".
+  static Result<ImageReference> parse(std::string_view text,
+                                      std::string_view default_registry = "docker.io");
+  // The canonical form, e.g. "docker.io/library/alpine:3.19", "oci:/l:tag".
+  std::string to_string() const;
+};
+
+// The parts of the OCI image config the machine layer runs the image with.
+struct ImageConfig {
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::vector<std::string> env;            // "KEY=value"
+  std::string working_dir;
+  std::string user;
+  std::vector<std::string> exposed_ports;  // "80/tcp", sorted
+  std::map<std::string, std::string> labels;
+  std::string os = "linux";
+  std::string architecture = "amd64";
+};
+
+// Bounds on what a layer may make flick do; exceeding one fails the build with Errc::limit.
+struct BuildLimits {
+  uint64_t max_entries = 4u << 20;              // tar entries over all layers
+  uint64_t max_path_length = 4096;              // bytes in one entry path
+  uint64_t max_total_bytes = uint64_t{8} << 30; // apparent size of all regular files, all layers
+};
+
+struct RootfsOptions {
+  uint64_t size_bytes = 0;                    // explicit image size; 0 = content + headroom
+  uint64_t headroom_bytes = uint64_t{256} << 20;  // free space left for the guest
+  BuildLimits limits;
+};
+
+// What build_rootfs measured.
+struct BuildStats {
+  uint64_t image_bytes = 0;    // size of the ext4 image file
+  uint64_t entries = 0;        // tar entries read over all layers
+  uint64_t inodes = 0;         // inodes in the final tree
+  uint64_t content_bytes = 0;  // apparent size of the regular files in the final tree
+};
+
+// Applies `layers` (tar files, optionally gzip- or zstd-compressed, lowest first) into a new
+// ext4 image at `output` (created or truncated). On failure `output` is removed.
+FLICK_API Result<BuildStats> build_rootfs(std::span<const std::filesystem::path> layers,
+                                          const std::filesystem::path& output,
+                                          const RootfsOptions& options = {});
+
+// A built root filesystem in the cache. The file at `path` is never modified after it is
+// published: copy it (or make a copy-on-write view) before writing to it.
+struct Rootfs {
+  std::filesystem::path path;
+  std::string image_digest;  // "sha256:..." of the image manifest (or docker-archive config)
+  ImageConfig config;
+  uint64_t size_bytes = 0;
+};
+
+struct PulledImage {
+  std::string reference;     // canonical reference
+  std::string image_digest;
+  ImageConfig config;
+  uint64_t blob_bytes = 0;   // manifest + config + layers
+};
+
+struct ImageInfo {
+  std::string reference;
+  std::string image_digest;
+  uint64_t blob_bytes = 0;
+  std::vector<std::filesystem::path> rootfs;  // built images of this digest (any size)
+};
+
+struct PruneStats {
+  uint64_t files_removed = 0;
+  uint64_t bytes_freed = 0;
+};
+
+struct StoreOptions {
+  std::string default_registry = "docker.io";
+  // Registries (host[:port]) spoken to over plain http, e.g. "127.0.0.1:5000".
+  std::vector<std::string> insecure_registries;
+  int max_attempts = 4;              // per HTTP request, with exponential backoff
+  int retry_base_delay_ms = 200;
+  std::string platform = "linux/amd64";
+};
+
+// The content-addressed image cache: blobs by digest, one rootfs per (image digest, size).
+// Safe for concurrent use by several processes on the same directory.
+class FLICK_API ImageStore {
+ public:
+  // Opens (creating if needed) the cache at `dir`.
+  static Result<ImageStore> open(const std::filesystem::path& dir, StoreOptions options = {});
+  // $FLICK_HOME, else $XDG_CACHE_HOME/flick, else ~/.cache/flick.
+  static std::filesystem::path default_dir();
+
+  ImageStore(ImageStore&&) noexcept;
+  ImageStore& operator=(ImageStore&&) noexcept;
+  ~ImageStore();
+
+  // Fetches the image's manifest, config and layers into the cache (verifying every digest)
+  // and records `ref` as naming it.
+  Result<PulledImage> pull(std::string_view ref);
+  // Pulls if needed, then returns the cached rootfs for the image, building it once.
+  Result<Rootfs> rootfs(std::string_view ref, const RootfsOptions& options = {});
+  Result<std::vector<ImageInfo>> list();
+  // Removes blobs and rootfs images no recorded reference uses, and leftovers of
+  // interrupted pulls and builds.
+  Result<PruneStats> prune();
+
+  const std::filesystem::path& dir() const;
+
+ private:
+  struct State;
+  explicit ImageStore(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace flick

@@ -1,0 +1,42 @@
+// A layer tar (plain, gzip or zstd) read entry by entry with libarchive.
+#pragma once
+
+#include <flick/result.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+struct archive;
+struct archive_entry;
+
+namespace flick::image {
+
+class LayerReader {
+ public:
+  static Result<LayerReader> open_file(const std::filesystem::path& path);
+  // `data` must outlive the reader (fuzzing and tests).
+  static Result<LayerReader> open_memory(std::span<const uint8_t> data, std::string name);
+
+  // The next entry header, or nullptr at the end of the archive. Unread data is skipped.
+  Result<archive_entry*> next();
+  // Streams the current entry's data as (offset, bytes) runs; holes of sparse entries are
+  // simply not reported.
+  Result<void> read_data(const std::function<Result<void>(uint64_t, std::span<const uint8_t>)>& sink);
+
+  const std::string& name() const { return name_; }
+
+ struct Deleter { void operator()(archive* a) const; };
+
+ private:
+  LayerReader(std::unique_ptr<archive, Deleter> a, std::string name);
+  Error failure(const std::string& what) const;
+
+  std::unique_ptr<archive, Deleter> a_;
+  std::string name_;
+};
+
+}  // namespace flick::image
