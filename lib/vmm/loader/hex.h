@@ -1,0 +1,22 @@
+// Hexadecimal numbers for error messages about guest addresses and file offsets.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace flick::vmm {
+
+inline std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+inline std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+}  // namespace flick::vmm
