@@ -76,3 +76,8 @@ inline std::vector<GuestMemory::Range> ram_ranges(uint64_t mem_size) {
 }
 
 }  // namespace flick::vmm::layout
+
+namespace flick::vmm::layout {
+inline constexpr uint16_t kPioPvPanic = 0x505;  // QEMU's pvpanic port, found via the DSDT
+inline constexpr uint16_t kPioPostCode = 0x80;   // Linux's io_delay writes here
+}  // namespace flick::vmm::layout

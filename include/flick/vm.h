@@ -1,0 +1,87 @@
+// flick::Vm — a KVM virtual machine booting a Linux kernel (bzImage or vmlinux/PVH).
+//
+// This is the low-level layer under Machines: one VM, one boot, until the guest powers off,
+// reboots, crashes, or the host stops it.
+#pragma once
+
+#include <flick/export.h>
+#include <flick/result.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace flick {
+
+struct VmConfig {
+  std::string kernel;   // bzImage (64-bit boot protocol) or vmlinux ELF (PVH entry if present)
+  std::string initrd;   // optional initramfs
+  std::string cmdline = "console=ttyS0 reboot=k panic=-1";
+  uint32_t cpus = 1;            // 1..254
+  uint64_t memory_mib = 256;    // guest RAM
+  std::string kvm_device = "/dev/kvm";
+  // Receives everything the guest writes to its serial console, on a vCPU thread.
+  std::function<void(std::string_view)> console;
+};
+
+enum class VmExitReason {
+  power_off,  // the guest powered off (ACPI S5)
+  reboot,     // the guest asked for a reset (ACPI reset register, i8042)
+  panic,      // the guest reported a kernel panic (pvpanic) and then reset
+  crash,      // triple fault / shutdown exit
+  kvm_error,  // KVM could not run the guest (internal error, failed entry)
+  stopped,    // the host stopped the VM
+  vmm_error,  // the VMM itself failed
+};
+FLICK_API const char* to_string(VmExitReason reason) noexcept;
+
+struct VmExit {
+  VmExitReason reason = VmExitReason::stopped;
+  std::string detail;  // one line: what happened, with addresses and bytes where useful
+  bool clean() const { return reason == VmExitReason::power_off || reason == VmExitReason::reboot; }
+};
+
+struct VmTimings {
+  std::chrono::nanoseconds setup{0};                  // create() to the first KVM_RUN
+  std::optional<std::chrono::nanoseconds> boot_timer; // first KVM_RUN to the guest's boot-timer write
+  std::chrono::nanoseconds run{0};                    // first KVM_RUN to exit (0 while running)
+};
+
+class FLICK_API Vm {
+ public:
+  // Opens KVM, maps memory, loads the kernel and initrd, builds boot data and devices.
+  static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Starts the vCPU threads.
+  Result<void> start();
+  // Blocks until the VM has exited (and all vCPU threads have ended).
+  VmExit wait();
+  // As wait(), but gives up after `timeout`.
+  std::optional<VmExit> wait_for(std::chrono::milliseconds timeout);
+  // Stops the VM now; wait() then reports `stopped` unless the guest exited first.
+  void stop();
+  // Pause and resume all vCPUs (each returns once every vCPU has acknowledged).
+  Result<void> pause();
+  Result<void> resume();
+
+  // Queues bytes on the serial console's input; returns how many were accepted.
+  size_t send_console_input(std::string_view bytes);
+
+  VmTimings timings() const;
+  uint64_t guest_memory_bytes() const;
+
+  struct Impl;
+
+ private:
+  explicit Vm(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flick

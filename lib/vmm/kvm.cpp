@@ -1,0 +1,283 @@
+#include "vmm/kvm.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace flick::vmm {
+namespace {
+
+template <class Arg>
+int xioctl(int fd, unsigned long req, Arg arg) {
+  int r;
+  do {
+    r = ::ioctl(fd, req, arg);
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+Error ioctl_error(const char* what) { return sys_error(what, errno); }
+
+// The variable-length KVM structures, laid out by hand: in C++ the uapi headers'
+// __DECLARE_FLEX_ARRAY adds an empty struct that shifts the array and changes the struct
+// size encoded in the ioctl number (kvm_cpuid2 becomes 12 bytes instead of 8).
+struct CpuidHeader { uint32_t nent; uint32_t padding; };
+struct MsrsHeader { uint32_t nmsrs; uint32_t pad; };
+struct MsrListHeader { uint32_t nmsrs; };
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+
+// A header followed by `n` entries, in one suitably aligned buffer.
+template <class Header, class Entry>
+struct Packed {
+  explicit Packed(size_t n) : buf((sizeof(Header) + n * sizeof(Entry) + 7) / 8) {}
+  Header* header() { return reinterpret_cast<Header*>(buf.data()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(reinterpret_cast<char*>(buf.data()) + sizeof(Header)); }
+  std::vector<uint64_t> buf;
+};
+
+}  // namespace
+
+kvm_cpuid_entry2* CpuidTable::find(uint32_t function, uint32_t index) {
+  for (auto& e : entries_) {
+    if (e.function != function) continue;
+    if ((e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) && e.index != index) continue;
+    return &e;
+  }
+  return nullptr;
+}
+
+Result<KvmSystem> KvmSystem::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    Error e = sys_error("opening " + path, err);
+    e.code = Errc::kvm_unavailable;
+    if (err == ENOENT) e.message += " (is the kvm module loaded? is this a VM without nested virtualization?)";
+    if (err == EACCES) e.message += " (add the user to the kvm group)";
+    return e;
+  }
+  KvmSystem sys;
+  sys.fd_.reset(fd);
+  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  if (version != KVM_API_VERSION)
+    return make_error(Errc::kvm_unavailable, path + ": KVM API version " + std::to_string(version) +
+                                                 ", expected " + std::to_string(KVM_API_VERSION));
+  struct {
+    int cap;
+    const char* name;
+  } required[] = {
+      {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+      {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+      {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+      {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+      {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+      {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+      {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+  };
+  for (const auto& c : required) {
+    if (sys.check_extension(c.cap) <= 0)
+      return make_error(Errc::kvm_unavailable, path + " lacks the required capability " + c.name);
+  }
+  return sys;
+}
+
+int KvmSystem::check_extension(int cap) const {
+  int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+  return r < 0 ? 0 : r;
+}
+
+Result<CpuidTable> KvmSystem::supported_cpuid() const {
+  for (uint32_t n = 128; n <= 4096; n *= 2) {
+    Packed<CpuidHeader, kvm_cpuid_entry2> c(n);
+    c.header()->nent = n;
+    if (xioctl(fd_.get(), kGetSupportedCpuid, c.header()) == 0)
+      return CpuidTable({c.entries(), c.entries() + c.header()->nent});
+    if (errno != E2BIG) return ioctl_error("KVM_GET_SUPPORTED_CPUID");
+  }
+  return make_error(Errc::unsupported, "KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+}
+
+Result<std::vector<uint32_t>> KvmSystem::msr_index_list() const {
+  MsrListHeader probe{};
+  if (xioctl(fd_.get(), kGetMsrIndexList, &probe) < 0 && errno != E2BIG)
+    return ioctl_error("KVM_GET_MSR_INDEX_LIST");
+  Packed<MsrListHeader, uint32_t> l(probe.nmsrs);
+  l.header()->nmsrs = probe.nmsrs;
+  if (xioctl(fd_.get(), kGetMsrIndexList, l.header()) < 0) return ioctl_error("KVM_GET_MSR_INDEX_LIST");
+  return std::vector<uint32_t>(l.entries(), l.entries() + l.header()->nmsrs);
+}
+
+Result<size_t> KvmSystem::vcpu_mmap_size() const {
+  int r = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (r < 0) return ioctl_error("KVM_GET_VCPU_MMAP_SIZE");
+  return static_cast<size_t>(r);
+}
+
+Result<KvmVm> KvmSystem::create_vm() const {
+  FLICK_TRY_ASSIGN(size_t run_size, vcpu_mmap_size());
+  int fd = xioctl(fd_.get(), KVM_CREATE_VM, 0);
+  if (fd < 0) return ioctl_error("KVM_CREATE_VM");
+  return KvmVm(UniqueFd(fd), run_size);
+}
+
+Result<void> KvmVm::set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size,
+                                           void* host, uint32_t flags) {
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.flags = flags;
+  r.guest_phys_addr = guest_addr;
+  r.memory_size = size;
+  r.userspace_addr = reinterpret_cast<uint64_t>(host);
+  if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+    return ioctl_error("KVM_SET_USER_MEMORY_REGION");
+  return {};
+}
+
+Result<void> KvmVm::set_tss_addr(uint64_t addr) {
+  if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr)) < 0)
+    return ioctl_error("KVM_SET_TSS_ADDR");
+  return {};
+}
+
+Result<void> KvmVm::set_identity_map_addr(uint64_t addr) {
+  if (xioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0)
+    return ioctl_error("KVM_SET_IDENTITY_MAP_ADDR");
+  return {};
+}
+
+Result<void> KvmVm::create_irqchip() {
+  if (xioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) return ioctl_error("KVM_CREATE_IRQCHIP");
+  return {};
+}
+
+Result<void> KvmVm::create_pit2() {
+  kvm_pit_config cfg{};
+  cfg.flags = KVM_PIT_SPEAKER_DUMMY;
+  if (xioctl(fd_.get(), KVM_CREATE_PIT2, &cfg) < 0) return ioctl_error("KVM_CREATE_PIT2");
+  return {};
+}
+
+Result<void> KvmVm::irqfd(int event_fd, uint32_t gsi) {
+  kvm_irqfd f{};
+  f.fd = static_cast<uint32_t>(event_fd);
+  f.gsi = gsi;
+  if (xioctl(fd_.get(), KVM_IRQFD, &f) < 0) return ioctl_error("KVM_IRQFD");
+  return {};
+}
+
+Result<void> KvmVm::irq_line(uint32_t gsi, bool level) {
+  kvm_irq_level l{};
+  l.irq = gsi;
+  l.level = level ? 1 : 0;
+  if (xioctl(fd_.get(), KVM_IRQ_LINE, &l) < 0) return ioctl_error("KVM_IRQ_LINE");
+  return {};
+}
+
+Result<void> KvmVm::ioeventfd(int event_fd, const IoEventSpec& spec, bool deassign) {
+  kvm_ioeventfd e{};
+  e.datamatch = spec.datamatch;
+  e.addr = spec.addr;
+  e.len = spec.len;
+  e.fd = event_fd;
+  if (spec.pio) e.flags |= KVM_IOEVENTFD_FLAG_PIO;
+  if (spec.has_datamatch) e.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+  if (deassign) e.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+  if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0) return ioctl_error("KVM_IOEVENTFD");
+  return {};
+}
+
+Result<KvmVcpu> KvmVm::create_vcpu(uint32_t id) {
+  int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
+  if (fd < 0) return ioctl_error("KVM_CREATE_VCPU");
+  UniqueFd owned(fd);
+  void* p = ::mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return sys_error("mapping the kvm_run area of vCPU " + std::to_string(id), errno);
+  return KvmVcpu(std::move(owned), static_cast<kvm_run*>(p), run_size_, id);
+}
+
+KvmVcpu::KvmVcpu(UniqueFd fd, kvm_run* run, size_t run_size, uint32_t id)
+    : fd_(std::move(fd)), run_(run), run_size_(run_size), id_(id) {}
+
+KvmVcpu::KvmVcpu(KvmVcpu&& o) noexcept
+    : fd_(std::move(o.fd_)), run_(std::exchange(o.run_, nullptr)), run_size_(o.run_size_), id_(o.id_) {}
+
+KvmVcpu::~KvmVcpu() {
+  if (run_) ::munmap(run_, run_size_);
+}
+
+int KvmVcpu::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? errno : 0; }
+
+Result<kvm_regs> KvmVcpu::get_regs() const {
+  kvm_regs r{};
+  if (xioctl(fd_.get(), KVM_GET_REGS, &r) < 0) return ioctl_error("KVM_GET_REGS");
+  return r;
+}
+
+Result<void> KvmVcpu::set_regs(const kvm_regs& regs) {
+  if (xioctl(fd_.get(), KVM_SET_REGS, &regs) < 0) return ioctl_error("KVM_SET_REGS");
+  return {};
+}
+
+Result<kvm_sregs> KvmVcpu::get_sregs() const {
+  kvm_sregs r{};
+  if (xioctl(fd_.get(), KVM_GET_SREGS, &r) < 0) return ioctl_error("KVM_GET_SREGS");
+  return r;
+}
+
+Result<void> KvmVcpu::set_sregs(const kvm_sregs& sregs) {
+  if (xioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0) return ioctl_error("KVM_SET_SREGS");
+  return {};
+}
+
+Result<void> KvmVcpu::set_fpu(const kvm_fpu& fpu) {
+  if (xioctl(fd_.get(), KVM_SET_FPU, &fpu) < 0) return ioctl_error("KVM_SET_FPU");
+  return {};
+}
+
+Result<void> KvmVcpu::set_cpuid(const CpuidTable& cpuid) {
+  const auto& e = cpuid.entries();
+  Packed<CpuidHeader, kvm_cpuid_entry2> c(e.size());
+  c.header()->nent = static_cast<uint32_t>(e.size());
+  std::memcpy(c.entries(), e.data(), e.size() * sizeof(kvm_cpuid_entry2));
+  if (xioctl(fd_.get(), kSetCpuid2, c.header()) < 0) return ioctl_error("KVM_SET_CPUID2");
+  return {};
+}
+
+Result<void> KvmVcpu::set_msrs(std::span<const kvm_msr_entry> msrs) {
+  Packed<MsrsHeader, kvm_msr_entry> m(msrs.size());
+  m.header()->nmsrs = static_cast<uint32_t>(msrs.size());
+  std::memcpy(m.entries(), msrs.data(), msrs.size_bytes());
+  int r = xioctl(fd_.get(), kSetMsrs, m.header());
+  if (r < 0) return ioctl_error("KVM_SET_MSRS");
+  if (static_cast<size_t>(r) != msrs.size()) {
+    char buf2[96];
+    std::snprintf(buf2, sizeof buf2, "KVM_SET_MSRS: KVM rejected MSR 0x%x", msrs[static_cast<size_t>(r)].index);
+    return make_error(Errc::unsupported, buf2);
+  }
+  return {};
+}
+
+Result<kvm_lapic_state> KvmVcpu::get_lapic() const {
+  kvm_lapic_state s{};
+  if (xioctl(fd_.get(), KVM_GET_LAPIC, &s) < 0) return ioctl_error("KVM_GET_LAPIC");
+  return s;
+}
+
+Result<void> KvmVcpu::set_lapic(const kvm_lapic_state& lapic) {
+  if (xioctl(fd_.get(), KVM_SET_LAPIC, &lapic) < 0) return ioctl_error("KVM_SET_LAPIC");
+  return {};
+}
+
+Result<kvm_mp_state> KvmVcpu::get_mp_state() const {
+  kvm_mp_state s{};
+  if (xioctl(fd_.get(), KVM_GET_MP_STATE, &s) < 0) return ioctl_error("KVM_GET_MP_STATE");
+  return s;
+}
+
+}  // namespace flick::vmm
