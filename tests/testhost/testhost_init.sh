@@ -1,0 +1,38 @@
+#!/bin/sh
+# /init.user of the test host initramfs (modules are already loaded by the generated /init).
+# Mounts this machine's root (9p "hostroot", read-only), the control share ("ctl": command,
+# settings, exit status) and the writable work share ("work"), then runs the command chrooted.
+fail() { echo "testhost-init: $*" >/dev/console; poweroff -f; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /ctl /hostroot
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ctl /ctl || fail "cannot mount ctl"
+. /ctl/settings  # NONCE, WORKDIR, ROOT_CACHE
+
+R=/hostroot
+mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,ro,cache=$ROOT_CACHE" hostroot $R \
+  || fail "cannot mount the host root"
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
+mount -t tmpfs tmpfs $R/dev/shm
+for d in /tmp /run /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs $R$d; done
+mkdir -p $R/run/testhost
+mount --bind /ctl $R/run/testhost
+if [ -n "$WORKDIR" ]; then
+  mkdir -p "$R$WORKDIR" 2>/dev/null
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=mmap work "$R$WORKDIR" \
+    || fail "cannot mount the work share on $WORKDIR"
+fi
+ip link set lo up 2>/dev/null
+
+echo "@@testhost-start-$NONCE@@" >/dev/console
+chroot $R /bin/sh /run/testhost/cmd.sh </dev/null >/dev/console 2>&1
+echo $? >/ctl/status
+sync
+echo "@@testhost-end-$NONCE@@" >/dev/console
+poweroff -f
