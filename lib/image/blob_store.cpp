@@ -1,0 +1,158 @@
+#include "image/blob_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace flick::image {
+
+namespace fs = std::filesystem;
+
+std::string digest_hex(std::string_view digest) {
+  size_t colon = digest.find(':');
+  return std::string(colon == std::string_view::npos ? digest : digest.substr(colon + 1));
+}
+
+Result<TempFile> TempFile::create(const fs::path& tmp_dir, std::string_view suffix) {
+  uint8_t rnd[8];
+  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) return sys_error("getrandom", errno);
+  std::string name;
+  for (uint8_t b : rnd) name += "0123456789abcdef"[b >> 4], name += "0123456789abcdef"[b & 15];
+  fs::path p = tmp_dir / (name + std::string(suffix));
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return sys_error("creating temporary file " + p.string(), errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int err = errno;
+    ::close(fd);
+    return sys_error("locking temporary file " + p.string(), err);
+  }
+  return TempFile(fd, std::move(p));
+}
+
+TempFile::TempFile(TempFile&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) {
+  o.fd_ = -1;
+  o.path_.clear();
+}
+
+TempFile::~TempFile() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<bool> TempFile::publish(const fs::path& dest) {
+  if (::fsync(fd_) < 0) return sys_error("flushing " + path_.string(), errno);
+  if (::link(path_.c_str(), dest.c_str()) < 0) {
+    if (errno == EEXIST) return false;
+    return sys_error("publishing " + dest.string(), errno);
+  }
+  return true;
+}
+
+BlobStore::BlobStore(fs::path root) : blobs_(root / "blobs" / "sha256"), tmp_(root / "tmp") {}
+
+Result<void> BlobStore::init() const {
+  std::error_code ec;
+  for (const auto& d : {blobs_, tmp_}) {
+    fs::create_directories(d, ec);
+    if (ec) return sys_error("creating " + d.string(), ec.value());
+  }
+  return {};
+}
+
+fs::path BlobStore::path_of(std::string_view digest) const { return blobs_ / digest_hex(digest); }
+
+bool BlobStore::has(std::string_view digest) const {
+  struct stat st;
+  return ::stat(path_of(digest).c_str(), &st) == 0;
+}
+
+Result<BlobStore::Writer> BlobStore::writer() const {
+  FLICK_TRY_ASSIGN(auto f, TempFile::create(tmp_, ".blob"));
+  return Writer(*this, std::move(f));
+}
+
+Result<void> BlobStore::Writer::write(std::span<const uint8_t> bytes) {
+  hash_.update(bytes.data(), bytes.size());
+  size_ += bytes.size();
+  const uint8_t* p = bytes.data();
+  size_t left = bytes.size();
+  while (left) {
+    ssize_t n = ::write(file_.fd(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("writing " + file_.path().string(), errno);
+    }
+    p += n;
+    left -= size_t(n);
+  }
+  return {};
+}
+
+Result<std::string> BlobStore::Writer::commit(std::string_view expected, std::string_view what) {
+  std::string got = hash_.digest();
+  if (!expected.empty() && got != expected)
+    return make_error(Errc::integrity, std::string(what) + ": digest mismatch: expected " +
+                                           std::string(expected) + ", got " + got);
+  FLICK_TRY(file_.publish(store_->path_of(got)));
+  return got;
+}
+
+Result<void> BlobStore::import_file(const fs::path& src, std::string_view expected) const {
+  if (!expected.empty() && has(expected)) return {};
+  int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error("opening blob " + src.string(), errno);
+  FLICK_TRY_ASSIGN(auto w, writer());
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return sys_error("reading blob " + src.string(), err);
+    }
+    if (n == 0) break;
+    if (auto r = w.write({buf.data(), size_t(n)}); !r) {
+      ::close(fd);
+      return r;
+    }
+  }
+  ::close(fd);
+  FLICK_TRY(w.commit(expected, "blob " + src.string()));
+  return {};
+}
+
+Result<std::string> BlobStore::put(std::string_view bytes, std::string_view expected) const {
+  if (!expected.empty() && has(expected)) return std::string(expected);
+  FLICK_TRY_ASSIGN(auto w, writer());
+  FLICK_TRY(w.write({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
+  return w.commit(expected, "blob " + std::string(expected));
+}
+
+Result<std::string> BlobStore::read(std::string_view digest) const {
+  constexpr size_t kMaxDocument = 4 << 20;  // manifests and configs are small
+  fs::path p = path_of(digest);
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error("opening blob " + std::string(digest), errno);
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    out.append(buf, size_t(n));
+    if (out.size() > kMaxDocument) {
+      ::close(fd);
+      return make_error(Errc::limit, "blob " + std::string(digest) + " is too large for a JSON document");
+    }
+  }
+  int err = errno;
+  ::close(fd);
+  if (n < 0) return sys_error("reading blob " + std::string(digest), err);
+  return out;
+}
+
+}  // namespace flick::image

@@ -1,0 +1,284 @@
+// The image cache. Layout under the store directory:
+//   blobs/sha256/<hex>        verified blobs (manifests, configs, layers)
+//   images/<hex>.json         a resolved image: its config and layer digests, by image digest
+//   refs/<hex of ref>.json    which image digest a reference named when last pulled
+//   rootfs/<hex>-<key>.ext4   built root filesystems, read-only once published
+//   locks/, tmp/              build locks and in-progress files (flock-held while live)
+// Everything is published with link() or rename() of a complete file, so an interrupted pull
+// or build leaves only tmp/ leftovers, which prune() removes.
+#include <flick/image.h>
+
+#include "image/blob_store.h"
+#include "image/source.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace flick {
+
+namespace fs = std::filesystem;
+using image::BlobStore;
+using image::Descriptor;
+using image::ResolvedImage;
+using image::TempFile;
+using nlohmann::json;
+
+struct ImageStore::State {
+  fs::path root;
+  StoreOptions options;
+  BlobStore blobs;
+  State(fs::path r, StoreOptions o) : root(r), options(std::move(o)), blobs(r) {}
+};
+
+namespace {
+
+Result<void> write_record(const fs::path& tmp_dir, const fs::path& dest, const std::string& text) {
+  FLICK_TRY_ASSIGN(auto f, TempFile::create(tmp_dir, ".json"));
+  if (::write(f.fd(), text.data(), text.size()) != ssize_t(text.size()))
+    return sys_error("writing " + f.path().string(), errno);
+  if (::fsync(f.fd()) < 0 || ::rename(f.path().c_str(), dest.c_str()) < 0)
+    return sys_error("publishing " + dest.string(), errno);
+  return {};
+}
+
+Result<std::string> read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return make_error(Errc::not_found, "no record " + p.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string image_record(const ResolvedImage& img) {
+  json j;
+  j["image_digest"] = img.image_digest;
+  j["config_digest"] = img.config_digest;
+  j["blob_bytes"] = img.blob_bytes;
+  json layers = json::array();
+  for (const auto& l : img.layers)
+    layers.push_back({{"digest", l.digest}, {"mediaType", l.media_type}, {"size", l.size}});
+  j["layers"] = layers;
+  return j.dump(2);
+}
+
+Result<ResolvedImage> parse_image_record(const std::string& text, const BlobStore& blobs) {
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return make_error(Errc::malformed, "corrupt image record");
+  try {
+    ResolvedImage img;
+    img.image_digest = j.at("image_digest").get<std::string>();
+    img.config_digest = j.at("config_digest").get<std::string>();
+    img.blob_bytes = j.value("blob_bytes", uint64_t{0});
+    for (const auto& l : j.at("layers")) {
+      Descriptor d;
+      d.digest = l.at("digest").get<std::string>();
+      d.media_type = l.value("mediaType", "");
+      d.size = l.value("size", uint64_t{0});
+      img.layers.push_back(std::move(d));
+    }
+    FLICK_TRY_ASSIGN(std::string cfg, blobs.read(img.config_digest));
+    FLICK_TRY_ASSIGN(img.config, image::parse_config(cfg));
+    return img;
+  } catch (const json::exception& e) {
+    return make_error(Errc::malformed, std::string("corrupt image record: ") + e.what());
+  }
+}
+
+bool try_lock(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+ImageStore::ImageStore(std::unique_ptr<State> s) : s_(std::move(s)) {}
+ImageStore::ImageStore(ImageStore&&) noexcept = default;
+ImageStore& ImageStore::operator=(ImageStore&&) noexcept = default;
+ImageStore::~ImageStore() = default;
+
+const fs::path& ImageStore::dir() const { return s_->root; }
+
+fs::path ImageStore::default_dir() {
+  if (const char* h = std::getenv("FLICK_HOME"); h && *h) return h;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "flick";
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : "/tmp") / ".cache" / "flick";
+}
+
+Result<ImageStore> ImageStore::open(const fs::path& dir, StoreOptions options) {
+  auto s = std::make_unique<State>(dir, std::move(options));
+  FLICK_TRY(s->blobs.init());
+  std::error_code ec;
+  for (const char* sub : {"images", "refs", "rootfs", "locks"}) {
+    fs::create_directories(dir / sub, ec);
+    if (ec) return sys_error("creating image store directory " + (dir / sub).string(), ec.value());
+  }
+  return ImageStore(std::move(s));
+}
+
+namespace {
+
+fs::path ref_record_path(const fs::path& root, const std::string& canonical) {
+  return root / "refs" / (image::digest_hex(image::sha256_digest(canonical)) + ".json");
+}
+
+fs::path image_record_path(const fs::path& root, std::string_view digest) {
+  return root / "images" / (image::digest_hex(digest) + ".json");
+}
+
+}  // namespace
+
+Result<PulledImage> ImageStore::pull(std::string_view text) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  Result<ResolvedImage> img = ref.transport == ImageTransport::registry
+                                  ? image::pull_registry(s_->blobs, ref, s_->options)
+                                  : image::import_local(s_->blobs, ref, s_->options.platform);
+  if (!img) return std::move(img).error();
+  const std::string canonical = ref.to_string();
+  fs::path tmp = s_->blobs.tmp_dir();
+  FLICK_TRY(write_record(tmp, image_record_path(s_->root, img->image_digest), image_record(*img)));
+  json r{{"reference", canonical}, {"image_digest", img->image_digest}};
+  FLICK_TRY(write_record(tmp, ref_record_path(s_->root, canonical), r.dump(2)));
+  return PulledImage{canonical, img->image_digest, img->config, img->blob_bytes};
+}
+
+Result<Rootfs> ImageStore::rootfs(std::string_view text, const RootfsOptions& options) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  // A reference pulled before is used as recorded (no network); others are pulled first.
+  std::string digest = ref.digest;
+  if (digest.empty()) {
+    if (auto rec = read_text(ref_record_path(s_->root, ref.to_string())); rec) {
+      json j = json::parse(*rec, nullptr, false);
+      if (j.is_object()) digest = j.value("image_digest", "");
+    }
+  }
+  Result<ResolvedImage> img = make_error(Errc::not_found, "not cached");
+  if (!digest.empty())
+    if (auto rec = read_text(image_record_path(s_->root, digest)); rec) img = parse_image_record(*rec, s_->blobs);
+  bool complete = img.ok();
+  if (complete)
+    for (const auto& l : img->layers) complete = complete && s_->blobs.has(l.digest);
+  if (!complete) {
+    FLICK_TRY_ASSIGN(auto pulled, pull(text));
+    FLICK_TRY_ASSIGN(std::string rec, read_text(image_record_path(s_->root, pulled.image_digest)));
+    img = parse_image_record(rec, s_->blobs);
+    if (!img) return std::move(img).error();
+  }
+
+  const std::string hex = image::digest_hex(img->image_digest);
+  const std::string key = hex + "-" + (options.size_bytes ? "s" + std::to_string(options.size_bytes)
+                                                          : "h" + std::to_string(options.headroom_bytes));
+  const fs::path dest = s_->root / "rootfs" / (key + ".ext4");
+  Rootfs out{dest, img->image_digest, img->config, 0};
+  struct stat st;
+  if (::stat(dest.c_str(), &st) == 0) {
+    out.size_bytes = uint64_t(st.st_size);
+    return out;
+  }
+
+  // One builder per image and size at a time; the others wait and then reuse its result.
+  const fs::path lock_path = s_->root / "locks" / (key + ".lock");
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return sys_error("opening build lock " + lock_path.string(), errno);
+  struct LockGuard {
+    int fd;
+    ~LockGuard() { ::close(fd); }
+  } guard{lock_fd};
+  if (::flock(lock_fd, LOCK_EX) < 0) return sys_error("locking " + lock_path.string(), errno);
+  if (::stat(dest.c_str(), &st) != 0) {
+    std::vector<fs::path> layers;
+    for (const auto& l : img->layers) layers.push_back(s_->blobs.path_of(l.digest));
+    FLICK_TRY_ASSIGN(auto tmp, TempFile::create(s_->blobs.tmp_dir(), ".ext4"));
+    auto built = build_rootfs(layers, tmp.path(), options);
+    if (!built) return std::move(built).error().with_context("image " + ref.to_string());
+    if (::chmod(tmp.path().c_str(), 0444) < 0) return sys_error("sealing " + tmp.path().string(), errno);
+    FLICK_TRY(tmp.publish(dest));
+    if (::stat(dest.c_str(), &st) != 0) return sys_error("checking " + dest.string(), errno);
+  }
+  out.size_bytes = uint64_t(st.st_size);
+  return out;
+}
+
+Result<std::vector<ImageInfo>> ImageStore::list() {
+  std::vector<ImageInfo> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(s_->root / "refs", ec)) {
+    auto text = read_text(e.path());
+    if (!text) continue;
+    json j = json::parse(*text, nullptr, false);
+    if (!j.is_object()) continue;
+    ImageInfo info;
+    info.reference = j.value("reference", "");
+    info.image_digest = j.value("image_digest", "");
+    if (auto rec = read_text(image_record_path(s_->root, info.image_digest)); rec) {
+      json r = json::parse(*rec, nullptr, false);
+      if (r.is_object()) info.blob_bytes = r.value("blob_bytes", uint64_t{0});
+    }
+    const std::string prefix = image::digest_hex(info.image_digest) + "-";
+    for (const auto& f : fs::directory_iterator(s_->root / "rootfs", ec))
+      if (f.path().filename().string().rfind(prefix, 0) == 0) info.rootfs.push_back(f.path());
+    out.push_back(std::move(info));
+  }
+  if (ec) return sys_error("listing " + s_->root.string(), ec.value());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.reference < b.reference; });
+  return out;
+}
+
+Result<PruneStats> ImageStore::prune() {
+  PruneStats stats;
+  std::error_code ec;
+  auto remove = [&](const fs::path& p) {
+    std::error_code e2;
+    uint64_t size = fs::is_regular_file(p, e2) ? fs::file_size(p, e2) : 0;
+    if (fs::remove(p, e2)) {
+      ++stats.files_removed;
+      stats.bytes_freed += size;
+    }
+  };
+  std::set<std::string> live_images, live_blobs;
+  for (const auto& e : fs::directory_iterator(s_->root / "refs", ec)) {
+    auto text = read_text(e.path());
+    json j = text ? json::parse(*text, nullptr, false) : json();
+    if (j.is_object()) live_images.insert(image::digest_hex(j.value("image_digest", "")));
+  }
+  for (const auto& e : fs::directory_iterator(s_->root / "images", ec)) {
+    const std::string hex = e.path().stem().string();
+    if (!live_images.count(hex)) {
+      remove(e.path());
+      continue;
+    }
+    auto text = read_text(e.path());
+    json j = text ? json::parse(*text, nullptr, false) : json();
+    if (!j.is_object()) continue;
+    live_blobs.insert(hex);
+    live_blobs.insert(image::digest_hex(j.value("config_digest", "")));
+    if (j.contains("layers"))
+      for (const auto& l : j["layers"]) live_blobs.insert(image::digest_hex(l.value("digest", "")));
+  }
+  for (const auto& e : fs::directory_iterator(s_->root / "blobs" / "sha256", ec))
+    if (!live_blobs.count(e.path().filename().string())) remove(e.path());
+  for (const auto& e : fs::directory_iterator(s_->root / "rootfs", ec)) {
+    std::string name = e.path().filename().string();
+    if (!live_images.count(name.substr(0, name.find('-')))) remove(e.path());
+  }
+  // Leftovers of interrupted pulls and builds: nobody holds their lock any more.
+  for (const char* sub : {"tmp", "locks"})
+    for (const auto& e : fs::directory_iterator(s_->root / sub, ec))
+      if (try_lock(e.path())) remove(e.path());
+  if (ec) return sys_error("pruning " + s_->root.string(), ec.value());
+  return stats;
+}
+
+}  // namespace flick
