@@ -8,6 +8,7 @@
 #define HIGH_MEM 0x100000ul
 #define RAM_SLACK 0x2000ul  // "within a page or so" of the expected total
 #define BOOT_TIMER_PORT 0x604
+#define PVPANIC_PORT 0x505     /* pvpanic: bit 0 = panicked */
 #define BOOT_TIMER_MMIO 0xc0000000ul
 #define BOOT_TIMER_MAGIC 123
 #define I8042_COMMAND 0x64
@@ -186,6 +187,7 @@ __attribute__((noreturn)) void testguest_main(uint32_t entry, uint64_t info) {
   if (value_is(mode, "hang")) halt_forever();
   if (value_is(mode, "panic")) {
     con_printf("Kernel panic - not syncing: testguest\n");
+    outb(PVPANIC_PORT, 1);  /* what Linux's pvpanic driver does on panic */
     reset_via_acpi(&acpi);
   }
   if (mode && !value_is(mode, "poweroff") && !value_is(mode, "badio"))

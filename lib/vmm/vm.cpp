@@ -1,0 +1,326 @@
+// Vm: assembles KVM, guest memory, the kernel, boot data, devices and vCPUs into one machine.
+#include <flick/vm.h>
+
+#include "base/event_fd.h"
+#include "base/log.h"
+#include "vmm/acpi/tables.h"
+#include "vmm/bus.h"
+#include "vmm/cpu_setup.h"
+#include "vmm/devices/platform.h"
+#include "vmm/devices/serial.h"
+#include "vmm/kvm.h"
+#include "vmm/layout.h"
+#include "vmm/loader/boot_params.h"
+#include "vmm/loader/kernel.h"
+#include "vmm/vcpu.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+
+namespace flick {
+
+const char* to_string(VmExitReason reason) noexcept {
+  switch (reason) {
+    case VmExitReason::power_off: return "power-off";
+    case VmExitReason::reboot: return "reboot";
+    case VmExitReason::panic: return "kernel panic";
+    case VmExitReason::crash: return "crash";
+    case VmExitReason::kvm_error: return "KVM error";
+    case VmExitReason::stopped: return "stopped";
+    case VmExitReason::vmm_error: return "VMM error";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// An interrupt line into KVM's IOAPIC through an irqfd: trigger() is one eventfd write.
+class IrqfdLine : public Interrupt {
+ public:
+  static Result<std::shared_ptr<IrqfdLine>> create(vmm::KvmVm& vm, uint32_t gsi) {
+    FLICK_TRY_ASSIGN(EventFd fd, EventFd::create());
+    if (auto r = vm.irqfd(fd.fd(), gsi); !r)
+      return std::move(r).error().with_context("wiring IRQ " + std::to_string(gsi));
+    auto line = std::make_shared<IrqfdLine>();
+    line->fd_ = std::move(fd);
+    return line;
+  }
+  void trigger() override { (void)fd_.signal(); }
+
+ private:
+  EventFd fd_;
+};
+
+Result<std::vector<std::byte>> read_file(const std::string& path, const char* what, uint64_t max) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return sys_error(std::string("opening the ") + what + " " + path, errno);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return sys_error(std::string("reading the ") + what + " " + path, errno);
+  if (!S_ISREG(st.st_mode))
+    return make_error(Errc::invalid_argument, std::string("the ") + what + " " + path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max)
+    return make_error(Errc::limit, std::string("the ") + what + " " + path + " is larger than the guest memory");
+  std::vector<std::byte> data(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::read(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return sys_error(std::string("reading the ") + what + " " + path, n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  return data;
+}
+
+}  // namespace
+
+struct Vm::Impl {
+  VmConfig config;
+  Clock::time_point created = Clock::now();
+  std::optional<vmm::KvmSystem> kvm;
+  std::optional<vmm::KvmVm> vm;
+  GuestMemory memory;
+  vmm::Bus pio{"port I/O"};
+  vmm::Bus mmio{"MMIO"};
+  std::shared_ptr<vmm::Serial> serial;
+  std::shared_ptr<vmm::BootTimer> boot_timer;
+  std::shared_ptr<vmm::PvPanic> pvpanic;
+  std::vector<std::unique_ptr<vmm::Vcpu>> vcpus;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<VmExit> exit;
+  bool started = false;
+  bool joined = false;
+  std::atomic<Clock::rep> first_run{0};
+  Clock::time_point exited{};
+
+  Result<void> build();
+  Result<void> add_devices();
+  void request_exit(VmExit e);
+  void on_platform_event(vmm::PlatformEvent ev);
+  void join_vcpus();
+  ~Impl() {
+    if (started) {
+      request_exit({VmExitReason::stopped, "stopped by the host"});
+      join_vcpus();
+    }
+  }
+};
+
+Result<void> Vm::Impl::add_devices() {
+  using namespace vmm;
+  auto sink = [this](PlatformEvent ev) { on_platform_event(ev); };
+  FLICK_TRY_ASSIGN(auto com1_irq, IrqfdLine::create(*vm, layout::kIrqCom1));
+  serial = std::make_shared<Serial>(com1_irq, [this](std::span<const uint8_t> bytes) {
+    if (config.console)
+      config.console(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  });
+  boot_timer = std::make_shared<BootTimer>();
+  pvpanic = std::make_shared<PvPanic>();
+  FLICK_TRY(pio.insert(serial, layout::kPioCom1, 8));
+  FLICK_TRY(pio.insert(std::make_shared<I8042>(sink), layout::kPioI8042Data, 5));
+  FLICK_TRY(pio.insert(std::make_shared<AcpiPowerDevice>(sink), layout::kPioAcpiSleepControl, 3));
+  FLICK_TRY(pio.insert(boot_timer, layout::kPioBootTimer, 1));
+  FLICK_TRY(pio.insert(pvpanic, layout::kPioPvPanic, 1));
+  FLICK_TRY(pio.insert(std::make_shared<IgnoredPorts>(), layout::kPioPostCode, 1));
+  FLICK_TRY(mmio.insert(boot_timer, layout::kBootTimerMmio, 0x1000));
+  return {};
+}
+
+Result<void> Vm::Impl::build() {
+  using namespace vmm;
+  if (config.cpus == 0 || config.cpus > 254)
+    return make_error(Errc::invalid_argument, "cpus must be between 1 and 254, got " + std::to_string(config.cpus));
+  if (config.memory_mib < 16 || config.memory_mib > (1u << 20))
+    return make_error(Errc::invalid_argument,
+                      "memory must be between 16 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
+  if (config.kernel.empty()) return make_error(Errc::invalid_argument, "no kernel given");
+
+  FLICK_TRY_ASSIGN(kvm, KvmSystem::open(config.kvm_device));
+  FLICK_TRY_ASSIGN(vm, kvm->create_vm());
+  FLICK_TRY(vm->set_tss_addr(layout::kTss));
+  if (kvm->check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR)) FLICK_TRY(vm->set_identity_map_addr(layout::kIdentityMapPage));
+  FLICK_TRY(vm->create_irqchip());
+  FLICK_TRY(vm->create_pit2());
+
+  const uint64_t mem_bytes = config.memory_mib << 20;
+  auto ranges = layout::ram_ranges(mem_bytes);
+  FLICK_TRY_ASSIGN(memory, GuestMemory::create(ranges));
+  for (size_t i = 0; i < memory.regions().size(); ++i) {
+    const auto& r = memory.regions()[i];
+    FLICK_TRY(vm->set_user_memory_region(static_cast<uint32_t>(i), r.start.value, r.size, r.host));
+  }
+
+  FLICK_TRY_ASSIGN(auto kernel_file, read_file(config.kernel, "kernel", mem_bytes));
+  auto kernel = load_kernel(memory, kernel_file);
+  if (!kernel) return std::move(kernel).error().with_context("loading the kernel " + config.kernel);
+  kernel_file = {};
+
+  std::vector<std::byte> initrd;
+  if (!config.initrd.empty()) {
+    FLICK_TRY_ASSIGN(initrd, read_file(config.initrd, "initrd", mem_bytes));
+  }
+
+  FLICK_TRY(add_devices());
+
+  acpi::AcpiConfig acpi_cfg;
+  acpi_cfg.cpus = config.cpus;
+  acpi_cfg.extra_devices.push_back(acpi::Aml::device(
+      "PEVT", {acpi::Aml::name("_HID", acpi::Aml::string("QEMU0001")),
+               acpi::Aml::name("_CRS", acpi::Aml::resource_template({acpi::Resource::io(
+                                           layout::kPioPvPanic, layout::kPioPvPanic, 1, 1)}))}));
+  FLICK_TRY_ASSIGN(GuestAddress rsdp, acpi::write_tables(memory, acpi_cfg));
+
+  BootConfig boot;
+  boot.cmdline = config.cmdline;
+  if (!initrd.empty()) boot.initrd = std::span<const std::byte>(initrd);
+  boot.rsdp = rsdp.value;
+  FLICK_TRY_ASSIGN(BootRegisters regs, write_boot_params(memory, *kernel, boot));
+
+  FLICK_TRY_ASSIGN(CpuidTable cpuid, kvm->supported_cpuid());
+  FLICK_TRY_ASSIGN(auto msr_list, kvm->msr_index_list());
+  for (uint32_t i = 0; i < config.cpus; ++i) {
+    FLICK_TRY_ASSIGN(KvmVcpu kv, vm->create_vcpu(i));
+    FLICK_TRY(configure_vcpu(kv, cpuid, msr_list, config.cpus));
+    if (i == 0) {
+      BootCpuState st{regs.mode == EntryMode::Long64, regs.rip, regs.rsi, regs.rbx};
+      FLICK_TRY(setup_boot_vcpu(kv, memory, st));
+    }
+    Vcpu::Hooks hooks;
+    hooks.pio = &pio;
+    hooks.mmio = &mmio;
+    hooks.on_exit = [this](VmExit e) { request_exit(std::move(e)); };
+    if (i == 0)
+      hooks.on_first_run = [this] {
+        auto now = Clock::now();
+        first_run = now.time_since_epoch().count();
+        boot_timer->set_start(now);
+      };
+    vcpus.push_back(std::make_unique<Vcpu>(std::move(kv), std::move(hooks)));
+  }
+  return {};
+}
+
+void Vm::Impl::on_platform_event(vmm::PlatformEvent ev) {
+  if (ev == vmm::PlatformEvent::power_off) {
+    request_exit({VmExitReason::power_off, "guest powered off"});
+  } else if (pvpanic->panicked()) {
+    request_exit({VmExitReason::panic, "guest kernel panicked and reset"});
+  } else {
+    request_exit({VmExitReason::reboot, "guest rebooted"});
+  }
+}
+
+void Vm::Impl::request_exit(VmExit e) {
+  {
+    std::lock_guard lk(mu);
+    if (exit) return;
+    // A reset right after a pvpanic report is the panic's doing.
+    if (e.reason == VmExitReason::reboot && pvpanic && pvpanic->panicked())
+      e = {VmExitReason::panic, "guest kernel panicked and reset"};
+    exit = std::move(e);
+    exited = Clock::now();
+  }
+  for (auto& v : vcpus) v->post(vmm::Vcpu::Message::finish);
+  cv.notify_all();
+}
+
+void Vm::Impl::join_vcpus() {
+  {
+    std::lock_guard lk(mu);
+    if (joined) return;
+    joined = true;
+  }
+  for (auto& v : vcpus) v->join();
+}
+
+Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Vm::~Vm() = default;
+
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  FLICK_TRY(impl->build());
+  return std::unique_ptr<Vm>(new Vm(std::move(impl)));
+}
+
+Result<void> Vm::start() {
+  auto& d = *impl_;
+  {
+    std::lock_guard lk(d.mu);
+    if (d.started) return make_error(Errc::busy, "the VM was already started");
+    d.started = true;
+  }
+  for (auto& v : d.vcpus) {
+    if (auto r = v->spawn(); !r) {
+      d.request_exit({VmExitReason::vmm_error, r.error().describe()});
+      return r;
+    }
+  }
+  for (auto& v : d.vcpus) v->send(vmm::Vcpu::Message::resume);
+  return {};
+}
+
+VmExit Vm::wait() {
+  auto& d = *impl_;
+  {
+    std::unique_lock lk(d.mu);
+    if (!d.started) return {VmExitReason::stopped, "the VM was never started"};
+    d.cv.wait(lk, [&] { return d.exit.has_value(); });
+  }
+  d.join_vcpus();
+  return *d.exit;
+}
+
+std::optional<VmExit> Vm::wait_for(std::chrono::milliseconds timeout) {
+  auto& d = *impl_;
+  {
+    std::unique_lock lk(d.mu);
+    if (!d.cv.wait_for(lk, timeout, [&] { return d.exit.has_value(); })) return std::nullopt;
+  }
+  d.join_vcpus();
+  return *d.exit;
+}
+
+void Vm::stop() {
+  impl_->request_exit({VmExitReason::stopped, "stopped by the host"});
+  if (impl_->started) impl_->join_vcpus();
+}
+
+Result<void> Vm::pause() {
+  for (auto& v : impl_->vcpus) v->send(vmm::Vcpu::Message::pause);
+  return {};
+}
+
+Result<void> Vm::resume() {
+  for (auto& v : impl_->vcpus) v->send(vmm::Vcpu::Message::resume);
+  return {};
+}
+
+size_t Vm::send_console_input(std::string_view bytes) {
+  return impl_->serial->push_input(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+VmTimings Vm::timings() const {
+  auto& d = *impl_;
+  VmTimings t;
+  const auto first = d.first_run.load();
+  if (first == 0) return t;
+  const Clock::time_point first_tp{Clock::duration(first)};
+  t.setup = std::chrono::duration_cast<std::chrono::nanoseconds>(first_tp - d.created);
+  if (int64_t ns = d.boot_timer->elapsed_ns(); ns >= 0) t.boot_timer = std::chrono::nanoseconds(ns);
+  std::lock_guard lk(d.mu);
+  if (d.exit) t.run = std::chrono::duration_cast<std::chrono::nanoseconds>(d.exited - first_tp);
+  return t;
+}
+
+uint64_t Vm::guest_memory_bytes() const { return impl_->memory.total_size(); }
+
+}  // namespace flick
