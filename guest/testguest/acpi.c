@@ -50,9 +50,11 @@ static uint8_t sum_bytes(const void *p, size_t n) {
   return s;
 }
 
+// One 8-byte compare per 16-byte step: the BIOS area holds thousands of candidates.
 static const struct rsdp *rsdp_scan(uint64_t start, uint64_t len) {
+  const uint64_t signature = 0x2052545020445352ull;  // "RSD PTR " little-endian
   for (uint64_t a = start; a + sizeof(struct rsdp) <= start + len; a += 16)
-    if (memcmp((const void *)(uintptr_t)a, "RSD PTR ", 8) == 0) return (const struct rsdp *)(uintptr_t)a;
+    if (*(const volatile uint64_t *)(uintptr_t)a == signature) return (const struct rsdp *)(uintptr_t)a;
   return NULL;
 }
 

@@ -1,4 +1,5 @@
 // COM1 output and the few libc functions the compiler may call.
+#define TESTGUEST_LIBC_IMPL
 #include <stdarg.h>
 
 #include "testguest.h"
