@@ -89,6 +89,8 @@ TEST(BzImage, RejectsTruncatedFiles) {
   expect_rejected(Bytes(image.begin(), image.begin() + 0x200), Errc::malformed, "truncated");
   expect_rejected(Bytes(image.begin(), image.begin() + 5 * 512), Errc::malformed,
                   "real-mode setup");
+  expect_rejected(Bytes(image.begin(), image.begin() + 5 * 512 + 0x200), Errc::malformed,
+                  "too short to hold the 64-bit entry");
   // syssize promises more than the file holds.
   expect_rejected(Bytes(image.begin(), image.end() - 16), Errc::malformed, "syssize");
 }

@@ -72,18 +72,23 @@ Result<BzImagePlacement> plan_bzimage(const SetupHeader& hdr, uint64_t file_size
                      " bytes, but the real-mode setup (" + std::to_string(setup_sects) +
                      " sectors + boot sector) ends at byte " + std::to_string(p.payload_offset));
   p.payload_size = file_size - p.payload_offset;
+  if (p.payload_size <= kEntry64Offset)
+    return malformed("the protected-mode code is only " + std::to_string(p.payload_size) +
+                     " bytes, too short to hold the 64-bit entry at offset 0x200");
   uint64_t declared = uint64_t{hdr.syssize} * 16;
   if (declared > p.payload_size)
     return malformed("file is truncated: syssize says the protected-mode code is " +
                      std::to_string(declared) + " bytes, but only " +
                      std::to_string(p.payload_size) + " follow the setup code");
 
+  // Copies: std::max must not bind references to the packed header's fields.
+  const uint64_t pref = hdr.pref_address;
   if (hdr.relocatable_kernel) {
     uint64_t align = hdr.kernel_alignment;
     if (align < 4096 || (align & (align - 1)))
       return malformed("kernel_alignment " + hex(align) +
                        " is not a power of two of at least 4 KiB");
-    uint64_t want = std::max<uint64_t>(hdr.pref_address, layout::kHighMem);
+    uint64_t want = std::max(pref, layout::kHighMem);
     if (__builtin_add_overflow(want, align - 1, &p.load))
       return malformed("pref_address " + hex(hdr.pref_address) + " overflows when aligned");
     p.load &= ~(align - 1);
@@ -92,7 +97,7 @@ Result<BzImagePlacement> plan_bzimage(const SetupHeader& hdr, uint64_t file_size
   }
   // The decompressor runs at max(load, pref_address) and needs init_size bytes from there
   // (arch/x86/boot/compressed/head_64.S); the payload itself also has to fit where it was put.
-  uint64_t run = std::max(p.load, hdr.pref_address);
+  uint64_t run = std::max(p.load, pref);
   uint64_t payload_end, run_end;
   if (__builtin_add_overflow(p.load, p.payload_size, &payload_end) ||
       __builtin_add_overflow(run, uint64_t{hdr.init_size}, &run_end))
