@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Smoke tests of the test host (ctest labels testhost;slow).
+
+  testhost_smoke_test.py kvm      boot the test host; inside, /dev/kvm exists, the CPU has svm
+                                  and a real-mode guest runs (kvm_probe.py)
+  testhost_smoke_test.py microvm  boot Debian's cloud kernel with QEMU microvm inside the test
+                                  host, with 1 and 2 vCPUs; check the guest's report and print
+                                  the boot timings (the peer measurement for flick's VMM)
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import guest_report  # noqa: E402
+import testhost  # noqa: E402
+
+CPU_COUNTS = (1, 2)
+
+
+def kvm_smoke() -> int:
+    status = testhost.run(["python3", str(HERE / "kvm_probe.py"), "--require-svm"], timeout=300)
+    print(f"kvm smoke test: status {status}")
+    return 0 if status == 0 else 1
+
+
+def microvm_outer() -> int:
+    kernel, initrd = guest_report.build_report_initramfs()
+    status = testhost.run(["python3", str(Path(__file__).resolve()), "microvm-inside",
+                           str(kernel.vmlinuz), str(initrd)], timeout=400)
+    print(f"microvm test: status {status}")
+    return 0 if status == 0 else 1
+
+
+def microvm_inside(vmlinuz: str, initrd: str) -> int:
+    failures = 0
+    for cpus in CPU_COUNTS:
+        token = f"flick_test={secrets.token_hex(4)}"
+        cmdline = f"console=ttyS0 quiet panic=-1 {token}"
+        argv = guest_report.qemu_microvm_argv(Path(vmlinuz), Path(initrd), cmdline, cpus)
+        r = guest_report.boot(argv, timeout=120)
+        print(guest_report.describe(f"qemu microvm, {cpus} vCPU", r), flush=True)
+        problems = r.problems(cpus, ["console=ttyS0", token])
+        if problems:
+            failures += 1
+            print("  FAIL: " + "; ".join(problems))
+            print("  output:\n    " + r.output.replace("\n", "\n    "))
+        else:
+            print(f"  ok: {r.report['cpus']} CPUs, ACPI tables {r.report['acpi']}")
+    return 1 if failures else 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["kvm"]:
+        return kvm_smoke()
+    if argv[:1] == ["microvm"]:
+        return microvm_outer()
+    if argv[:1] == ["microvm-inside"] and len(argv) == 3:
+        return microvm_inside(argv[1], argv[2])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
