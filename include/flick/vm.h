@@ -20,7 +20,7 @@ namespace flick {
 struct VmConfig {
   std::string kernel;   // bzImage (64-bit boot protocol) or vmlinux ELF (PVH entry if present)
   std::string initrd;   // optional initramfs
-  std::string cmdline = "console=ttyS0 reboot=k panic=-1";
+  std::string cmdline = "console=ttyS0 panic=-1 pci=off";
   uint32_t cpus = 1;            // 1..254
   uint64_t memory_mib = 256;    // guest RAM
   std::string kvm_device = "/dev/kvm";

@@ -11,7 +11,6 @@ namespace flick::vmm {
 namespace {
 
 // MSR numbers (Intel SDM vol. 4).
-constexpr uint32_t kMsrIa32Tsc = 0x10;
 constexpr uint32_t kMsrSysenterCs = 0x174;
 constexpr uint32_t kMsrSysenterEsp = 0x175;
 constexpr uint32_t kMsrSysenterEip = 0x176;
@@ -98,10 +97,12 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, uint32_t index, uint32_t 
 }
 
 std::vector<kvm_msr_entry> boot_msrs(const std::vector<uint32_t>& supported) {
-  const std::array<std::pair<uint32_t, uint64_t>, 11> wanted{{
+  // IA32_TSC is left alone: KVM synchronises the TSCs of vCPUs it creates together, and
+  // writing it per vCPU at different moments makes Linux mark the TSC unstable.
+  const std::array<std::pair<uint32_t, uint64_t>, 10> wanted{{
       {kMsrSysenterCs, 0}, {kMsrSysenterEsp, 0}, {kMsrSysenterEip, 0},
       {kMsrStar, 0}, {kMsrCstar, 0}, {kMsrKernelGsBase, 0}, {kMsrSyscallMask, 0},
-      {kMsrLstar, 0}, {kMsrIa32Tsc, 0}, {kMsrMiscEnable, kMiscEnableFastString},
+      {kMsrLstar, 0}, {kMsrMiscEnable, kMiscEnableFastString},
       {kMsrMtrrDefType, kMtrrEnable | kMtrrTypeWriteBack},
   }};
   std::vector<kvm_msr_entry> out;

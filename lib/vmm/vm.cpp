@@ -128,7 +128,12 @@ Result<void> Vm::Impl::add_devices() {
   FLICK_TRY(pio.insert(std::make_shared<AcpiPowerDevice>(sink), layout::kPioAcpiSleepControl, 3));
   FLICK_TRY(pio.insert(boot_timer, layout::kPioBootTimer, 1));
   FLICK_TRY(pio.insert(pvpanic, layout::kPioPvPanic, 1));
-  FLICK_TRY(pio.insert(std::make_shared<IgnoredPorts>(), layout::kPioPostCode, 1));
+  // Ports every PC guest probes and finds empty here: the POST code port, the CMOS RTC,
+  // COM2-4 and PCI configuration mechanism #1 (reads return all-ones: "nothing there").
+  auto ignored = std::make_shared<IgnoredPorts>();
+  for (auto [base, len] : {std::pair<uint16_t, uint16_t>{layout::kPioPostCode, 1}, {0x70, 2},
+                           {0x2e8, 8}, {0x2f8, 8}, {0x3e8, 8}, {0xcf8, 8}})
+    FLICK_TRY(pio.insert(ignored, base, len));
   FLICK_TRY(mmio.insert(boot_timer, layout::kBootTimerMmio, 0x1000));
   return {};
 }
