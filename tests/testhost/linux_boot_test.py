@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Boots Debian's cloud kernel with `flick vm run` (bzImage and the extracted vmlinux, 1 and 2
+vCPUs), checks what the guest reports, and measures the same boot under QEMU microvm.
+
+  linux_boot_test.py FLICK [--runs N] [--qemu-cpus 1,2]
+
+Runs inside the test host when this machine's /dev/kvm cannot run Linux (testhost.py needed),
+otherwise directly. Exits 0 when every flick boot powered off cleanly with the expected report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import secrets
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import extract_vmlinux  # noqa: E402
+import guest_report  # noqa: E402
+import testhost  # noqa: E402
+
+FLICK_CPUS = (1, 2)
+BOOT_TIME_RE = re.compile(r"flick: boot time: (\d+) us to the boot timer")
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    results: list[guest_report.BootResult]
+    boot_timer_us: list[int]
+
+    def median(self, values: list[float | None]) -> str:
+        v = [x for x in values if x is not None]
+        return f"{statistics.median(v):7.2f}" if v else "      -"
+
+    def line(self) -> str:
+        timer = [t / 1e6 for t in self.boot_timer_us] or [None]
+        return (f"{self.name:<34} {self.median([r.guest_uptime_at_init for r in self.results])} "
+                f"{self.median(timer)} {self.median([r.wall_to_init for r in self.results])} "
+                f"{self.median([r.wall_total for r in self.results])}")
+
+
+def flick_argv(flick: str, kernel: Path, initrd: Path, cmdline: str, cpus: int) -> list[str]:
+    return [flick, "vm", "run", "--kernel", str(kernel), "--initrd", str(initrd),
+            "--cmdline", cmdline, "--cpus", str(cpus), "--memory", "512", "--boot-time",
+            "--timeout", "100"]
+
+
+def run_case(name: str, make_argv, cpus: int, runs: int, rows: list[Row]) -> int:
+    """Boots `runs` times; returns the number of failed boots."""
+    row = Row(name, [], [])
+    failures = 0
+    for _ in range(runs):
+        token = f"flick_test={secrets.token_hex(4)}"
+        cmdline = f"console=ttyS0 quiet panic=-1 flick_boot_timer {token}"
+        r = guest_report.boot(make_argv(cmdline), timeout=120)
+        row.results.append(r)
+        if m := BOOT_TIME_RE.search(r.output):
+            row.boot_timer_us.append(int(m.group(1)))
+        print(guest_report.describe(name, r), flush=True)
+        if problems := r.problems(cpus, ["console=ttyS0", token]):
+            failures += 1
+            print("  FAIL: " + "; ".join(problems))
+            print("  output:\n    " + r.output[-4000:].replace("\n", "\n    "), flush=True)
+    rows.append(row)
+    return failures
+
+
+def inside(flick: str, bzimage: Path, vmlinux: Path, initrd: Path, runs: int,
+           qemu_cpus: list[int]) -> int:
+    rows: list[Row] = []
+    failures = 0
+    for kernel, kind in ((bzimage, "bzImage"), (vmlinux, "vmlinux")):
+        for cpus in FLICK_CPUS:
+            failures += run_case(
+                f"flick {kind}, {cpus} vCPU",
+                lambda c, k=kernel, n=cpus: flick_argv(flick, k, initrd, c, n), cpus, runs, rows)
+    for cpus in qemu_cpus:
+        # QEMU is the reference here: its failures are reported, not counted against flick.
+        run_case(f"qemu microvm bzImage, {cpus} vCPU",
+                 lambda c, n=cpus: guest_report.qemu_microvm_argv(bzimage, initrd, c, n),
+                 cpus, runs, rows)
+    print(f"\n{'median of ' + str(runs) + ' run(s), seconds':<34} {'uptime':>7} {'timer':>7} "
+          f"{'to init':>7} {'total':>7}")
+    for row in rows:
+        print(row.line())
+    print("uptime: guest /proc/uptime at init; timer: flick's boot timer (VMM start to the "
+          "init's MMIO write); to init / total: wall time from starting the VMM")
+    return 1 if failures else 0
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("flick", help="path of the flick command")
+    ap.add_argument("--runs", type=int, default=1, help="boots per configuration")
+    ap.add_argument("--qemu-cpus", default="1", help="vCPU counts for QEMU microvm ('' for none)")
+    ap.add_argument("--inside", nargs=3, metavar=("BZIMAGE", "VMLINUX", "INITRD"),
+                    help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    flick = str(Path(a.flick).resolve())
+    qemu_cpus = [int(c) for c in a.qemu_cpus.split(",") if c]
+    if a.inside:
+        bz, vmlinux, initrd = (Path(p) for p in a.inside)
+        return inside(flick, bz, vmlinux, initrd, a.runs, qemu_cpus)
+
+    if not Path(flick).is_file():
+        print(f"linux_boot_test: no flick command at {flick}", file=sys.stderr)
+        return 1
+    kernel, initrd = guest_report.build_report_initramfs()
+    vmlinux = extract_vmlinux.cached_vmlinux(kernel.vmlinuz)
+    cmd = ["python3", str(Path(__file__).resolve()), flick, "--runs", str(a.runs),
+           "--qemu-cpus", a.qemu_cpus, "--inside", str(kernel.vmlinuz), str(vmlinux), str(initrd)]
+    if not testhost.needed():
+        return main(cmd[2:])
+    return testhost.run(cmd, timeout=900)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
