@@ -208,8 +208,11 @@ Result<void> FileTree::apply_entry(archive_entry* e, uint32_t layer, uint64_t en
   const void* xvalue = nullptr;
   size_t xsize = 0;
   archive_entry_xattr_reset(e);
-  while (archive_entry_xattr_next(e, &xname, &xvalue, &xsize) == ARCHIVE_OK)
-    i.xattrs.emplace_back(xname, std::string(static_cast<const char*>(xvalue), xsize));
+  while (archive_entry_xattr_next(e, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
+    // An empty pax value deletes the keyword (POSIX pax "extended header"), so an empty
+    // SCHILY.xattr record names no attribute.
+    if (xsize) i.xattrs.emplace_back(xname, std::string(static_cast<const char*>(xvalue), xsize));
+  }
 
   switch (archive_entry_filetype(e)) {
     case AE_IFREG: {
@@ -249,6 +252,7 @@ Result<void> FileTree::apply_entry(archive_entry* e, uint32_t layer, uint64_t en
     }
     case AE_IFLNK: {
       i.type = FileType::symlink;
+      i.permissions = 0777;  // symlink modes are not used by Linux and always read 0777
       const char* t = archive_entry_symlink(e);
       i.link_target = t ? t : "";
       if (i.link_target.empty() || i.link_target.size() >= 4096)

@@ -30,8 +30,7 @@ auto guarded(std::string_view what, std::string_view text, F&& f) -> decltype(f(
 
 std::vector<std::string> strings(const json& j, const char* key) {
   std::vector<std::string> out;
-  if (auto it = j.find(key); it != j.end() && it->is_array())
-    for (const auto& s : *it) out.push_back(s.get<std::string>());
+  if (auto it = j.find(key); it != j.end() && !it->is_null()) out = it->get<std::vector<std::string>>();
   return out;
 }
 
