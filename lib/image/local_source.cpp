@@ -201,11 +201,16 @@ Result<ResolvedImage> import_docker_archive(const BlobStore& store, const ImageR
   if (mj == json_members.end())
     return make_error(Errc::malformed, p.string() + " is not a docker archive (no manifest.json)");
   FLICK_TRY_ASSIGN(auto images, parse_docker_archive_manifest(mj->second));
+  // RepoTags are compared in canonical form: "flick/test:t" names "docker.io/flick/test:t".
+  auto canonical = [](const std::string& t) {
+    auto parsed = ImageReference::parse(t);
+    return parsed ? parsed->to_string() : t;
+  };
   const DockerArchiveImage* img = nullptr;
   for (const auto& i : images) {
     if (ref.tag.empty() && images.size() == 1) img = &i;
     for (const auto& t : i.repo_tags)
-      if (!ref.tag.empty() && (t == ref.tag || t.substr(t.find(':') + 1) == ref.tag)) img = &i;
+      if (!ref.tag.empty() && canonical(t) == canonical(ref.tag)) img = &i;
   }
   if (!img)
     return make_error(Errc::not_found, ref.tag.empty() ? p.string() + " holds " + std::to_string(images.size()) + " images: name one with :REPO:TAG"

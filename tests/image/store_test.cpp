@@ -1,1 +1,307 @@
+// ImageStore: sources, caching, concurrency, interruption and pruning, on real OCI layouts.
+#include <flick/image.h>
 
+#include "fixtures.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+namespace flick {
+namespace {
+
+using test::q;
+using test::run;
+namespace fs = std::filesystem;
+
+size_t count_files(const fs::path& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); it != fs::directory_iterator(); ++it) ++n;
+  return n;
+}
+
+class Store : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    test::make_layers(*dir_ / "layers");
+    test::make_image(*dir_ / "layout", "t", {*dir_ / "layers/base.tar", *dir_ / "layers/changes.tar"},
+                     "--config.entrypoint /bin/app --config.cmd serve --config.env A=1 "
+                     "--config.workingdir /srv --config.user 1000:1000 --config.exposedports 8080/tcp "
+                     "--config.label org.example=yes");
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static fs::path layers() { return *dir_ / "layers"; }
+  static std::string image_ref() { return "oci:" + (*dir_ / "layout").string() + ":t"; }
+
+  ImageStore open() {
+    auto s = ImageStore::open(tmp_ / "store");
+    EXPECT_TRUE(s.ok());
+    return std::move(s).value();
+  }
+  // A copy of the shared layout this test may change.
+  fs::path own_layout() {
+    fs::path l = tmp_ / "layout";
+    fs::copy(*dir_ / "layout", l, fs::copy_options::recursive);
+    return l;
+  }
+  void expect_clean_cache() {
+    EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 0u) << "a failed build published a rootfs";
+    EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u) << "a failed operation left temporary files";
+  }
+
+  static test::TempDir* dir_;
+  test::TempDir tmp_;
+};
+test::TempDir* Store::dir_ = nullptr;
+
+TEST_F(Store, RootfsIsBuiltOnceAndReturnsTheTypedConfig) {
+  auto store = open();
+  auto r = store.rootfs(image_ref());
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_TRUE(r->path.string().rfind((tmp_ / "store").string(), 0) == 0);
+  EXPECT_EQ(r->size_bytes, fs::file_size(r->path));
+  test::expect_fsck_clean(r->path);
+  EXPECT_EQ(test::diff_trees(test::umoci_tree(*dir_ / "layout", "t", tmp_ / "bundle"), test::read_ext4_tree(r->path)), "");
+  struct stat st1;
+  ASSERT_EQ(::stat(r->path.c_str(), &st1), 0);
+  EXPECT_EQ(st1.st_mode & 0777, 0444u) << "published rootfs must be read-only";
+
+  const ImageConfig& c = r->config;
+  EXPECT_EQ(c.entrypoint, (std::vector<std::string>{"/bin/app"}));
+  EXPECT_EQ(c.cmd, (std::vector<std::string>{"serve"}));
+  EXPECT_NE(std::find(c.env.begin(), c.env.end(), "A=1"), c.env.end());
+  EXPECT_EQ(c.working_dir, "/srv");
+  EXPECT_EQ(c.user, "1000:1000");
+  EXPECT_EQ(c.exposed_ports, (std::vector<std::string>{"8080/tcp"}));
+  EXPECT_EQ(c.labels.at("org.example"), "yes");
+
+  // Second create: same file, untouched, nothing built (another store object, as another process).
+  auto again = open().rootfs(image_ref());
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_EQ(again->path, r->path);
+  EXPECT_EQ(again->image_digest, r->image_digest);
+  struct stat st2;
+  ASSERT_EQ(::stat(r->path.c_str(), &st2), 0);
+  EXPECT_EQ(st2.st_ino, st1.st_ino);
+  EXPECT_EQ(st2.st_mtim.tv_nsec, st1.st_mtim.tv_nsec);
+  EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 1u);
+
+  // A different size is a different cache entry.
+  RootfsOptions o;
+  o.size_bytes = 96 << 20;
+  auto sized = store.rootfs(image_ref(), o);
+  ASSERT_TRUE(sized.ok()) << sized.error().describe();
+  EXPECT_NE(sized->path, r->path);
+  EXPECT_EQ(fs::file_size(sized->path), uint64_t{96} << 20);
+
+  auto list = store.list();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].image_digest, r->image_digest);
+  EXPECT_EQ((*list)[0].rootfs.size(), 2u);
+  EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u);
+}
+
+TEST_F(Store, WrongDigestFailsAndLeavesNoBlob) {
+  fs::path l = own_layout();
+  std::string out;
+  // Corrupt one layer blob in place (its name, the digest, stays).
+  ASSERT_EQ(run("python3 -c \"import json; i=json.load(open('" + (l / "index.json").string() + "')); m=json.load(open('" +
+                l.string() + "/blobs/sha256/'+i['manifests'][0]['digest'][7:])); print(m['layers'][0]['digest'][7:])\"",
+                &out), 0);
+  std::string hex = out.substr(0, 64);
+  fs::path blob = l / "blobs/sha256" / hex;
+  ASSERT_EQ(run("chmod u+w " + q(blob) + " && printf X >> " + q(blob)), 0);
+  auto store = open();
+  auto r = store.rootfs("oci:" + l.string() + ":t");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::integrity) << r.error().describe();
+  EXPECT_NE(r.error().message.find("digest mismatch"), std::string::npos) << r.error().describe();
+  EXPECT_NE(r.error().message.find(hex), std::string::npos) << r.error().describe();
+  EXPECT_FALSE(fs::exists(tmp_ / "store/blobs/sha256" / hex));
+  expect_clean_cache();
+}
+
+TEST_F(Store, HostileLayerFailsAndLeavesTheCacheClean) {
+  fs::path l = tmp_ / "hostile";
+  test::make_image(l, "t", {layers() / "base.tar", layers() / "absolute.tar"});
+  auto store = open();
+  auto r = store.rootfs("oci:" + l.string() + ":t");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::malformed);
+  EXPECT_NE(r.error().message.find("absolute"), std::string::npos) << r.error().describe();
+  expect_clean_cache();
+}
+
+TEST_F(Store, TruncatedGzipLayerWithAMatchingDigestFailsCleanly) {
+  // The registry-side digest is right, but the stream itself is cut short.
+  fs::path l = own_layout();
+  ASSERT_EQ(run("python3 - " + q(l) + R"PY( <<'EOF'
+import hashlib, json, os, sys
+l = sys.argv[1]
+def blob(d): return os.path.join(l, 'blobs', 'sha256', d[7:])
+def put(data):
+    d = 'sha256:' + hashlib.sha256(data).hexdigest()
+    open(blob(d), 'wb').write(data)
+    return d
+idx = json.load(open(os.path.join(l, 'index.json')))
+m = json.load(open(blob(idx['manifests'][0]['digest'])))
+data = open(blob(m['layers'][-1]['digest']), 'rb').read()
+cut = data[: len(data) // 2]
+m['layers'][-1]['digest'] = put(cut)
+m['layers'][-1]['size'] = len(cut)
+raw = json.dumps(m).encode()
+idx['manifests'][0]['digest'] = put(raw)
+idx['manifests'][0]['size'] = len(raw)
+json.dump(idx, open(os.path.join(l, 'index.json'), 'w'))
+EOF
+)PY"), 0);
+  auto store = open();
+  auto r = store.rootfs("oci:" + l.string() + ":t");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::malformed) << r.error().describe();
+  expect_clean_cache();
+}
+
+TEST_F(Store, ConcurrentBuildsOfOneImageShareOneResult) {
+  constexpr int kProcs = 3;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kProcs; ++i) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto s = ImageStore::open(tmp_ / "store");
+      auto r = s.ok() ? s->rootfs(image_ref()) : Result<Rootfs>(s.error());
+      ::_exit(r.ok() ? 0 : 1);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 1u);
+  EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u);
+  auto r = open().rootfs(image_ref());
+  ASSERT_TRUE(r.ok());
+  test::expect_fsck_clean(r->path);
+}
+
+TEST_F(Store, InterruptedBuildLeavesNoEntryAndPruneCleansUp) {
+  fs::path l = tmp_ / "big";
+  ASSERT_EQ(run("cd " + q(tmp_.path()) + " && head -c 48M /dev/urandom > blob && tar -cf big.tar blob"), 0);
+  test::make_image(l, "t", {layers() / "base.tar", tmp_ / "big.tar"});
+  const std::string ref = "oci:" + l.string() + ":t";
+  ASSERT_TRUE(open().pull(ref).ok());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto s = ImageStore::open(tmp_ / "store");
+    if (s.ok()) (void)s->rootfs(ref);
+    ::_exit(0);
+  }
+  // Kill the builder as soon as its half-written image exists.
+  bool seen = false;
+  for (int i = 0; i < 2000 && !seen; ++i) {
+    for (const auto& e : fs::directory_iterator(tmp_ / "store/tmp"))
+      seen |= e.path().extension() == ".ext4";
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(pid, SIGKILL);
+  int status;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(seen) << "the build finished before it could be interrupted";
+  EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 0u);
+  EXPECT_GE(count_files(tmp_ / "store/tmp"), 1u);
+
+  auto store = open();
+  auto pruned = store.prune();
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_GE(pruned->files_removed, 1u);
+  EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u);
+  EXPECT_EQ(count_files(tmp_ / "store/locks"), 0u);
+  auto r = store.rootfs(ref);  // blobs survived: still referenced
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  test::expect_fsck_clean(r->path);
+}
+
+TEST_F(Store, PruneRemovesWhatNoReferenceUses) {
+  fs::path l = own_layout();
+  const std::string ref = "oci:" + l.string() + ":t";
+  auto store = open();
+  auto first = store.rootfs(ref);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  const size_t blobs = count_files(tmp_ / "store/blobs/sha256");
+  auto nothing = store.prune();  // everything is in use (only the idle build lock goes)
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_LE(nothing->files_removed, 1u);
+  EXPECT_TRUE(fs::exists(first->path));
+  EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), blobs);
+
+  // Re-point the tag at a new image; the old image is now unused.
+  test::make_image(l, "t", {layers() / "base.tar"});
+  auto second = store.pull(ref);
+  ASSERT_TRUE(second.ok()) << second.error().describe();
+  ASSERT_NE(second->image_digest, first->image_digest);
+  auto pruned = store.prune();
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_GT(pruned->bytes_freed, 0u);
+  EXPECT_FALSE(fs::exists(first->path));
+  EXPECT_FALSE(fs::exists(tmp_ / "store/blobs/sha256" / first->image_digest.substr(7)));
+  EXPECT_TRUE(fs::exists(tmp_ / "store/blobs/sha256" / second->image_digest.substr(7)));
+  auto r = store.rootfs(ref);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->image_digest, second->image_digest);
+}
+
+TEST_F(Store, ArchivesGiveTheSameRootfsAsTheLayout) {
+  const std::string oci_archive = (tmp_ / "img.oci.tar").string();
+  const std::string docker_archive = (tmp_ / "img.docker.tar").string();
+  ASSERT_EQ(run("skopeo copy -q " + q(image_ref()) + " " + q("oci-archive:" + oci_archive + ":t")), 0);
+  ASSERT_EQ(run("skopeo copy -q " + q(image_ref()) + " " + q("docker-archive:" + docker_archive + ":flick/test:t")), 0);
+  auto store = open();
+  auto base = store.rootfs(image_ref());
+  ASSERT_TRUE(base.ok()) << base.error().describe();
+  auto want = test::read_ext4_tree(base->path);
+
+  auto oa = store.rootfs("oci-archive:" + oci_archive + ":t");
+  ASSERT_TRUE(oa.ok()) << oa.error().describe();
+  EXPECT_EQ(oa->image_digest, base->image_digest);  // same manifest bytes
+  EXPECT_EQ(test::diff_trees(want, test::read_ext4_tree(oa->path)), "");
+
+  auto da = store.rootfs("docker-archive:" + docker_archive);
+  ASSERT_TRUE(da.ok()) << da.error().describe();
+  EXPECT_EQ(test::diff_trees(want, test::read_ext4_tree(da->path)), "");
+  EXPECT_EQ(da->config.entrypoint, base->config.entrypoint);
+  auto tagged = store.pull("docker-archive:" + docker_archive + ":flick/test:t");
+  ASSERT_TRUE(tagged.ok()) << tagged.error().describe();
+  EXPECT_EQ(tagged->image_digest, da->image_digest);
+  auto missing = store.pull("docker-archive:" + docker_archive + ":other:tag");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+}
+
+TEST_F(Store, UnknownTagAndMissingLayoutAreNotFound) {
+  auto store = open();
+  auto r = store.pull("oci:" + (*dir_ / "layout").string() + ":nope");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::not_found);
+  EXPECT_NE(r.error().message.find("nope"), std::string::npos);
+  auto m = store.pull("oci:" + (tmp_ / "absent").string());
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().code, Errc::not_found);
+}
+
+}  // namespace
+}  // namespace flick
