@@ -16,5 +16,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/flickConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/flickConfig.cmake ${PROJECT_BINARY_DIR}/flickConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flick)
 
+# The .pc file finds the prefix relative to itself, so an installed tree can be moved.
+file(RELATIVE_PATH FLICK_PC_TO_PREFIX "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" FLICK_PC_TO_PREFIX "${FLICK_PC_TO_PREFIX}")
 configure_file(cmake/flick.pc.in ${PROJECT_BINARY_DIR}/flick.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/flick.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
