@@ -1,1 +1,280 @@
-int x;
+// Pulls over HTTP from a real registry (Debian's docker-registry) on loopback, filled with
+// skopeo, and through token_proxy.py for the bearer-token flow and misbehaving servers.
+#include <flick/image.h>
+
+#include "fixtures.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace flick {
+namespace {
+
+using test::q;
+using test::run;
+namespace fs = std::filesystem;
+
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+bool port_open(int port) {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(s);
+  return ok;
+}
+
+// A child process owned by the test; killed and reaped on destruction.
+struct Child {
+  pid_t pid = -1;
+  int stdout_fd = -1;
+  void start(std::vector<std::string> argv, const fs::path& stderr_log) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addopen(&fa, 2, stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ASSERT_EQ(posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    stdout_fd = fds[0];
+  }
+  std::string read_line() {
+    std::string line;
+    char c;
+    while (::read(stdout_fd, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  ~Child() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (stdout_fd >= 0) ::close(stdout_fd);
+  }
+};
+
+class Registry : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const fs::path d = dir_->path();
+    test::make_layers(d / "layers");
+    test::make_image(d / "layout", "t", {d / "layers/base.tar", d / "layers/changes.tar", d / "layers/sparse.tar"},
+                     "--config.entrypoint /bin/app");
+    test::make_image(d / "layout", "arm", {d / "layers/base.tar"}, "--architecture arm64");
+    expected_ = new test::Tree(test::umoci_tree(d / "layout", "t", d / "bundle"));
+    // An image index over both images, as a multi-platform image in the layout.
+    ASSERT_EQ(run("python3 - " + q(d / "layout") + R"PY( <<'EOF'
+import hashlib, json, os, sys
+l = sys.argv[1]
+idx = json.load(open(os.path.join(l, 'index.json')))
+plat = {'t': 'amd64', 'arm': 'arm64'}
+ms = []
+for m in idx['manifests']:
+    tag = m['annotations']['org.opencontainers.image.ref.name']
+    ms.append({'mediaType': m['mediaType'], 'digest': m['digest'], 'size': m['size'],
+               'platform': {'os': 'linux', 'architecture': plat[tag]}})
+ms.reverse()  # arm64 first: selection must not just take the first entry
+raw = json.dumps({'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.index.v1+json', 'manifests': ms}).encode()
+d = hashlib.sha256(raw).hexdigest()
+open(os.path.join(l, 'blobs', 'sha256', d), 'wb').write(raw)
+idx['manifests'].append({'mediaType': 'application/vnd.oci.image.index.v1+json', 'digest': 'sha256:' + d,
+                         'size': len(raw), 'annotations': {'org.opencontainers.image.ref.name': 'multi'}})
+json.dump(idx, open(os.path.join(l, 'index.json'), 'w'))
+EOF
+)PY"), 0);
+
+    port_ = start_registry("registry");
+    zstd_port_ = start_registry("registry-zstd");
+    const std::string src = "oci:" + (d / "layout").string();
+    const std::string dst = "docker://127.0.0.1:" + std::to_string(port_);
+    const std::string copy = "skopeo copy -q --dest-tls-verify=false ";
+    ASSERT_EQ(run(copy + "--format oci " + q(src + ":t") + " " + q(dst + "/oci:gzip")), 0);
+    ASSERT_EQ(run(copy + "--format v2s2 " + q(src + ":t") + " " + q(dst + "/docker:v2")), 0);
+    ASSERT_EQ(run(copy + "--all " + q(src + ":multi") + " " + q(dst + "/multi:latest")), 0);
+    // skopeo reuses compressed blobs it knows a registry has, whatever the requested
+    // compression: zstd layers get a registry of their own, pushed from an uncompressed copy.
+    ASSERT_EQ(run("skopeo copy -q --dest-decompress " + q(src + ":t") + " " + q("dir:" + (d / "plain").string())), 0);
+    ASSERT_EQ(run(copy + "--format oci --dest-compress-format zstd " + q("dir:" + (d / "plain").string()) + " " +
+                  q("docker://127.0.0.1:" + std::to_string(zstd_port_) + "/oci:zstd")), 0);
+
+    proxy_ = new Child();
+    proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/token_proxy.py", std::to_string(port_), (d / "proxy.log").string()}, d / "proxy.err");
+    proxy_port_ = std::stoi(proxy_->read_line());
+  }
+  static int start_registry(const std::string& name) {
+    const fs::path d = dir_->path();
+    int port = free_port();
+    std::ofstream(d / (name + ".yml")) << "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                                       << "storage:\n  filesystem:\n    rootdirectory: " << (d / name).string()
+                                       << "\nhttp:\n  addr: 127.0.0.1:" << port << "\n";
+    children_.emplace_back(std::make_unique<Child>());
+    children_.back()->start({"docker-registry", "serve", (d / (name + ".yml")).string()}, d / (name + ".log"));
+    for (int i = 0; i < 500 && !port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(port_open(port)) << "docker-registry did not start";
+    return port;
+  }
+  static void TearDownTestSuite() {
+    delete proxy_;
+    children_.clear();
+    delete expected_;
+    delete dir_;
+  }
+
+  ImageStore open() {
+    StoreOptions o;
+    for (int p : {port_, zstd_port_, proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
+    o.retry_base_delay_ms = 10;
+    auto s = ImageStore::open(tmp_ / "store", o);
+    EXPECT_TRUE(s.ok());
+    return std::move(s).value();
+  }
+  static std::string reg(const std::string& rest) { return "127.0.0.1:" + std::to_string(port_) + "/" + rest; }
+  static std::string proxied(const std::string& rest) { return "127.0.0.1:" + std::to_string(proxy_port_) + "/" + rest; }
+  static std::string proxy_log() {
+    std::ifstream in(dir_->path() / "proxy.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  void expect_same_tree(const Rootfs& r) {
+    test::expect_fsck_clean(r.path);
+    EXPECT_EQ(test::diff_trees(*expected_, test::read_ext4_tree(r.path)), "");
+  }
+
+  static inline test::TempDir* dir_ = nullptr;
+  static inline test::Tree* expected_ = nullptr;
+  static inline std::vector<std::unique_ptr<Child>> children_;
+  static inline Child* proxy_ = nullptr;
+  static inline int port_ = 0, zstd_port_ = 0, proxy_port_ = 0;
+  test::TempDir tmp_;
+};
+
+TEST_F(Registry, OciManifestWithGzipLayers) {
+  auto r = open().rootfs(reg("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  EXPECT_EQ(r->config.entrypoint, (std::vector<std::string>{"/bin/app"}));
+}
+
+TEST_F(Registry, DockerV2Manifest) {
+  auto r = open().rootfs(reg("docker:v2"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+}
+
+TEST_F(Registry, ZstdLayers) {
+  auto store = open();
+  auto r = store.rootfs("127.0.0.1:" + std::to_string(zstd_port_) + "/oci:zstd");
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  std::string out;
+  ASSERT_EQ(run("grep -l 'tar+zstd' " + q(tmp_ / "store/blobs/sha256") + "/*", &out), 0) << "no zstd manifest was pulled";
+}
+
+TEST_F(Registry, MultiPlatformIndexPicksLinuxAmd64) {
+  auto r = open().rootfs(reg("multi:latest"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  // By digest, the amd64 manifest resolves to the same image.
+  auto by_digest = open().pull(reg("multi@" + r->image_digest));
+  ASSERT_TRUE(by_digest.ok()) << by_digest.error().describe();
+  EXPECT_EQ(by_digest->image_digest, r->image_digest);
+}
+
+TEST_F(Registry, UnknownTagOrDigestIsNotFound) {
+  auto store = open();
+  auto tag = store.pull(reg("oci:nope"));
+  ASSERT_FALSE(tag.ok());
+  EXPECT_EQ(tag.error().code, Errc::not_found);
+  EXPECT_NE(tag.error().message.find("404"), std::string::npos) << tag.error().describe();
+  auto digest = store.pull(reg("oci@sha256:" + std::string(64, '0')));
+  ASSERT_FALSE(digest.ok());
+  EXPECT_EQ(digest.error().code, Errc::not_found);
+}
+
+TEST_F(Registry, BearerTokenFlow) {
+  auto r = open().rootfs(proxied("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  std::string log = proxy_log();
+  EXPECT_NE(log.find("401 /v2/oci/manifests/gzip"), std::string::npos) << log;
+  EXPECT_NE(log.find("200 /token?scope=repository%3Aoci%3Apull&service=flick-test"), std::string::npos) << log;
+  EXPECT_NE(log.find("200 /v2/oci/blobs/"), std::string::npos) << log;
+}
+
+TEST_F(Registry, RetriesTransientFailures) {
+  auto r = open().pull(proxied("flaky/oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_NE(proxy_log().find("503 /v2/flaky/oci/manifests/gzip"), std::string::npos);
+}
+
+TEST_F(Registry, RateLimitIsAClearError) {
+  auto r = open().pull(proxied("limited/oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::busy);
+  EXPECT_NE(r.error().message.find("429"), std::string::npos) << r.error().describe();
+  EXPECT_NE(r.error().message.find("4 attempts"), std::string::npos) << r.error().describe();
+}
+
+TEST_F(Registry, CorruptBlobFailsDigestCheckAndLeavesNothing) {
+  auto store = open();
+  auto r = store.rootfs(proxied("corrupt/oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::integrity) << r.error().describe();
+  EXPECT_NE(r.error().message.find("digest mismatch"), std::string::npos) << r.error().describe();
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp_ / "store/tmp")) ++files;
+  EXPECT_EQ(files, 0u);
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp_ / "store/rootfs")) ++files;
+  EXPECT_EQ(files, 0u);
+}
+
+TEST_F(Registry, ConnectionRefusedIsANetworkError) {
+  StoreOptions o;
+  o.insecure_registries = {"127.0.0.1:1"};
+  o.retry_base_delay_ms = 1;
+  auto s = ImageStore::open(tmp_ / "store", o);
+  ASSERT_TRUE(s.ok());
+  auto r = s->pull("127.0.0.1:1/app:v1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::network);
+  EXPECT_NE(r.error().message.find("127.0.0.1:1"), std::string::npos) << r.error().describe();
+}
+
+}  // namespace
+}  // namespace flick

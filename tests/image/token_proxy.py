@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""A registry front door for tests: demands an anonymous bearer token (Docker token auth
+flow: 401 + WWW-Authenticate, GET the realm for a token, retry with it), then proxies to the
+real registry. Repositories named flaky/*, limited/* and corrupt/* misbehave on purpose.
+Usage: token_proxy.py UPSTREAM_PORT LOGFILE; prints its own port on stdout."""
+import http.client
+import http.server
+import json
+import sys
+import threading
+
+UPSTREAM = int(sys.argv[1])
+LOG = open(sys.argv[2], "a", buffering=1)
+TOKEN = "flick-test-token"
+flaky_left = {"n": 2}
+lock = threading.Lock()
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, body=b"", headers=None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        LOG.write("%d %s\n" % (code, self.path))
+
+    def do_GET(self):
+        host = "127.0.0.1:%d" % self.server.server_port
+        if self.path.startswith("/token"):
+            return self.reply(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
+        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+            repo = self.path.split("/")[2] if self.path.count("/") > 2 else ""
+            challenge = 'Bearer realm="http://%s/token",service="flick-test",scope="repository:%s:pull"' % (host, repo)
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+        if self.path.startswith("/v2/limited/"):
+            return self.reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}')
+        if self.path.startswith("/v2/flaky/"):
+            with lock:
+                if flaky_left["n"] > 0:
+                    flaky_left["n"] -= 1
+                    return self.reply(503, b"try again")
+        upstream_path = self.path
+        for prefix in ("/v2/flaky/", "/v2/corrupt/"):
+            if upstream_path.startswith(prefix):
+                upstream_path = "/v2/" + upstream_path[len(prefix):]
+        conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM)
+        conn.request("GET", upstream_path, headers={"Accept": self.headers.get("Accept", "*/*")})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status in (301, 302, 307):  # follow the registry's own redirects here
+            conn.request("GET", resp.getheader("Location"))
+            resp = conn.getresponse()
+            body = resp.read()
+        if self.path.startswith("/v2/corrupt/") and "/blobs/" in self.path and body:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        headers = {k: v for k, v in resp.getheaders() if k.lower() in ("content-type", "docker-content-digest")}
+        self.reply(resp.status, body, headers)
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+print(server.server_port, flush=True)
+server.serve_forever()
