@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -64,24 +65,31 @@ class Iasl : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Writes every table of `image` as <signature>.dat, decompiles them all, and returns the
-  // .dsl text of the table `signature`.
-  std::string decompile(const AcpiImage& image, const std::string& signature) {
+  // Writes every table of `image` except the RSDP as <signature>.dat (e.g. facp.dat, the
+  // names acpidump/acpixtract give them) and returns the file names.
+  std::string write_dat_files(const AcpiImage& image) {
     std::string files;
     for (const auto& t : image.tables) {
       if (t.signature == "RSD PTR ") continue;
-      std::string name = t.signature == "FACP" ? "facp" : t.signature == "APIC" ? "apic"
-                         : t.signature == "DSDT" ? "dsdt" : "xsdt";
-      std::ofstream out(dir_ / (name + ".dat"), std::ios::binary);
+      std::string name = lower(t.signature) + ".dat";
+      std::ofstream out(dir_ / name, std::ios::binary);
       out.write(reinterpret_cast<const char*>(image.bytes.data() + (t.address - image.base)),
                 t.size);
-      files += " " + name + ".dat";
+      files += " " + name;
     }
-    auto r = run("cd " + dir_.string() + " && iasl -d" + files);
+    return files;
+  }
+
+  // Decompiles every table of `image` and returns the .dsl text of the table `signature`.
+  std::string decompile(const AcpiImage& image, const std::string& signature) {
+    auto r = run("cd " + dir_.string() + " && iasl -d" + write_dat_files(image));
     EXPECT_EQ(r.status, 0) << r.output;
-    std::string lower = signature == "FACP" ? "facp" : signature == "APIC" ? "apic"
-                        : signature == "DSDT" ? "dsdt" : "xsdt";
-    return slurp(dir_ / (lower + ".dsl"));
+    return slurp(dir_ / (lower(signature) + ".dsl"));
+  }
+
+  static std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
   }
 
   fs::path dir_;
@@ -192,6 +200,28 @@ TEST_F(Iasl, MadtListsOneLocalApicPerCpu) {
     EXPECT_EQ(count(dsl, "Subtable Type : 04 [Local APIC NMI]"), 1u) << dsl;
     EXPECT_EQ(dsl.find("**** "), std::string::npos) << "iasl reported a problem:\n" << dsl;
   }
+}
+
+// acpiexec runs ACPICA, the interpreter inside Linux, on the tables: it loads the namespace,
+// converts each _CRS into resources as Linux's ACPI core does, and evaluates \_S5.
+TEST_F(Iasl, AcpicaInterpreterReadsTheResourcesAndSleepState) {
+  if (run("command -v acpiexec").status != 0) GTEST_SKIP() << "acpiexec is not installed";
+  auto img = build_tables(three_devices());
+  ASSERT_TRUE(img.ok());
+  std::string files = write_dat_files(*img);
+  auto r = run("cd " + dir_.string() + " && timeout 60 acpiexec -b "
+               "'resources \\_SB.VR02; resources \\_SB.COM1; evaluate \\_S5' " + files);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string& out = r.output;
+  EXPECT_NE(out.find("Objects with   4 Devices"),  // COM1, VR00..VR02
+            std::string::npos) << out;
+  auto has = [&](const std::string& pattern) { return std::regex_search(out, std::regex(pattern)); };
+  EXPECT_TRUE(has(R"(32-Bit Fixed Memory Range Resource\s*\n.*ReadWrite\s*\n.*Address : C0003000\s*\n.*Address Length : 00001000)")) << out;
+  EXPECT_TRUE(has(R"(Extended IRQ Resource\s*\n.*ResourceConsumer\s*\n.*Triggering : Edge\s*\n.*Polarity : ActiveHigh\s*\n.*Sharing : Exclusive(.*\n){4}.*Dword00 : 00000007)")) << out;
+  EXPECT_TRUE(has(R"(I/O Resource\s*\n.*Decode16\s*\n.*Address Minimum : 03F8\s*\n.*Address Maximum : 03F8)")) << out;
+  EXPECT_TRUE(has(R"(Dword00 : 00000004)")) << out;
+  EXPECT_TRUE(has(R"(\[Package\] Contains 2 Elements:\s*\n.*\[Integer\] = 0000000000000005)")) << out;
+  EXPECT_EQ(out.find("AE_AML"), std::string::npos) << out;
 }
 
 }  // namespace
