@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 
 namespace flick::vmm::acpi {
 namespace {
@@ -212,9 +213,11 @@ Aml Aml::string(std::string_view text) {
       return failed("AML string \"" + std::string(text) + "\" holds a NUL or non-ASCII byte");
   }
   Aml a;
-  a.bytes_.push_back(kStringPrefix);
-  a.bytes_.insert(a.bytes_.end(), text.begin(), text.end());
-  a.bytes_.push_back(0);
+  // Sized up front: GCC 12 at -O2 misreports vector::insert here (-Warray-bounds).
+  a.bytes_.resize(text.size() + 2);
+  a.bytes_[0] = kStringPrefix;
+  std::memcpy(a.bytes_.data() + 1, text.data(), text.size());
+  a.bytes_.back() = 0;
   return a;
 }
 
