@@ -35,10 +35,11 @@ constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 // A header followed by `n` entries, in one suitably aligned buffer.
 template <class Header, class Entry>
 struct Packed {
-  explicit Packed(size_t n) : buf((sizeof(Header) + n * sizeof(Entry) + 7) / 8) {}
-  Header* header() { return reinterpret_cast<Header*>(buf.data()); }
-  Entry* entries() { return reinterpret_cast<Entry*>(reinterpret_cast<char*>(buf.data()) + sizeof(Header)); }
-  std::vector<uint64_t> buf;
+  explicit Packed(size_t n)
+      : buf(std::make_unique<uint64_t[]>((sizeof(Header) + n * sizeof(Entry) + 7) / 8)) {}
+  Header* header() { return reinterpret_cast<Header*>(buf.get()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(reinterpret_cast<char*>(buf.get()) + sizeof(Header)); }
+  std::unique_ptr<uint64_t[]> buf;
 };
 
 }  // namespace
