@@ -1,14 +1,15 @@
-// build_rootfs: merge the layers' metadata into a FileTree (pass 1), size the filesystem
-// from it, create every inode, then stream each surviving file's bytes from its layer
-// (pass 2). Two passes keep the image exactly as large as its content plus headroom and mean
-// nothing is ever deleted inside the ext4 image.
+// build_rootfs: decompress each layer once, merging its metadata into a FileTree and its
+// file bytes into a ContentSpool (pass 1); size the filesystem from the merged tree; then
+// create every inode and copy each surviving file's bytes from the spool (pass 2). Sizing
+// from the final tree keeps the image as large as its content plus headroom, and nothing is
+// ever deleted inside the ext4 image.
 #include <flick/image.h>
 
+#include "image/content_spool.h"
 #include "image/ext4_writer.h"
 #include "image/file_tree.h"
 #include "image/layer_reader.h"
 
-#include <archive_entry.h>
 #include <ext2fs/ext2fs.h>
 
 #include <unordered_map>
@@ -89,9 +90,22 @@ Result<Geometry> plan(const Usage& u, const RootfsOptions& opt) {
   return Geometry{blocks * kExt4BlockSize, inodes};
 }
 
-using ContentMap = std::vector<std::unordered_map<uint64_t, Inode*>>;
+Result<void> write_content(image::Ext4Writer& w, image::ContentSpool& spool, const Inode& i) {
+  FLICK_TRY_ASSIGN(auto file, w.open_file(i.ino));
+  std::vector<uint8_t> buf;
+  for (const auto& run : i.runs) {
+    for (uint64_t done = 0; done < run.length;) {
+      const size_t n = size_t(std::min<uint64_t>(run.length - done, 1 << 20));
+      buf.resize(n);
+      FLICK_TRY(spool.read(run.spool_offset + done, buf));
+      FLICK_TRY(file.write(run.offset + done, buf));
+      done += n;
+    }
+  }
+  return file.finish(i.size);
+}
 
-Result<void> create_tree(image::Ext4Writer& w, Node& dir, uint32_t dir_ino, ContentMap& content) {
+Result<void> create_tree(image::Ext4Writer& w, image::ContentSpool& spool, Node& dir, uint32_t dir_ino) {
   for (auto& [name, child] : dir.children) {
     Inode& i = *child->inode;
     if (i.ino) {  // a further name of a hardlinked inode
@@ -99,41 +113,18 @@ Result<void> create_tree(image::Ext4Writer& w, Node& dir, uint32_t dir_ino, Cont
       continue;
     }
     FLICK_TRY_ASSIGN(i.ino, w.add(dir_ino, name, i));
-    if (i.type == FileType::regular && i.content_layer >= 0)
-      content[size_t(i.content_layer)][i.content_entry] = &i;
-    if (child->is_dir()) FLICK_TRY(create_tree(w, *child, i.ino, content));
+    if (i.type == FileType::regular && i.size) FLICK_TRY(write_content(w, spool, i));
+    if (child->is_dir()) FLICK_TRY(create_tree(w, spool, *child, i.ino));
   }
   // Linking entries touched the directory: its own attributes go last.
   return w.set_attributes(dir_ino, *dir.inode);
 }
 
-Result<void> copy_contents(image::Ext4Writer& w, const std::filesystem::path& layer,
-                           std::unordered_map<uint64_t, Inode*>& wanted) {
-  if (wanted.empty()) return {};
-  FLICK_TRY_ASSIGN(auto reader, image::LayerReader::open_file(layer));
-  for (uint64_t index = 0; !wanted.empty(); ++index) {
-    FLICK_TRY_ASSIGN(archive_entry* e, reader.next());
-    if (!e) return make_error(Errc::malformed, "layer " + layer.string() + " changed while it was read");
-    auto it = wanted.find(index);
-    if (it == wanted.end()) continue;
-    Inode& i = *it->second;
-    if (uint64_t(archive_entry_size(e)) != i.size)
-      return make_error(Errc::malformed, "layer " + layer.string() + " changed while it was read");
-    FLICK_TRY_ASSIGN(auto file, w.open_file(i.ino));
-    FLICK_TRY(reader.read_data([&](uint64_t off, std::span<const uint8_t> bytes) -> Result<void> {
-      if (off + bytes.size() > i.size)
-        return make_error(Errc::malformed, "file data beyond its size in layer " + layer.string());
-      return file.write(off, bytes);
-    }));
-    FLICK_TRY(file.finish(i.size));
-    wanted.erase(it);
-  }
-  return {};
-}
-
 Result<BuildStats> build(std::span<const std::filesystem::path> layers,
                          const std::filesystem::path& output, const RootfsOptions& opt) {
-  FileTree tree(opt.limits);
+  auto dir = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
+  FLICK_TRY_ASSIGN(auto spool, image::ContentSpool::create(dir));
+  FileTree tree(opt.limits, &spool);
   for (size_t i = 0; i < layers.size(); ++i) {
     FLICK_TRY_ASSIGN(auto reader, image::LayerReader::open_file(layers[i]));
     FLICK_TRY(tree.apply_layer(reader, uint32_t(i)));
@@ -147,9 +138,7 @@ Result<BuildStats> build(std::span<const std::filesystem::path> layers,
 
   FLICK_TRY_ASSIGN(auto writer, image::Ext4Writer::create(output, geo.bytes, geo.inodes));
   tree.root().inode->ino = image::kExt4RootIno;
-  ContentMap content(layers.size());
-  FLICK_TRY(create_tree(writer, tree.root(), image::kExt4RootIno, content));
-  for (size_t i = 0; i < layers.size(); ++i) FLICK_TRY(copy_contents(writer, layers[i], content[i]));
+  FLICK_TRY(create_tree(writer, spool, tree.root(), image::kExt4RootIno));
   FLICK_TRY(writer.finish(tree.root().children.count("lost+found") != 0));
 
   BuildStats stats;

@@ -1,5 +1,6 @@
 #include "image/file_tree.h"
 
+#include "image/content_spool.h"
 #include "image/layer_reader.h"
 
 #include <archive.h>
@@ -119,23 +120,42 @@ void hide_lower(Node& dir, uint32_t layer) {
 
 }  // namespace
 
-FileTree::FileTree(BuildLimits limits) : root_(std::make_unique<Node>()), limits_(limits) {
+FileTree::FileTree(BuildLimits limits, ContentSpool* spool)
+    : root_(std::make_unique<Node>()), limits_(limits), spool_(spool) {
   root_->inode = new_directory(0755);
 }
 
 Result<void> FileTree::apply_layer(LayerReader& layer, uint32_t index) {
-  for (uint64_t entry_index = 0;; ++entry_index) {
+  while (true) {
     FLICK_TRY_ASSIGN(archive_entry* e, layer.next());
     if (!e) return {};
     if (++entries_ > limits_.max_entries)
       return make_error(Errc::limit, "layer " + layer.name() + " exceeds the limit of " +
                                          std::to_string(limits_.max_entries) + " entries");
-    FLICK_TRY(apply_entry(e, index, entry_index, layer.name()));
+    FLICK_TRY(apply_entry(e, index, layer));
   }
 }
 
-Result<void> FileTree::apply_entry(archive_entry* e, uint32_t layer, uint64_t entry_index,
-                                   const std::string& where) {
+Result<void> FileTree::spool_data(Inode& i, LayerReader& reader, const std::string& path) {
+  if (!spool_) return {};
+  return reader.read_data([&](uint64_t off, std::span<const uint8_t> bytes) -> Result<void> {
+    if (off + bytes.size() > i.size)
+      return entry_error(Errc::malformed, reader.name(), path, "file data beyond its size");
+    FLICK_TRY_ASSIGN(uint64_t at, spool_->append(bytes));
+    if (!i.runs.empty()) {
+      DataRun& last = i.runs.back();
+      if (last.offset + last.length == off && last.spool_offset + last.length == at) {
+        last.length += bytes.size();
+        return {};
+      }
+    }
+    i.runs.push_back({off, at, bytes.size()});
+    return {};
+  });
+}
+
+Result<void> FileTree::apply_entry(archive_entry* e, uint32_t layer, LayerReader& reader) {
+  const std::string& where = reader.name();
   const char* raw = archive_entry_pathname(e);
   if (!raw) return make_error(Errc::malformed, "an entry of " + where + " has no path");
   const std::string path = raw;
@@ -229,8 +249,7 @@ Result<void> FileTree::apply_entry(archive_entry* e, uint32_t layer, uint64_t en
         la_int64_t off = 0, len = 0;
         while (archive_entry_sparse_next(e, &off, &len) == ARCHIVE_OK) i.data_bytes += uint64_t(len);
       }
-      i.content_layer = int32_t(layer);
-      i.content_entry = entry_index;
+      FLICK_TRY(spool_data(i, reader, path));
       break;
     }
     case AE_IFDIR: {

@@ -19,7 +19,16 @@ struct archive_entry;
 
 namespace flick::image {
 
+class ContentSpool;
 class LayerReader;
+
+// A run of a regular file's bytes: `length` bytes at `offset` in the file, stored at
+// `spool_offset` in the ContentSpool. Holes are the gaps between runs.
+struct DataRun {
+  uint64_t offset = 0;
+  uint64_t spool_offset = 0;
+  uint64_t length = 0;
+};
 
 enum class FileType : uint8_t { regular, directory, symlink, char_device, block_device, fifo, socket };
 
@@ -34,8 +43,7 @@ struct Inode {
   std::string link_target;  // symlinks
   uint32_t rdev_major = 0, rdev_minor = 0;
   std::vector<std::pair<std::string, std::string>> xattrs;
-  int32_t content_layer = -1;  // regular files: which layer and entry holds the bytes
-  uint64_t content_entry = 0;
+  std::vector<DataRun> runs;  // regular files: where the bytes are
   uint32_t nlink = 0;  // names in the final tree (filled by FileTree::finish)
   uint32_t ino = 0;    // ext4 inode number, assigned by the writer
 };
@@ -49,7 +57,8 @@ struct Node {
 
 class FileTree {
  public:
-  explicit FileTree(BuildLimits limits);
+  // File bytes go to `spool`; without one (parsing only, as when fuzzing) they are skipped.
+  FileTree(BuildLimits limits, ContentSpool* spool);
 
   // Applies every entry of `layer` (the `index`-th, counting from 0 at the bottom).
   Result<void> apply_layer(LayerReader& layer, uint32_t index);
@@ -60,10 +69,11 @@ class FileTree {
   uint64_t entries() const { return entries_; }
 
  private:
-  Result<void> apply_entry(::archive_entry* e, uint32_t layer, uint64_t entry_index,
-                           const std::string& where);
+  Result<void> apply_entry(::archive_entry* e, uint32_t layer, LayerReader& reader);
+  Result<void> spool_data(Inode& inode, LayerReader& reader, const std::string& path);
   std::unique_ptr<Node> root_;
   BuildLimits limits_;
+  ContentSpool* spool_;
   uint64_t entries_ = 0;
   uint64_t total_bytes_ = 0;
 };

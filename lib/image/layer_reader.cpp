@@ -5,6 +5,11 @@
 
 namespace flick::image {
 
+const char* archive_why(archive* a) {
+  const char* why = archive_error_string(a);
+  return why ? why : "unknown archive error";
+}
+
 void LayerReader::Deleter::operator()(archive* a) const { archive_read_free(a); }
 
 LayerReader::LayerReader(std::unique_ptr<archive, Deleter> a, std::string name)
@@ -27,7 +32,7 @@ Result<LayerReader> LayerReader::open_file(const std::filesystem::path& path) {
   if (!a) return make_error(Errc::no_memory, "allocating a tar reader");
   if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK)
     return make_error(Errc::malformed, "opening layer " + path.string() + ": " +
-                                           archive_error_string(a.get()));
+                                           archive_why(a.get()));
   return LayerReader(std::move(a), path.filename().string());
 }
 
@@ -35,14 +40,12 @@ Result<LayerReader> LayerReader::open_memory(std::span<const uint8_t> data, std:
   auto a = new_tar_reader();
   if (!a) return make_error(Errc::no_memory, "allocating a tar reader");
   if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK)
-    return make_error(Errc::malformed, "opening layer " + name + ": " + archive_error_string(a.get()));
+    return make_error(Errc::malformed, "opening layer " + name + ": " + archive_why(a.get()));
   return LayerReader(std::move(a), std::move(name));
 }
 
 Error LayerReader::failure(const std::string& what) const {
-  const char* why = archive_error_string(a_.get());
-  return make_error(Errc::malformed,
-                    what + " in layer " + name_ + ": " + (why ? why : "unknown archive error"));
+  return make_error(Errc::malformed, what + " in layer " + name_ + ": " + archive_why(a_.get()));
 }
 
 Result<archive_entry*> LayerReader::next() {

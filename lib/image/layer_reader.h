@@ -15,6 +15,9 @@ struct archive_entry;
 
 namespace flick::image {
 
+// libarchive's message for the last failure (it can have none).
+const char* archive_why(archive* a);
+
 class LayerReader {
  public:
   static Result<LayerReader> open_file(const std::filesystem::path& path);

@@ -2,6 +2,8 @@
 // docker-archive:FILE[:REPO:TAG]. See the OCI image-layout spec (image-layout.md).
 #include "image/source.h"
 
+#include "image/layer_reader.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -99,7 +101,7 @@ Result<ArchivePtr> open_archive(const fs::path& p) {
   archive_read_support_filter_gzip(a.get());
   archive_read_support_filter_none(a.get());
   if (archive_read_open_filename(a.get(), p.c_str(), 256 * 1024) != ARCHIVE_OK)
-    return make_error(Errc::not_found, "opening archive " + p.string() + ": " + archive_error_string(a.get()));
+    return make_error(Errc::not_found, "opening archive " + p.string() + ": " + archive_why(a.get()));
   return a;
 }
 
@@ -111,7 +113,7 @@ std::string member_name(archive_entry* e) {
 
 Error archive_failure(archive* a, const fs::path& p) {
   return make_error(Errc::malformed, "reading archive " + p.string() + ": " +
-                                         (archive_error_string(a) ? archive_error_string(a) : "?"));
+                                         archive_why(a));
 }
 
 // Streams the current member into the store; returns its digest (checked against `expected`).
@@ -124,7 +126,7 @@ Result<std::string> member_to_store(archive* a, const BlobStore& store, std::str
   int r;
   while ((r = archive_read_data_block(a, &buf, &len, &off)) == ARCHIVE_OK)
     FLICK_TRY(w.write({static_cast<const uint8_t*>(buf), len}));
-  if (r != ARCHIVE_EOF) return make_error(Errc::malformed, what + ": " + archive_error_string(a));
+  if (r != ARCHIVE_EOF) return make_error(Errc::malformed, what + ": " + archive_why(a));
   return w.commit(expected, what);
 }
 
@@ -136,7 +138,7 @@ Result<std::string> member_to_string(archive* a, const std::string& what) {
     out.append(buf, size_t(n));
     if (out.size() > (4u << 20)) return make_error(Errc::limit, what + " is too large");
   }
-  if (n < 0) return make_error(Errc::malformed, what + ": " + archive_error_string(a));
+  if (n < 0) return make_error(Errc::malformed, what + ": " + archive_why(a));
   return out;
 }
 
