@@ -38,6 +38,7 @@ QEMU = "qemu-system-x86_64"
 # what most tests use. Each module costs boot time under TCG; load others on demand inside with
 # `modprobe -d "$FLICK_TESTHOST_KERNEL" NAME` (the unpacked package, with its modules.dep).
 HOST_MODULES = ["kvm_amd", "virtio_pci", "9pnet_virtio", "9p", "tun", "veth", "bridge", "loop"]
+# loglevel=1 keeps kernel messages off the command's output but still shows panics (KERN_EMERG).
 KERNEL_CMDLINE = "console=ttyS0 quiet loglevel=1 panic=-1 random.trust_cpu=on"
 # qboot and a PVH boot of the extracted vmlinux skip SeaBIOS and the XZ decompression, both
 # slow under TCG: the round trip drops from ~16 s to ~8 s.
@@ -101,6 +102,10 @@ def _guest_env(workdir: Path, kernel_root: Path, extra: dict[str, str]) -> dict[
     return env
 
 
+def _qemu_opt(value: object) -> str:
+    return str(value).replace(",", ",,")  # QEMU's escape for a comma inside an option value
+
+
 def _check_command(cmd: list[str], cwd: Path, path: str) -> None:
     exe = cmd[0]
     found = (cwd / exe).is_file() if "/" in exe else shutil.which(exe, path=path) is not None
@@ -139,11 +144,13 @@ class _ConsoleFilter:
             else:
                 self.boot_log += line
         elif self.state == "command":
-            if self.end in line:
+            # Output without a final newline shares its line with the end marker.
+            end = line.find(self.end)
+            if end >= 0:
                 self.state = "done"
-            else:
-                self.out.write(line)
-                self.out.flush()
+                line = line[:end]
+            self.out.write(line)
+            self.out.flush()
 
 
 def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: int = 1,
@@ -158,6 +165,8 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
     workdir = (workdir or cwd).resolve()
     if not cmd:
         raise TestHostError("no command given")
+    if workdir == Path("/"):
+        raise TestHostError("the work folder cannot be / (the root is shared read-only)")
     qemu = shutil.which(QEMU)
     if qemu is None:
         raise TestHostError(f"{QEMU} not found: install qemu-system-x86 (scripts/install-deps.sh)")
@@ -178,8 +187,8 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
             "-serial", "stdio", "-no-reboot", *(["-bios", str(QBOOT)] if QBOOT.exists() else []),
             "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", KERNEL_CMDLINE,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on",
-            "-virtfs", f"local,path={ctl},mount_tag=ctl,security_model=none",
-            "-virtfs", f"local,path={workdir},mount_tag=work,security_model=none",
+            "-virtfs", f"local,path={_qemu_opt(ctl)},mount_tag=ctl,security_model=none",
+            "-virtfs", f"local,path={_qemu_opt(workdir)},mount_tag=work,security_model=none",
         ]
         if verbose:
             print("testhost: " + " ".join(shlex.quote(a) for a in argv), file=sys.stderr)

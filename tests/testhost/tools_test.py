@@ -141,6 +141,13 @@ class ConsoleFilterTest(unittest.TestCase):
         self.assertEqual(f.state, "done")
         self.assertIn(b"boot noise", bytes(f.boot_log))
 
+    def test_output_without_final_newline_is_kept(self):
+        out = io.BytesIO()
+        f = testhost._ConsoleFilter("n1", out)
+        f.feed(b"@@testhost-start-n1@@\r\nno newline@@testhost-end-n1@@\r\n")
+        self.assertEqual(out.getvalue(), b"no newline")
+        self.assertEqual(f.state, "done")
+
     def test_spoofed_marker_with_another_nonce_is_output(self):
         out = io.BytesIO()
         f = testhost._ConsoleFilter("n1", out)
