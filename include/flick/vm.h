@@ -14,8 +14,30 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace flick {
+
+// A virtio-blk disk backed by a file or block device.
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  std::string serial;  // what the guest reads as the disk's ID (at most 20 bytes)
+};
+
+// A virtio-net interface on an existing TAP device.
+struct NetConfig {
+  std::string tap;  // TAP interface name
+  std::string mac;  // "52:54:00:12:34:56"; empty: derived from the TAP name
+};
+
+// A virtio-vsock device; the host side is a Unix socket (Firecracker's protocol): connect to
+// `uds_path` and send "CONNECT <port>\n" to reach a guest port; guest connections to host port
+// P arrive at `<uds_path>_P`.
+struct VsockConfig {
+  std::string uds_path;
+  uint32_t guest_cid = 3;
+};
 
 struct VmConfig {
   std::string kernel;   // bzImage (64-bit boot protocol) or vmlinux ELF (PVH entry if present)
@@ -24,6 +46,13 @@ struct VmConfig {
   uint32_t cpus = 1;            // 1..254
   uint64_t memory_mib = 256;    // guest RAM
   std::string kvm_device = "/dev/kvm";
+  std::vector<DiskConfig> disks;   // /dev/vda, /dev/vdb, ... in this order
+  std::vector<NetConfig> nets;     // eth0, eth1, ...
+  std::optional<VsockConfig> vsock;
+  bool rng = true;                 // a virtio-rng device fed by the host's getrandom
+  // Also name each virtio-mmio device on the command line (virtio_mmio.device=...), for
+  // kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES. ACPI always describes them.
+  bool virtio_cmdline_devices = false;
   // Receives everything the guest writes to its serial console, on a vCPU thread.
   std::function<void(std::string_view)> console;
 };

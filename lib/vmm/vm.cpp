@@ -13,12 +13,20 @@
 #include "vmm/loader/boot_params.h"
 #include "vmm/loader/kernel.h"
 #include "vmm/vcpu.h"
+#include "virtio/block/block_device.h"
+#include "virtio/mmio_transport.h"
+#include "virtio/net/net_device.h"
+#include "virtio/net/tap.h"
+#include "virtio/rng_device.h"
+#include "virtio/vsock/vsock_device.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 
 namespace flick {
@@ -57,6 +65,27 @@ class IrqfdLine : public Interrupt {
   EventFd fd_;
 };
 
+// "aa:bb:cc:dd:ee:ff" -> bytes; an empty string derives a stable locally administered MAC
+// from `seed` (the TAP name) so a machine keeps its address across restarts.
+Result<std::array<uint8_t, 6>> parse_mac(const std::string& text, const std::string& seed) {
+  std::array<uint8_t, 6> mac{};
+  if (text.empty()) {
+    uint32_t h = 2166136261u;  // FNV-1a
+    for (char c : seed) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+    mac = {0x52, 0x54, 0x00, static_cast<uint8_t>(h >> 16), static_cast<uint8_t>(h >> 8),
+           static_cast<uint8_t>(h)};
+    return mac;
+  }
+  unsigned v[6];
+  char tail;
+  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4],
+                  &v[5], &tail) != 6)
+    return make_error(Errc::invalid_argument, "MAC address \"" + text + "\" is not of the form aa:bb:cc:dd:ee:ff");
+  for (int i = 0; i < 6; ++i) mac[static_cast<size_t>(i)] = static_cast<uint8_t>(v[i]);
+  if (mac[0] & 1) return make_error(Errc::invalid_argument, "MAC address " + text + " is a multicast address");
+  return mac;
+}
+
 Result<std::vector<std::byte>> read_file(const std::string& path, const char* what, uint64_t max) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return sys_error(std::string("opening the ") + what + " " + path, errno);
@@ -91,6 +120,8 @@ struct Vm::Impl {
   std::shared_ptr<vmm::BootTimer> boot_timer;
   std::shared_ptr<vmm::PvPanic> pvpanic;
   std::vector<std::unique_ptr<vmm::Vcpu>> vcpus;
+  std::vector<std::shared_ptr<virtio::MmioTransport>> virtio;
+  std::vector<vmm::acpi::MmioDevice> virtio_windows;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -102,6 +133,8 @@ struct Vm::Impl {
 
   Result<void> build();
   Result<void> add_devices();
+  Result<void> add_virtio_devices();
+  Result<void> add_virtio(std::shared_ptr<virtio::VirtioDevice> device, const std::string& what);
   void request_exit(VmExit e);
   void on_platform_event(vmm::PlatformEvent ev);
   void join_vcpus();
@@ -135,6 +168,60 @@ Result<void> Vm::Impl::add_devices() {
                            {0x2e8, 8}, {0x2f8, 8}, {0x3e8, 8}, {0xcf8, 8}})
     FLICK_TRY(pio.insert(ignored, base, len));
   FLICK_TRY(mmio.insert(boot_timer, layout::kBootTimerMmio, 0x1000));
+  return {};
+}
+
+Result<void> Vm::Impl::add_virtio(std::shared_ptr<virtio::VirtioDevice> device, const std::string& what) {
+  using namespace vmm;
+  const uint64_t index = virtio.size();
+  const uint32_t gsi = layout::kIrqFirstDevice + static_cast<uint32_t>(index);
+  if (gsi > layout::kIrqLastDevice)
+    return make_error(Errc::limit, "too many virtio devices: " + what + " would need IRQ " + std::to_string(gsi) +
+                                       " (at most " + std::to_string(layout::kIrqLastDevice - layout::kIrqFirstDevice + 1) + ")");
+  const uint64_t base = layout::kVirtioMmioBase + index * layout::kVirtioMmioStride;
+  FLICK_TRY_ASSIGN(auto line, IrqfdLine::create(*vm, gsi));
+  auto transport = virtio::MmioTransport::create(std::move(device), &memory, line);
+  if (!transport) return std::move(transport).error().with_context(what);
+  std::shared_ptr<virtio::MmioTransport> t = std::move(transport).value();
+  // QueueNotify writes become eventfd signals inside KVM: no exit to this process.
+  for (auto [queue, fd] : t->queue_notifiers()) {
+    IoEventSpec spec{base + 0x50, 4, false, true, queue};
+    if (auto r = vm->ioeventfd(fd, spec); !r) return std::move(r).error().with_context(what);
+  }
+  FLICK_TRY(mmio.insert(t, base, layout::kVirtioMmioStride));
+  virtio.push_back(t);
+  virtio_windows.push_back({base, layout::kVirtioMmioStride, gsi});
+  return {};
+}
+
+Result<void> Vm::Impl::add_virtio_devices() {
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const auto& d = config.disks[i];
+    virtio::BlockDeviceOptions o;
+    o.path = d.path;
+    o.read_only = d.read_only;
+    o.serial = d.serial;
+    auto dev = virtio::BlockDevice::open(o);
+    if (!dev) return std::move(dev).error().with_context("disk " + std::to_string(i) + " (" + d.path + ")");
+    FLICK_TRY(add_virtio(std::move(dev).value(), "disk " + d.path));
+  }
+  for (const auto& n : config.nets) {
+    FLICK_TRY_ASSIGN(auto mac, parse_mac(n.mac, n.tap));
+    auto tap = virtio::Tap::open(n.tap);
+    if (!tap) return std::move(tap).error().with_context("network interface on TAP " + n.tap);
+    virtio::NetDeviceOptions o;
+    o.mac = mac;
+    FLICK_TRY(add_virtio(virtio::NetDevice::create(std::move(tap).value(), o), "network interface " + n.tap));
+  }
+  if (config.rng) FLICK_TRY(add_virtio(std::make_shared<virtio::RngDevice>(), "entropy device"));
+  if (config.vsock) {
+    virtio::VsockOptions o;
+    o.uds_path = config.vsock->uds_path;
+    o.guest_cid = config.vsock->guest_cid;
+    auto dev = virtio::VsockDevice::create(o);
+    if (!dev) return std::move(dev).error().with_context("vsock device at " + o.uds_path);
+    FLICK_TRY(add_virtio(std::move(dev).value(), "vsock device"));
+  }
   return {};
 }
 
@@ -173,9 +260,11 @@ Result<void> Vm::Impl::build() {
   }
 
   FLICK_TRY(add_devices());
+  FLICK_TRY(add_virtio_devices());
 
   acpi::AcpiConfig acpi_cfg;
   acpi_cfg.cpus = config.cpus;
+  acpi_cfg.mmio_devices = virtio_windows;
   acpi_cfg.extra_devices.push_back(acpi::Aml::device(
       "PEVT", {acpi::Aml::name("_HID", acpi::Aml::string("QEMU0001")),
                acpi::Aml::name("_CRS", acpi::Aml::resource_template({acpi::Resource::io(
@@ -184,6 +273,14 @@ Result<void> Vm::Impl::build() {
 
   BootConfig boot;
   boot.cmdline = config.cmdline;
+  if (config.virtio_cmdline_devices) {
+    char dev[64];
+    for (const auto& w : virtio_windows) {
+      std::snprintf(dev, sizeof dev, " virtio_mmio.device=4K@0x%llx:%u",
+                    static_cast<unsigned long long>(w.base), w.gsi);
+      boot.cmdline += dev;
+    }
+  }
   if (!initrd.empty()) boot.initrd = std::span<const std::byte>(initrd);
   boot.rsdp = rsdp.value;
   FLICK_TRY_ASSIGN(BootRegisters regs, write_boot_params(memory, *kernel, boot));

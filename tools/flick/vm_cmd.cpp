@@ -14,17 +14,53 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: flick vm run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N]\n"
-    "                    [--memory MIB] [--boot-time] [--timeout SECONDS]\n"
+    "                    [--memory MIB] [--disk PATH[,ro][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
+    "                    [--vsock PATH] [--no-rng] [--boot-time] [--timeout SECONDS]\n"
     "\n"
     "Boots PATH (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
     "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n";
 
 std::atomic<int> g_signal{0};
+
+// Splits "a,b,c" on commas.
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// --disk PATH[,ro][,serial=S]
+bool parse_disk(const std::string& arg, flick::DiskConfig* d) {
+  auto parts = split_commas(arg);
+  d->path = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] == "ro") d->read_only = true;
+    else if (parts[i].rfind("serial=", 0) == 0) d->serial = parts[i].substr(7);
+    else return false;
+  }
+  return !d->path.empty();
+}
+
+// --net tap=NAME[,mac=M]
+bool parse_net(const std::string& arg, flick::NetConfig* n) {
+  for (const auto& p : split_commas(arg)) {
+    if (p.rfind("tap=", 0) == 0) n->tap = p.substr(4);
+    else if (p.rfind("mac=", 0) == 0) n->mac = p.substr(4);
+    else return false;
+  }
+  return !n->tap.empty();
+}
 
 bool parse_uint(const char* s, uint64_t max, uint64_t* out) {
   char* end = nullptr;
@@ -76,6 +112,24 @@ int vm_run(int argc, char** argv) {
         return 2;
       }
       cfg.memory_mib = n;
+    } else if (a == "--disk") {
+      flick::DiskConfig d;
+      if (!parse_disk(value("--disk"), &d)) {
+        std::fprintf(stderr, "flick vm run: --disk takes PATH[,ro][,serial=S]\n");
+        return 2;
+      }
+      cfg.disks.push_back(d);
+    } else if (a == "--net") {
+      flick::NetConfig net;
+      if (!parse_net(value("--net"), &net)) {
+        std::fprintf(stderr, "flick vm run: --net takes tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n");
+        return 2;
+      }
+      cfg.nets.push_back(net);
+    } else if (a == "--vsock") {
+      cfg.vsock = flick::VsockConfig{value("--vsock"), 3};
+    } else if (a == "--no-rng") {
+      cfg.rng = false;
     } else if (a == "--boot-time") {
       boot_time = true;
     } else if (a == "--timeout") {
