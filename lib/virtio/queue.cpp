@@ -1,5 +1,6 @@
 #include "virtio/queue.h"
 
+#include "virtio/ring_access.h"
 #include "virtio/spec.h"
 
 #include <atomic>
@@ -40,7 +41,7 @@ Result<VirtQueue> VirtQueue::create(GuestMemory& mem, const QueueConfig& c, bool
   q.indirect_ = indirect;
   // The used index may be non-zero only after a reset the driver did not see; start from
   // what the ring holds so both sides agree.
-  auto used = mem.read_obj<uint16_t>(GuestAddress{c.used_ring.value + kUsedIdx});
+  auto used = load_u16_acquire(mem, GuestAddress{c.used_ring.value + kUsedIdx});
   if (!used) return std::move(used).error();
   q.next_used_ = *used;
   q.next_avail_ = *used;
@@ -53,10 +54,8 @@ Error VirtQueue::fail(std::string why) {
 }
 
 Result<uint16_t> VirtQueue::avail_idx() const {
-  auto idx = mem_->read_obj<uint16_t>(GuestAddress{avail_.value + kAvailIdx});
-  // The ring entries the index covers must be read after the index itself.
-  std::atomic_thread_fence(std::memory_order_acquire);
-  return idx;
+  // Acquire: the ring entries the index covers are read after the index itself.
+  return load_u16_acquire(*mem_, GuestAddress{avail_.value + kAvailIdx});
 }
 
 Result<uint16_t> VirtQueue::pending() {
@@ -86,9 +85,8 @@ Result<void> VirtQueue::add_used(uint16_t head, uint32_t len) {
   FLICK_TRY(mem_->write_obj(GuestAddress{used_.value + kUsedRing + 8 * slot},
                             VirtqUsedElem{head, len}));
   next_used_++;
-  // The element must be visible before the index that publishes it.
-  std::atomic_thread_fence(std::memory_order_release);
-  return mem_->write_obj(GuestAddress{used_.value + kUsedIdx}, next_used_);
+  // Release: the element is visible before the index that publishes it.
+  return store_u16_release(*mem_, GuestAddress{used_.value + kUsedIdx}, next_used_);
 }
 
 bool VirtQueue::needs_interrupt() {
@@ -99,10 +97,10 @@ bool VirtQueue::needs_interrupt() {
   signalled_used_ = next_used_;
   signalled_valid_ = true;
   if (!event_idx_) {
-    auto flags = mem_->read_obj<uint16_t>(avail_);
+    auto flags = load_u16_acquire(*mem_, avail_);
     return !flags || !(*flags & kAvailNoInterrupt);
   }
-  auto used_event = mem_->read_obj<uint16_t>(GuestAddress{avail_.value + kAvailRing + 2ull * size_});
+  auto used_event = load_u16_acquire(*mem_, GuestAddress{avail_.value + kAvailRing + 2ull * size_});
   if (!used_event || !valid) return true;
   // vring_need_event (§2.7.10): did new_idx pass used_event since old?
   return static_cast<uint16_t>(next_used_ - *used_event - 1) <
@@ -111,7 +109,7 @@ bool VirtQueue::needs_interrupt() {
 
 Result<bool> VirtQueue::enable_notification() {
   if (event_idx_) {
-    FLICK_TRY(mem_->write_obj(GuestAddress{used_.value + kUsedRing + 8ull * size_}, next_avail_));
+    FLICK_TRY(store_u16_release(*mem_, GuestAddress{used_.value + kUsedRing + 8ull * size_}, next_avail_));
   }
   // The avail_event write must be visible before re-reading the avail index.
   std::atomic_thread_fence(std::memory_order_seq_cst);

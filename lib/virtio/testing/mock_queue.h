@@ -4,6 +4,7 @@
 
 #include "base/guest_memory.h"
 #include "virtio/queue.h"
+#include "virtio/ring_access.h"
 #include "virtio/spec.h"
 
 #include <atomic>
@@ -102,15 +103,14 @@ class MockQueue {
   void publish(uint16_t head) {
     uint16_t idx = avail_idx();
     (void)mem_->write_obj(GuestAddress{avail_.value + 4 + 2ull * (idx % size_)}, head);
-    std::atomic_thread_fence(std::memory_order_release);
-    set_avail_idx(static_cast<uint16_t>(idx + 1));
+    set_avail_idx(static_cast<uint16_t>(idx + 1));  // release: the entry before the index
   }
 
   uint16_t avail_idx() const { return read16(avail_.value + 2); }
-  void set_avail_idx(uint16_t v) { (void)mem_->write_obj(GuestAddress{avail_.value + 2}, v); }
-  void set_avail_flags(uint16_t v) { (void)mem_->write_obj(avail_, v); }
+  void set_avail_idx(uint16_t v) { (void)store_u16_release(*mem_, GuestAddress{avail_.value + 2}, v); }
+  void set_avail_flags(uint16_t v) { (void)store_u16_release(*mem_, avail_, v); }
   void set_used_event(uint16_t v) {
-    (void)mem_->write_obj(GuestAddress{avail_.value + 4 + 2ull * size_}, v);
+    (void)store_u16_release(*mem_, GuestAddress{avail_.value + 4 + 2ull * size_}, v);
   }
   uint16_t avail_event() const { return read16(used_.value + 4 + 8ull * size_); }
   uint16_t used_idx() const { return read16(used_.value + 2); }
@@ -119,10 +119,7 @@ class MockQueue {
   }
 
  private:
-  uint16_t read16(uint64_t a) const {
-    std::atomic_thread_fence(std::memory_order_acquire);
-    return *mem_->read_obj<uint16_t>(GuestAddress{a});
-  }
+  uint16_t read16(uint64_t a) const { return *load_u16_acquire(*mem_, GuestAddress{a}); }
 
   GuestMemory* mem_;
   uint16_t size_;
