@@ -6,9 +6,10 @@
 # image with umoci (gzip layer). The tree for mkfs.ext4 -d is that image unpacked by umoci.
 # Both produce an ext4 image of the same size (the size flick computes), on the same disk.
 #
-# usage: bench/image/compare-mkfs.sh [BUILD_DIR] [REPETITIONS]   (needs root for mmdebstrap)
+# usage: bench/image/compare-mkfs.sh [BUILD_DIR] [REPETITIONS]
+# BUILD_DIR: a Release build with the image_rootfs_bench target built. mmdebstrap needs root.
 set -euo pipefail
-build=${1:-build/image}
+build=${1:-build/release}
 reps=${2:-3}
 bench=$build/bench/image/image_rootfs_bench
 [[ -x $bench ]] || { echo "build the image_rootfs_bench target in $build first" >&2; exit 1; }
@@ -39,30 +40,44 @@ tree_mb=$(du -sm "$tree" | cut -f1)
 files=$(find "$tree" | wc -l)
 layer_mb=$(( $(stat -c %s "$layer") / 1048576 ))
 
-# flick: layers (gzip) -> ext4, via Google Benchmark.
-FLICK_BENCH_LAYERS=$layer FLICK_BENCH_OUTPUT=$work/flick.ext4 "$bench" \
-  --benchmark_repetitions="$reps" --benchmark_format=json --benchmark_out="$work/flick.json" \
-  --benchmark_out_format=json >/dev/null
-read -r flick_ms image_bytes < <(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['benchmarks']; \
-r=[b for b in d if b.get('run_type')=='iteration']; t=sorted(b['real_time'] for b in r); \
-print('%.1f %d' % (t[len(t)//2], r[0]['image_bytes']))" "$work/flick.json")
-e2fsck -fn "$work/flick.ext4" >/dev/null
-
-# mkfs.ext4 -d: the already-extracted tree -> ext4 of the same size.
-mkfs_times=()
-for ((i = 0; i < reps; i++)); do
-  rm -f "$work/mkfs.ext4"
-  truncate -s "$image_bytes" "$work/mkfs.ext4"
-  start=$(date +%s%N)
-  mkfs.ext4 -q -F -d "$tree" "$work/mkfs.ext4"
-  end=$(date +%s%N)
-  mkfs_times+=($(( (end - start) / 1000 )))
-done
-mkfs_ms=$(printf '%s\n' "${mkfs_times[@]}" | sort -n | awk -v n="$reps" 'NR == int(n / 2) + 1 { printf "%.1f", $1 / 1000 }')
-e2fsck -fn "$work/mkfs.ext4" >/dev/null
-
 echo "image:        Debian bookworm minbase (mmdebstrap), ${tree_mb} MB in ${files} paths; gzip layer ${layer_mb} MB"
-echo "ext4 size:    $(( image_bytes / 1048576 )) MiB (flick's computed size, used for both)"
-echo "flick:        ${flick_ms} ms  (build_rootfs: gzip layer -> ext4, median of $reps)"
-echo "mkfs.ext4 -d: ${mkfs_ms} ms  (extracted folder -> ext4, median of $reps; extraction not counted)"
-python3 -c "import sys; f, m = float(sys.argv[1]), float(sys.argv[2]); print('ratio:        flick / mkfs.ext4 -d = %.2f' % (f / m))" "$flick_ms" "$mkfs_ms"
+
+# Each command runs $reps times, alternating, on the same disk; wall and CPU (user+sys of the
+# process) are medians. flick runs through the Google Benchmark binary (one iteration per run).
+export FLICK_BENCH_LAYERS=$layer FLICK_BENCH_OUTPUT=$work/flick.ext4
+python3 - "$reps" "$work" "$bench" "$tree" "$layer" <<'PY'
+import json, os, resource, statistics, subprocess, sys, time
+reps, work, bench, tree, layer = int(sys.argv[1]), *sys.argv[2:]
+
+def timed(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall * 1000, cpu * 1000
+
+out = subprocess.run([bench, "--benchmark_format=json"], check=True, capture_output=True, text=True).stdout
+size = int(json.loads(out)["benchmarks"][0]["image_bytes"])
+mkfs_img, x = os.path.join(work, "mkfs.ext4"), os.path.join(work, "x")
+cmds = {
+    "flick": f"{bench} --benchmark_format=json",
+    "mkfs": f"rm -f {mkfs_img} && truncate -s {size} {mkfs_img} && mkfs.ext4 -q -F -d {tree} {mkfs_img}",
+    "tar+mkfs": f"rm -rf {x} {mkfs_img} && mkdir {x} && tar -xzf {layer} -C {x} --numeric-owner --xattrs "
+                f"--xattrs-include='*' && truncate -s {size} {mkfs_img} && mkfs.ext4 -q -F -d {x} {mkfs_img}",
+}
+runs = {k: [] for k in cmds}
+for _ in range(reps):
+    for k, c in cmds.items():
+        runs[k].append(timed(c))
+subprocess.run(["e2fsck", "-fn", os.path.join(work, "flick.ext4")], check=True, capture_output=True)
+subprocess.run(["e2fsck", "-fn", mkfs_img], check=True, capture_output=True)
+med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+print(f"ext4 size:    {size >> 20} MiB (flick's computed size, used for all)")
+print(f"flick:        {med['flick'][0]:7.0f} ms wall {med['flick'][1]:7.0f} ms cpu   gzip layer -> ext4 (build_rootfs)")
+print(f"mkfs.ext4 -d: {med['mkfs'][0]:7.0f} ms wall {med['mkfs'][1]:7.0f} ms cpu   extracted folder -> ext4 (extraction not counted)")
+print(f"tar + mkfs:   {med['tar+mkfs'][0]:7.0f} ms wall {med['tar+mkfs'][1]:7.0f} ms cpu   tar -xzf of the same layer, then mkfs.ext4 -d")
+print(f"ratio:        flick / mkfs.ext4 -d = {med['flick'][0] / med['mkfs'][0]:.2f} wall, {med['flick'][1] / med['mkfs'][1]:.2f} cpu"
+      f"   (medians of {reps}; flick / (tar + mkfs) = {med['flick'][0] / med['tar+mkfs'][0]:.2f} wall)")
+PY
