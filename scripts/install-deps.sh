@@ -9,7 +9,7 @@ packages=(
   liburing-dev libarchive-dev libzstd-dev zlib1g-dev libext2fs-dev e2fsprogs
   libcurl4-openssl-dev nlohmann-json3-dev
   acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd
-  iproute2 fio skopeo umoci docker-registry
+  iproute2 fio skopeo umoci docker-registry mmdebstrap
   python3
 )
 
