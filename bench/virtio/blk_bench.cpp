@@ -3,6 +3,7 @@
 // the device executes them with its I/O engine. Compare with fio via blk_vs_fio.sh.
 //
 // The disk is $FLICK_BENCH_DISK (created at 256 MiB if missing).
+#include "base/event_fd.h"
 #include "virtio/block/block_device.h"
 #include "virtio/block/block_request.h"
 #include "virtio/mmio_transport.h"
@@ -27,9 +28,16 @@ namespace {
 constexpr uint64_t kDiskBytes = 256ull << 20;
 constexpr uint32_t kBlock = 4096;
 
-class NullInterrupt : public Interrupt {
+// The "guest" sleeps until the device interrupts it, as a real driver would, instead of
+// spinning on the used ring and taking a CPU from the device and the kernel's I/O workers.
+class EventFdInterrupt : public Interrupt {
  public:
-  void trigger() override {}
+  EventFdInterrupt() : fd_(EventFd::create(false).value()) {}
+  void trigger() override { (void)fd_.signal(); }
+  void wait() const { (void)fd_.consume(); }
+
+ private:
+  EventFd fd_;
 };
 
 std::string disk_path() {
@@ -63,7 +71,8 @@ void run(benchmark::State& state, uint32_t type, BlockEngine::Kind engine) {
   o.engine_depth = 128;
   auto dev = BlockDevice::open(o).value();
   MockQueue mq(mem, GuestAddress{0x1000}, 256);
-  auto transport = MmioTransport::create(dev, &mem, std::make_shared<NullInterrupt>()).value();
+  auto irq = std::make_shared<EventFdInterrupt>();
+  auto transport = MmioTransport::create(dev, &mem, irq).value();
 
   // Driver side of §3.1.1, by hand (no EVENT_IDX: the device is notified for every batch).
   auto w = [&](uint64_t off, uint32_t v) {
@@ -113,7 +122,7 @@ void run(benchmark::State& state, uint32_t type, BlockEngine::Kind engine) {
   for (auto _ : state) {
     // One iteration = one completion (and its replacement request).
     uint16_t used;
-    while ((used = mq.used_idx()) == seen) __builtin_ia32_pause();
+    while ((used = mq.used_idx()) == seen) irq->wait();
     bool any = false;
     while (seen != used) {
       VirtqUsedElem e = mq.used(seen);

@@ -4,7 +4,8 @@
 #
 #   bench/virtio/blk_vs_fio.sh <build-dir> [disk-file]
 #
-# Both use buffered I/O on the same file, so both mostly measure the software path.
+# Both use buffered I/O on the same file and fio does not drop its page cache (invalidate=0),
+# so both measure the software path over cached data, not the disk.
 set -eu
 build=${1:?usage: blk_vs_fio.sh <build-dir> [disk-file]}
 disk=${2:-/tmp/flick-blk-bench.img}
@@ -21,7 +22,7 @@ FLICK_BENCH_DISK=$disk "$bench" --benchmark_filter='BM_BlkRand(Read|Write)/' \
 for rw in randread randwrite; do
   for qd in 1 4 16 64; do
     fio --name=fio --filename="$disk" --ioengine=io_uring --rw=$rw --bs=4k --iodepth=$qd \
-      --direct=0 --size=256M --time_based --runtime="$runtime" --randrepeat=0 \
+      --direct=0 --invalidate=0 --size=256M --time_based --runtime="$runtime" --randrepeat=0 \
       --output-format=json > "$tmp/fio-$rw-$qd.json"
   done
 done

@@ -215,6 +215,9 @@ void BlockDevice::process_queue() {
       }
     }
     engine_->kick();
+    // Reads served from the page cache complete inside the submit: collect them now rather
+    // than after another trip through the event loop.
+    engine_->reap();
     if (free_slots_.empty()) {
       stalled_ = true;  // resumed when a completion frees a slot
       break;
