@@ -237,6 +237,14 @@ TEST_F(Registry, BearerTokenFlow) {
   EXPECT_NE(log.find("200 /v2/oci/blobs/"), std::string::npos) << log;
 }
 
+TEST_F(Registry, UnauthorizedEvenWithATokenIsAClearError) {
+  auto r = open().pull(proxied("denied/oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("401"), std::string::npos) << r.error().describe();
+  EXPECT_NE(proxy_log().find("200 /token?scope=repository%3Adenied"), std::string::npos) << proxy_log();
+}
+
 TEST_F(Registry, RetriesTransientFailures) {
   auto r = open().pull(proxied("flaky/oci:gzip"));
   ASSERT_TRUE(r.ok()) << r.error().describe();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A registry front door for tests: demands an anonymous bearer token (Docker token auth
 flow: 401 + WWW-Authenticate, GET the realm for a token, retry with it), then proxies to the
-real registry. Repositories named flaky/*, limited/* and corrupt/* misbehave on purpose.
+real registry. Repositories named flaky/*, limited/*, corrupt/* and denied/* misbehave on purpose.
 Usage: token_proxy.py UPSTREAM_PORT LOGFILE; prints its own port on stdout."""
 import http.client
 import http.server
@@ -35,7 +35,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         host = "127.0.0.1:%d" % self.server.server_port
         if self.path.startswith("/token"):
             return self.reply(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+        if self.headers.get("Authorization") != "Bearer " + TOKEN or self.path.startswith("/v2/denied/"):
             repo = self.path.split("/")[2] if self.path.count("/") > 2 else ""
             challenge = 'Bearer realm="http://%s/token",service="flick-test",scope="repository:%s:pull"' % (host, repo)
             return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
