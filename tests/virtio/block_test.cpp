@@ -3,10 +3,15 @@
 #include "virtio_test_util.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <fstream>
 
@@ -378,6 +383,52 @@ INSTANTIATE_TEST_SUITE_P(Engines, BlockDeviceTest,
                          [](const auto& param_info) {
                            return param_info.param == BlockEngine::Kind::sync ? "sync" : "io_uring";
                          });
+
+// Makes io_uring_setup fail with EPERM in this process, as kernel.io_uring_disabled=2 or a
+// container's seccomp profile would.
+void deny_io_uring() {
+  sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    std::_Exit(3);
+}
+
+// Runs in a child process: with io_uring refused, the device must fall back to the
+// synchronous engine (saying so) and still serve requests.
+void serve_without_io_uring(const std::string& path) {
+  deny_io_uring();
+  GuestMemory mem = make_memory();
+  BlockDeviceOptions o;
+  o.path = path;
+  auto dev = BlockDevice::open(o);
+  if (!dev) std::_Exit(4);
+  MockQueue mq(mem, GuestAddress{0x1000}, 16);
+  auto t = MmioTransport::create(*dev, &mem, std::make_shared<CountingInterrupt>()).value();
+  if (!(init_device(*t, kFeatureVersion1, {&mq}) & kStatusDriverOk)) std::_Exit(5);
+  if (std::string((*dev)->engine_name()) != "sync") std::_Exit(6);
+  GuestArena arena(0x100000, 0x100000);
+  auto h = arena.alloc(16), d = arena.alloc(512), s = arena.alloc(1);
+  (void)mem.write_obj(h, ReqHeader{kTypeIn, 0, 3});
+  mq.add_chain({{h, 16, false}, {d, 512, true}, {s, 1, true}});
+  notify(*t, 0);
+  if (!eventually([&] { return mq.used_idx() == 1; })) std::_Exit(7);
+  if (*mem.read_obj<uint8_t>(s) != kStatusOk || *mem.read_obj<uint8_t>(d) != 3) std::_Exit(8);
+  std::_Exit(0);
+}
+
+TEST(BlockEngineDeathTest, FallsBackToSyncEngineWhenIoUringIsRefused) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::string path = make_disk();
+  EXPECT_EXIT(serve_without_io_uring(path), ::testing::ExitedWithCode(0),
+              "io_uring unavailable.*using the synchronous block engine");
+  ::unlink(path.c_str());
+}
 
 TEST(BlockEngineTest, FlushReachesStableStorageAfterWrites) {
   // fdatasync through io_uring with IO_DRAIN: the flush completes after the writes before it.
