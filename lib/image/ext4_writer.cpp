@@ -238,6 +238,47 @@ Result<Ext4Writer::FileData> Ext4Writer::open_file(uint32_t ino) {
   return FileData(f, ino);
 }
 
+Result<void> Ext4Writer::set_size(uint32_t ino, uint64_t size) {
+  ext2_inode_large in{};
+  errcode_t err = ext2fs_read_inode_full(fs_, ino, reinterpret_cast<ext2_inode*>(&in), sizeof in);
+  if (!err) err = ext2fs_inode_size_set(fs_, reinterpret_cast<ext2_inode*>(&in), size);
+  if (!err) err = ext2fs_write_inode_full(fs_, ino, reinterpret_cast<ext2_inode*>(&in), sizeof in);
+  if (err) return ext2_error("setting the size of inode " + std::to_string(ino), err);
+  return {};
+}
+
+Result<void> Ext4Writer::write_blocks(uint32_t ino, uint64_t first_block, std::span<const uint8_t> data) {
+  const uint64_t blocks = data.size() / kExt4BlockSize;
+  auto zero = [&](uint64_t b) { return all_zero(data.data() + b * kExt4BlockSize, kExt4BlockSize); };
+  for (uint64_t b = 0; b < blocks;) {
+    if (zero(b)) {
+      ++b;
+      continue;
+    }
+    uint64_t e = b + 1;
+    while (e < blocks && !zero(e)) ++e;
+    // Allocate the run as initialized extents, then write each extent with one I/O.
+    errcode_t err = ext2fs_fallocate(fs_, EXT2_FALLOCATE_FORCE_INIT, ino, nullptr, ~0ULL, first_block + b, e - b);
+    if (err) return ext2_error("allocating blocks of inode " + std::to_string(ino), err);
+    ext2_extent_handle_t h = nullptr;
+    if ((err = ext2fs_extent_open(fs_, ino, &h))) return ext2_error("reading extents of inode " + std::to_string(ino), err);
+    for (uint64_t l = b; l < e && !err;) {
+      ext2fs_extent ex{};
+      err = ext2fs_extent_goto(h, first_block + l);
+      if (!err) err = ext2fs_extent_get(h, EXT2_EXTENT_CURRENT, &ex);
+      if (err) break;
+      const uint64_t off = first_block + l - ex.e_lblk;
+      const uint64_t n = std::min<uint64_t>(ex.e_len - off, e - l);
+      err = io_channel_write_blk64(fs_->io, ex.e_pblk + off, int(n), data.data() + l * kExt4BlockSize);
+      l += n;
+    }
+    ext2fs_extent_free(h);
+    if (err) return ext2_error("writing blocks of inode " + std::to_string(ino), err);
+    b = e;
+  }
+  return {};
+}
+
 Ext4Writer::FileData::FileData(FileData&& o) noexcept : file_(o.file_), ino_(o.ino_), pos_(o.pos_) {
   o.file_ = nullptr;
 }

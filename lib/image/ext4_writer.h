@@ -58,6 +58,12 @@ class Ext4Writer {
   };
   Result<FileData> open_file(uint32_t ino);
 
+  // The fast path for a file's bytes from offset 0: sets its size, then writes `data` (a
+  // whole number of blocks, starting at logical block `first_block`) straight to allocated
+  // extents. All-zero blocks stay holes.
+  Result<void> set_size(uint32_t ino, uint64_t size);
+  Result<void> write_blocks(uint32_t ino, uint64_t first_block, std::span<const uint8_t> data);
+
   // Adds lost+found (unless the tree has one) and flushes everything.
   Result<void> finish(bool have_lost_found);
 
