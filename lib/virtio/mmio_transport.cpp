@@ -52,6 +52,7 @@ Result<std::unique_ptr<MmioTransport>> MmioTransport::create(std::shared_ptr<Vir
 
 MmioTransport::~MmioTransport() {
   // Stop the device thread before the eventfds and signals it uses go away.
+  std::lock_guard lifecycle(lifecycle_mu_);
   if (active_) device_->reset();
 }
 
@@ -182,6 +183,7 @@ void MmioTransport::write_register(uint64_t offset, uint32_t v) {
 }
 
 void MmioTransport::write_status(uint32_t v) {
+  std::lock_guard lifecycle(lifecycle_mu_);
   if (v == 0) {
     reset();
     return;

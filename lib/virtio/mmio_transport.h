@@ -64,6 +64,9 @@ class MmioTransport : public BusDevice {
   std::shared_ptr<Signals> signals_;
   std::vector<EventFd> notify_;
 
+  // Status writes (activate, reset) from any number of vCPUs run one at a time. Never taken
+  // by a device thread, so holding it while a device joins its thread cannot deadlock.
+  std::mutex lifecycle_mu_;
   mutable std::mutex mu_;  // registers (vCPU threads) vs device_failed (I/O thread)
   uint64_t offered_ = 0;
   uint64_t driver_features_ = 0;  // as written by the driver

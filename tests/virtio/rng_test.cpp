@@ -45,5 +45,30 @@ TEST(RngDeviceTest, CapsHugeRequestsAndSkipsReadableOnes) {
   EXPECT_EQ(mq.used(2).len, 0u);
 }
 
+TEST(RngDeviceTest, ConcurrentStatusWritesFromTwoVcpus) {
+  // A guest racing resets and initialisations on two vCPUs must not crash or wedge the VMM.
+  GuestMemory mem = make_memory();
+  auto dev = std::make_shared<RngDevice>(16);
+  MockQueue mq(mem, GuestAddress{0x1000}, 16);
+  auto t = MmioTransport::create(dev, &mem, std::make_shared<CountingInterrupt>()).value();
+  auto vcpu = [&] {
+    for (int i = 0; i < 100; i++) {
+      init_device(*t, kFeatureVersion1, {&mq});
+      notify(*t, 0);
+      mmio_write(*t, mmio::kStatus, 0);
+    }
+  };
+  std::thread a(vcpu), b(vcpu);
+  a.join();
+  b.join();
+  // Still usable afterwards.
+  mq = MockQueue(mem, GuestAddress{0x1000}, 16);
+  ASSERT_TRUE(init_device(*t, kFeatureVersion1, {&mq}) & kStatusDriverOk);
+  GuestArena arena(0x100000, 0x100000);
+  mq.add_chain({{arena.alloc(16), 16, true}});
+  notify(*t, 0);
+  EXPECT_TRUE(eventually([&] { return mq.used_idx() == 1; }));
+}
+
 }  // namespace
 }  // namespace flick::virtio::testing
