@@ -224,6 +224,8 @@ Result<void> Ext4Writer::set_attributes(uint32_t ino, const Inode& meta) {
   errcode_t err = ext2fs_read_inode_full(fs_, ino, reinterpret_cast<ext2_inode*>(&in), sizeof in);
   if (err) return ext2_error("reading inode " + std::to_string(ino), err);
   in.i_mode = uint16_t((in.i_mode & LINUX_S_IFMT) | (meta.permissions & 07777));
+  // ext2fs_symlink starts a symlink at one link; a hardlinked symlink has more.
+  if (meta.type == FileType::symlink && meta.nlink > 1) in.i_links_count = uint16_t(meta.nlink);
   set_owner_times(in, meta);
   if ((err = ext2fs_write_inode_full(fs_, ino, reinterpret_cast<ext2_inode*>(&in), sizeof in)))
     return ext2_error("writing inode " + std::to_string(ino), err);

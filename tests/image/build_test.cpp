@@ -81,6 +81,7 @@ TEST_F(BuildRootfs, TreeEqualsUmociUnpackOfTheSameImage) {
   EXPECT_EQ(actual["/link-to-file"].type, 'f');            // symlink -> file
   EXPECT_EQ(actual["/shared-link"].hardlink_group, "/shared");  // hardlink across layers
   EXPECT_EQ(actual["/bin/busybox-again"].hardlink_group, "/bin/ash");
+  EXPECT_EQ(actual["/bin/sh-again"].hardlink_group, "/bin/sh");
   EXPECT_EQ(actual["/bin/su"].mode, 04755u);
   EXPECT_EQ(actual["/bin/wall"].mode, 02755u);
   EXPECT_EQ(actual["/tmp"].mode, 01777u);

@@ -51,6 +51,7 @@ layer("base.tar", [
     dict(name="bin/sh", kind=L, link="busybox"),
     dict(name="bin/busybox", data=b"busybox" * 1000, mode=0o755),
     dict(name="bin/ash", kind=H, link="bin/busybox"),
+    dict(name="bin/sh-again", kind=H, link="bin/sh"),  # a hardlink to a symlink
     dict(name="tmp", kind=D, mode=0o1777),
     dict(name="home", kind=D, mode=0o755),
     dict(name="home/user", kind=D, mode=0o700, uid=1000, gid=1000),
