@@ -81,6 +81,10 @@ struct BuildStats {
 
 // Applies `layers` (tar files, optionally gzip- or zstd-compressed, lowest first) into a new
 // ext4 image at `output` (created or truncated). On failure `output` is removed.
+// Entry paths with ".." or a leading "/" and hardlinks to names not in the image fail with
+// Errc::malformed; a symlink in a parent path is followed inside the image (an absolute
+// target restarts at the image root, ".." stops there), as `umoci unpack` does. Whiteouts
+// (".wh.NAME") and opaque directories (".wh..wh..opq") follow the OCI layer spec.
 FLICK_API Result<BuildStats> build_rootfs(std::span<const std::filesystem::path> layers,
                                           const std::filesystem::path& output,
                                           const RootfsOptions& options = {});
