@@ -45,6 +45,9 @@ struct VmConfig {
   std::string cmdline = "console=ttyS0 panic=-1 pci=off";
   uint32_t cpus = 1;            // 1..254
   uint64_t memory_mib = 256;    // guest RAM
+  // Back guest RAM with a memfd other processes can map; otherwise private anonymous memory,
+  // which hosts back with transparent huge pages (faster boots).
+  bool shared_memory = false;
   std::string kvm_device = "/dev/kvm";
   std::vector<DiskConfig> disks;   // /dev/vda, /dev/vdb, ... in this order
   std::vector<NetConfig> nets;     // eth0, eth1, ...

@@ -13,7 +13,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 }
 
-Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges) {
+Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemory::Backing backing) {
   GuestMemory mem;
   uint64_t total = 0;
   uint64_t prev_end = 0;
@@ -26,18 +26,25 @@ Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges) {
     prev_end = end;
     total += r.size;
   }
-  int fd = ::memfd_create("flick-guest-memory", MFD_CLOEXEC);
-  if (fd < 0) return sys_error("creating the guest memory memfd", errno);
-  mem.fd_.reset(fd);
-  if (::ftruncate(fd, static_cast<off_t>(total)) != 0)
-    return sys_error("sizing guest memory to " + std::to_string(total >> 20) + " MiB", errno);
+  int fd = -1;
+  if (backing == Backing::memfd) {
+    fd = ::memfd_create("flick-guest-memory", MFD_CLOEXEC);
+    if (fd < 0) return sys_error("creating the guest memory memfd", errno);
+    mem.fd_.reset(fd);
+    if (::ftruncate(fd, static_cast<off_t>(total)) != 0)
+      return sys_error("sizing guest memory to " + std::to_string(total >> 20) + " MiB", errno);
+  }
   uint64_t offset = 0;
   for (const auto& r : ranges) {
-    void* p = ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                     static_cast<off_t>(offset));
-    if (p == MAP_FAILED) return sys_error("mapping guest memory", errno);
-    ::madvise(p, r.size, MADV_MERGEABLE);
+    void* p = fd >= 0 ? ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                               fd, static_cast<off_t>(offset))
+                      : ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      return sys_error("mapping " + std::to_string(r.size >> 20) + " MiB of guest memory", errno);
     mem.regions_.push_back({GuestAddress{r.start}, r.size, static_cast<std::byte*>(p), offset});
+    // Huge pages where the host allows them; a hint, so failure is fine.
+    ::madvise(p, r.size, MADV_HUGEPAGE);
     offset += r.size;
   }
   mem.total_ = total;

@@ -2,8 +2,12 @@
 //
 // Every read or write of guest physical memory goes through this class, which checks the
 // whole range [addr, addr + len) against the mapped regions (overflow included) and returns
-// an Error instead of touching anything outside. The memory is a memfd so it can be shared
-// with other processes, snapshotted or cloned.
+// an Error instead of touching anything outside.
+//
+// Two backings: private anonymous memory (the default: the host kernel backs it with
+// transparent huge pages, so a booting guest takes far fewer second-level page faults), or a
+// memfd, which other processes can map (vhost-user, snapshots, clones) but which gets huge
+// pages only where the host enables them for shmem.
 #pragma once
 
 #include "base/fd.h"
@@ -40,10 +44,11 @@ struct MemoryRegion {
 
 class GuestMemory {
  public:
-  // Maps the given [start, start+size) ranges of guest RAM (sorted, non-overlapping, page
-  // aligned) into one memfd.
   struct Range { uint64_t start; uint64_t size; };
-  static Result<GuestMemory> create(std::span<const Range> ranges);
+  enum class Backing { anonymous, memfd };
+  // Maps the given [start, start+size) ranges of guest RAM (sorted, non-overlapping, page
+  // aligned); with Backing::memfd, all of them into one memfd, in order.
+  static Result<GuestMemory> create(std::span<const Range> ranges, Backing backing = Backing::anonymous);
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&&) noexcept;
@@ -54,6 +59,8 @@ class GuestMemory {
 
   const std::vector<MemoryRegion>& regions() const { return regions_; }
   uint64_t total_size() const { return total_; }
+  // The memfd holding all regions (MemoryRegion::file_offset), or -1 for anonymous memory.
+  // The memfd holding all regions (at MemoryRegion::file_offset), or -1 for anonymous memory.
   int fd() const { return fd_.get(); }
 
   // True when every byte of [addr, addr+len) is guest RAM within a single region.

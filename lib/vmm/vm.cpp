@@ -243,7 +243,8 @@ Result<void> Vm::Impl::build() {
 
   const uint64_t mem_bytes = config.memory_mib << 20;
   auto ranges = layout::ram_ranges(mem_bytes);
-  FLICK_TRY_ASSIGN(memory, GuestMemory::create(ranges));
+  FLICK_TRY_ASSIGN(memory, GuestMemory::create(ranges, config.shared_memory ? GuestMemory::Backing::memfd
+                                                                             : GuestMemory::Backing::anonymous));
   for (size_t i = 0; i < memory.regions().size(); ++i) {
     const auto& r = memory.regions()[i];
     FLICK_TRY(vm->set_user_memory_region(static_cast<uint32_t>(i), r.start.value, r.size, r.host));

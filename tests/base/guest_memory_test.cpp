@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdint>
 
@@ -34,6 +36,20 @@ TEST(GuestMemory, RejectsRangesOutsideOrAcrossRegions) {
   EXPECT_TRUE(mem.read_obj<uint8_t>(GuestAddress{0x101fff}).ok());
   auto e = mem.read_obj<uint32_t>(GuestAddress{0x50000});
   EXPECT_NE(e.error().message.find("0x50000"), std::string::npos);
+}
+
+TEST(GuestMemory, MemfdBackingIsOneFileInRegionOrder) {
+  std::array<GuestMemory::Range, 2> r{{{0, 0x10000}, {0x100000, 0x2000}}};
+  auto mem = GuestMemory::create(r, GuestMemory::Backing::memfd);
+  ASSERT_TRUE(mem.ok());
+  ASSERT_GE(mem->fd(), 0);
+  ASSERT_TRUE(mem->write_obj(GuestAddress{0x100008}, uint32_t{0xfeedf00d}).ok());
+  uint32_t v = 0;
+  ASSERT_EQ(::pread(mem->fd(), &v, 4, 0x10008), 4);  // second region follows the first
+  EXPECT_EQ(v, 0xfeedf00du);
+  auto anon = GuestMemory::create(r);
+  ASSERT_TRUE(anon.ok());
+  EXPECT_EQ(anon->fd(), -1);
 }
 
 TEST(GuestMemory, RejectsBadLayouts) {

@@ -21,7 +21,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: flick vm run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N]\n"
     "                    [--memory MIB] [--disk PATH[,ro][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
-    "                    [--vsock PATH] [--no-rng] [--boot-time] [--timeout SECONDS]\n"
+    "                    [--vsock PATH] [--no-rng] [--shared-memory] [--boot-time]\n"
+    "                    [--timeout SECONDS]\n"
     "\n"
     "Boots PATH (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
     "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n";
@@ -128,6 +129,8 @@ int vm_run(int argc, char** argv) {
       cfg.nets.push_back(net);
     } else if (a == "--vsock") {
       cfg.vsock = flick::VsockConfig{value("--vsock"), 3};
+    } else if (a == "--shared-memory") {
+      cfg.shared_memory = true;
     } else if (a == "--no-rng") {
       cfg.rng = false;
     } else if (a == "--boot-time") {
