@@ -1,5 +1,6 @@
 #include "virtio/io_thread.h"
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -48,7 +49,7 @@ IoThread::~IoThread() {
 
 Result<uint64_t> IoThread::watch(int fd, Handler handler, bool writable) {
   uint64_t id = next_id_++;
-  auto [it, inserted] = watches_.emplace(id, Watch{fd, writable, std::move(handler)});
+  auto [it, inserted] = watches_.emplace(id, Watch{fd, writable, std::move(handler), {}});
   (void)inserted;
   if (auto r = arm(id, it->second); !r) {
     watches_.erase(it);
@@ -57,7 +58,7 @@ Result<uint64_t> IoThread::watch(int fd, Handler handler, bool writable) {
   return id;
 }
 
-Result<void> IoThread::arm(uint64_t id, const Watch& w) {
+Result<void> IoThread::arm(uint64_t id, Watch& w) {
   unsigned mask = w.writable ? POLLOUT : POLLIN;
   if (ring_) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
@@ -70,10 +71,13 @@ Result<void> IoThread::arm(uint64_t id, const Watch& w) {
     io_uring_sqe_set_data64(sqe, id);
     return {};
   }
+  int dup = ::fcntl(w.fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return sys_error(name_ + ": duplicating fd " + std::to_string(w.fd), errno);
+  w.epoll_fd.reset(dup);
   epoll_event ev{};
   ev.events = w.writable ? EPOLLOUT : EPOLLIN;
   ev.data.u64 = id;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, w.fd, &ev) != 0)
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, dup, &ev) != 0)
     return sys_error(name_ + ": watching fd " + std::to_string(w.fd), errno);
   return {};
 }
@@ -87,7 +91,7 @@ void IoThread::unwatch(uint64_t id) {
       io_uring_sqe_set_data64(sqe, 0);
     }
   } else {
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.epoll_fd.get(), nullptr);
   }
   watches_.erase(it);
 }

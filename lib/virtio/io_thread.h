@@ -57,9 +57,12 @@ class IoThread {
     int fd;
     bool writable;
     Handler handler;
+    // epoll keys registrations by file descriptor: a second watch of the same fd (read and
+    // write) registers a duplicate of it.
+    UniqueFd epoll_fd;
   };
   IoThread() = default;
-  Result<void> arm(uint64_t id, const Watch& w);
+  Result<void> arm(uint64_t id, Watch& w);
   void run();
   void run_uring();
   void run_epoll();

@@ -249,13 +249,15 @@ TEST_F(VsockTest, SlowHostReaderGetsEveryByteInOrder) {
     send(kOpRw, 5000, 3, chunk);
   }
   EXPECT_EQ(read_some(host, sent.size()), sent);
-  // The device tells the guest its buffer drained.
-  bool credit = false;
-  for (int i = 0; i < 4 && !credit; i++) {
-    if (!receive(&h)) break;
-    credit = h.op == kOpCreditUpdate && h.fwd_cnt == sent.size();
+  // The device tells the guest as its buffer drains: once everything is forwarded, the guest
+  // knows of at least half the buffer free, so it can never stall for lack of credit.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  uint32_t fwd = 0;
+  while (rxq.used_idx() != rx_seen && receive(&h)) {
+    if (h.op == kOpCreditUpdate) fwd = std::max(fwd, h.fwd_cnt);
   }
-  EXPECT_TRUE(credit);
+  EXPECT_GT(fwd, 0u);
+  EXPECT_LT(sent.size() - fwd, VsockDevice::kBufAlloc / 2);
   ::close(host);
   ::close(listener);
 }
