@@ -58,15 +58,32 @@ Result<uint64_t> IoThread::watch(int fd, Handler handler, bool writable) {
   return id;
 }
 
+io_uring_sqe* IoThread::next_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  if (!sqe) {
+    io_uring_submit(ring_.get());
+    sqe = io_uring_get_sqe(ring_.get());
+  }
+  return sqe;
+}
+
+Result<void> IoThread::submit(const std::function<void(io_uring_sqe*)>& prep,
+                              std::function<void(int)> done) {
+  if (!ring_) return make_error(Errc::unsupported, name_ + ": no io_uring to submit to");
+  io_uring_sqe* sqe = next_sqe();
+  if (!sqe) return make_error(Errc::busy, name_ + ": io_uring submission queue full");
+  uint64_t id = next_id_++;
+  prep(sqe);
+  io_uring_sqe_set_data64(sqe, id);
+  ops_.emplace(id, std::move(done));
+  return {};
+}
+
 Result<void> IoThread::arm(uint64_t id, Watch& w) {
   unsigned mask = w.writable ? POLLOUT : POLLIN;
   if (ring_) {
-    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-    if (!sqe) {
-      io_uring_submit(ring_.get());
-      sqe = io_uring_get_sqe(ring_.get());
-      if (!sqe) return make_error(Errc::busy, name_ + ": io_uring submission queue full");
-    }
+    io_uring_sqe* sqe = next_sqe();
+    if (!sqe) return make_error(Errc::busy, name_ + ": io_uring submission queue full");
     io_uring_prep_poll_add(sqe, w.fd, mask);
     io_uring_sqe_set_data64(sqe, id);
     return {};
@@ -122,10 +139,19 @@ Result<void> IoThread::start() {
 }
 
 void IoThread::stop() {
-  if (!thread_.joinable()) return;
-  stopping_ = true;
-  (void)wake_.signal();
-  thread_.join();
+  if (thread_.joinable()) {
+    stopping_ = true;
+    (void)wake_.signal();
+    thread_.join();
+  }
+  // Operations in flight may still read or write guest memory: wait them out.
+  while (ring_ && !ops_.empty()) {
+    io_uring_submit(ring_.get());
+    io_uring_cqe* cqe;
+    if (io_uring_wait_cqe(ring_.get(), &cqe) < 0) break;
+    ops_.erase(io_uring_cqe_get_data64(cqe));
+    io_uring_cqe_seen(ring_.get(), cqe);
+  }
 }
 
 void IoThread::dispatch(uint64_t id, bool error) {
@@ -160,8 +186,13 @@ void IoThread::run_uring() {
     }
     io_uring_cq_advance(ring_.get(), static_cast<unsigned>(done.size()));
     for (auto [id, res] : done) {
-      if (id == 0 || res == -ECANCELED) continue;
-      if (stopping_) return;
+      if (auto op = ops_.find(id); op != ops_.end()) {
+        auto fn = std::move(op->second);
+        ops_.erase(op);
+        if (!stopping_) fn(res);
+        continue;
+      }
+      if (id == 0 || res == -ECANCELED || stopping_) continue;
       dispatch(id, res < 0 || (res & (POLLERR | POLLHUP)));
       // Poll requests are one-shot: re-arm while the watch exists.
       if (auto it = watches_.find(id); it != watches_.end()) (void)arm(id, it->second);

@@ -21,6 +21,7 @@
 #include <vector>
 
 struct io_uring;
+struct io_uring_sqe;
 
 namespace flick::virtio {
 
@@ -47,6 +48,12 @@ class IoThread {
   // Runs `fn` on the I/O thread soon; safe from any thread.
   void post(std::function<void()> fn);
 
+  // io_uring backend only (check backend()): queues the operation `prep` fills in; `done` gets
+  // its result (cqe->res) on the I/O thread. Submitted with the loop's next wait, so a batch
+  // of operations costs one system call. Call on the I/O thread. stop() waits for operations
+  // still in flight (they may point into guest memory) without calling `done`.
+  Result<void> submit(const std::function<void(io_uring_sqe*)>& prep, std::function<void(int)> done);
+
   Result<void> start();
   // Stops and joins the thread; handlers are not called after stop() returns.
   void stop();
@@ -68,6 +75,7 @@ class IoThread {
   void run_epoll();
   void dispatch(uint64_t id, bool error);
   void drain_posted();
+  io_uring_sqe* next_sqe();
 
   std::string name_;
   Backend backend_ = Backend::epoll;
@@ -75,6 +83,7 @@ class IoThread {
   UniqueFd epoll_;
   EventFd wake_;
   std::map<uint64_t, Watch> watches_;
+  std::map<uint64_t, std::function<void(int)>> ops_;
   uint64_t next_id_ = 1;
   uint64_t wake_id_ = 0;
   std::mutex posted_mu_;

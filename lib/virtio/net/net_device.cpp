@@ -3,6 +3,7 @@
 #include "virtio/spec.h"
 
 #include <linux/if_tun.h>
+#include <liburing.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -83,6 +84,7 @@ void NetDevice::reset() {
   if (thread_) thread_->stop();
   thread_.reset();
   tap_read_watch_ = tap_write_watch_ = 0;
+  tx_in_flight_.clear();
   queues_.clear();
   interrupt_.reset();
   mem_ = nullptr;
@@ -139,6 +141,18 @@ void NetDevice::process_tx() {
         auto s = mem_->slice(d.addr, d.len);
         if (s && d.len) iov.push_back({s->data(), s->size()});
       }
+      if (thread_->backend() == IoThread::Backend::io_uring && !tx_in_flight_.count(a.head)) {
+        auto& held = tx_in_flight_[a.head] = iov;
+        uint16_t head = a.head;
+        int fd = tap_.fd();
+        auto r = thread_->submit(
+            [&](io_uring_sqe* sqe) {
+              io_uring_prep_writev(sqe, fd, held.data(), static_cast<unsigned>(held.size()), 0);
+            },
+            [this, head](int) { complete_tx(head); });  // a failed frame is a dropped frame
+        if (r) continue;
+        tx_in_flight_.erase(a.head);
+      }
       ssize_t n = ::writev(tap_.fd(), iov.data(), static_cast<int>(iov.size()));
       if (n < 0 && errno == EAGAIN) {
         q.undo_pop();  // the TAP is full: retry when it drains
@@ -150,6 +164,14 @@ void NetDevice::process_tx() {
     used = true;
   }
   if (used && q.needs_interrupt()) interrupt_->used_buffer(kTx);
+}
+
+void NetDevice::complete_tx(uint16_t head) {
+  tx_in_flight_.erase(head);
+  VirtQueue& q = queues_[kTx].queue;
+  if (q.broken()) return;
+  (void)q.add_used(head, 0);
+  if (q.needs_interrupt()) interrupt_->used_buffer(kTx);  // EVENT_IDX keeps this rare
 }
 
 void NetDevice::process_rx() {
