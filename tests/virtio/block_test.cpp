@@ -407,6 +407,7 @@ void serve_without_io_uring(const std::string& path) {
   BlockDeviceOptions o;
   o.path = path;
   auto dev = BlockDevice::open(o);
+  ::unlink(path.c_str());  // the device holds it open; nothing is left behind by _Exit
   if (!dev) std::_Exit(4);
   MockQueue mq(mem, GuestAddress{0x1000}, 16);
   auto t = MmioTransport::create(*dev, &mem, std::make_shared<CountingInterrupt>()).value();
