@@ -150,6 +150,33 @@ TEST_F(VsockTest, GuestConnectsToHostPort) {
   ::close(listener);
 }
 
+TEST_F(VsockTest, HostHalfCloseStillCarriesTheGuestsReply) {
+  int listener = host_listen(1234);
+  give_rx_buffers(8);
+  send(kOpRequest, 5000, 1234);
+  VsockHeader h;
+  ASSERT_TRUE(receive(&h));
+  ASSERT_EQ(h.op, kOpResponse);
+  int host = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(host, 0);
+
+  ASSERT_EQ(::write(host, "request", 7), 7);
+  ASSERT_EQ(::shutdown(host, SHUT_WR), 0);  // the host sends no more, but still reads
+  std::string payload;
+  ASSERT_TRUE(receive(&h, &payload));
+  EXPECT_EQ(payload, "request");
+  ASSERT_TRUE(receive(&h));
+  EXPECT_EQ(h.op, kOpShutdown);
+  EXPECT_EQ(h.flags, kShutdownSend);  // "no more data from the host", not a full close
+
+  send(kOpRw, 5000, 1234, "reply");
+  EXPECT_EQ(read_some(host, 5), "reply");
+  send(kOpShutdown, 5000, 1234, "", kShutdownRecv | kShutdownSend);
+  EXPECT_EQ(read_some(host, 1), "");
+  ::close(host);
+  ::close(listener);
+}
+
 TEST_F(VsockTest, GuestConnectToMissingPortIsReset) {
   give_rx_buffers(2);
   send(kOpRequest, 5000, 999);

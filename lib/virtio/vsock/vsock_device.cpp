@@ -2,6 +2,7 @@
 
 #include "virtio/spec.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -12,6 +13,16 @@
 #include <cstring>
 
 namespace flick::virtio {
+namespace {
+
+// After read() returned 0: true when the peer closed both directions (POLLHUP), false when it
+// only shut its write side.
+bool peer_hung_up(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & POLLHUP);
+}
+
+}  // namespace
 
 namespace {
 constexpr uint64_t kFeatureStream = 1ull << 0;  // §5.10.3
@@ -473,7 +484,15 @@ void VsockDevice::process_rx() {
       watch_read(k, c);
       continue;
     }
-    if (n <= 0) {  // the host closed its end: tell the guest, wait for its RST
+    if (n == 0 && !c.shut_write_after_flush && !peer_hung_up(c.sock.get())) {
+      // The host shut only its write side (shutdown(SHUT_WR)) and still reads: tell the guest it
+      // gets no more data and keep carrying its replies, as a half-closed stream socket does.
+      q.undo_pop();
+      c.host_eof = true;
+      send_control(c, vsock::kOpShutdown, vsock::kShutdownSend);
+      continue;
+    }
+    if (n <= 0) {  // the host closed its end (or both directions are done): wait for the RST
       q.undo_pop();
       c.host_eof = true;
       c.state = State::closing;
