@@ -42,6 +42,9 @@ struct VsockConfig {
 struct VmConfig {
   std::string kernel;   // bzImage (64-bit boot protocol) or vmlinux ELF (PVH entry if present)
   std::string initrd;   // optional initramfs
+  // More cpio archives loaded right after `initrd` (Linux unpacks each into the same rootfs):
+  // e.g. a cached base archive plus a small per-boot one with configuration.
+  std::vector<std::string> initrd_append;
   std::string cmdline = "console=ttyS0 panic=-1 pci=off";
   uint32_t cpus = 1;            // 1..254
   uint64_t memory_mib = 256;    // guest RAM

@@ -259,6 +259,13 @@ Result<void> Vm::Impl::build() {
   if (!config.initrd.empty()) {
     FLICK_TRY_ASSIGN(initrd, read_file(config.initrd, "initrd", mem_bytes));
   }
+  for (const auto& path : config.initrd_append) {
+    if (initrd.empty() && config.initrd.empty())
+      return make_error(Errc::invalid_argument, "initrd_append given without an initrd");
+    FLICK_TRY_ASSIGN(auto part, read_file(path, "initrd", mem_bytes));
+    initrd.resize((initrd.size() + 3) & ~size_t{3});  // archives start 4-byte aligned; zeros are skipped
+    initrd.insert(initrd.end(), part.begin(), part.end());
+  }
 
   FLICK_TRY(add_devices());
   FLICK_TRY(add_virtio_devices());

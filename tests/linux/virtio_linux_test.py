@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Debian's stock cloud kernel in flick's VMM finds all four virtio devices through ACPI and
-uses them: a pattern written to /dev/vda lands in the host's image file; a read-only disk reads
+uses them (and a second initrd archive appended to the first is unpacked too): a pattern written to /dev/vda lands in the host's image file; a read-only disk reads
 and refuses writes; the NIC exchanges pings with a TAP in a network namespace this test made;
 /dev/hwrng gives entropy; vsock carries data guest->host and host->guest.
 
@@ -34,6 +34,7 @@ HOST_NET, GUEST_NET = "10.200.0.1", "10.200.0.2"  # inside this test's own names
 GUEST_INIT = f"""#!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 echo "virtio devices: $(ls /sys/bus/virtio/devices | wc -l)"
+echo "appended initrd: $(cat /etc/flick-appended)"
 printf '{PATTERN}' | dd of=/dev/vda bs=512 seek=8 conv=notrunc,fsync 2>/dev/null && echo "vda: wrote"
 echo "vda: read $(dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c {len(PATTERN)})"
 echo "vda: serial $(cat /sys/block/vda/serial)"
@@ -51,6 +52,7 @@ poweroff -f
 
 EXPECT = [
     "virtio devices: 5",
+    "appended initrd: second-archive-ok",
     "vda: wrote",
     f"vda: read {PATTERN}",
     "vda: serial flick-rw",
@@ -111,7 +113,7 @@ def connect_to_guest(uds: str, port: int, message: bytes) -> bytes:
     return reply
 
 
-def inside(flick: str, kernel: str, initrd: str) -> int:
+def inside(flick: str, kernel: str, initrd: str, appended: str) -> int:
     ns = f"flick-virtio-{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix="flick-virtio-"))
     rw, ro, uds = work / "rw.img", work / "ro.img", str(work / "v.sock")
@@ -129,7 +131,7 @@ def inside(flick: str, kernel: str, initrd: str) -> int:
         stop = threading.Event()
         server = threading.Thread(target=serve_guest_connections, args=(uds + "_1234", stop))
         server.start()
-        argv = ["ip", "netns", "exec", ns, flick, "vm", "run", "--kernel", kernel, "--initrd", initrd,
+        argv = ["ip", "netns", "exec", ns, flick, "vm", "run", "--kernel", kernel, "--initrd", initrd, "--initrd", appended,
                 "--cmdline", "console=ttyS0 quiet panic=-1 pci=off", "--memory", "512",
                 "--disk", f"{rw},serial=flick-rw", "--disk", f"{ro},ro", "--net", "tap=tap0",
                 "--vsock", uds, "--timeout", "240"]
@@ -167,7 +169,7 @@ def inside(flick: str, kernel: str, initrd: str) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[1] == "--inside":
-        return inside(*argv[2:5])
+        return inside(*argv[2:6])
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -175,7 +177,14 @@ def main(argv: list[str]) -> int:
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
     initrd = guest_initramfs.build(kernel.root, MODULES, GUEST_INIT,
                                    extra_files={"bin/vsock_tool": Path(vsock_tool)})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, str(kernel.vmlinuz), str(initrd)]
+    # A second, uncompressed archive after the first: flick concatenates them (per-boot config
+    # rides on a cached base this way).
+    extra = guest_initramfs.CpioWriter()
+    extra.add_file("etc/flick-appended", b"second-archive-ok\n", 0o644)
+    appended = Path.cwd() / "appended.cpio"
+    appended.write_bytes(extra.pack())
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, str(kernel.vmlinuz),
+           str(initrd), str(appended)]
     if testhost.needed():
         return testhost.run(cmd, timeout=600)
     return subprocess.run(cmd).returncode

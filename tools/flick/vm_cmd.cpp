@@ -19,7 +19,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: flick vm run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N]\n"
+    "usage: flick vm run --kernel PATH [--initrd PATH]... [--cmdline STR] [--cpus N]\n"
     "                    [--memory MIB] [--disk PATH[,ro][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
     "                    [--vsock PATH] [--no-rng] [--shared-memory] [--boot-time]\n"
     "                    [--timeout SECONDS]\n"
@@ -98,7 +98,8 @@ int vm_run(int argc, char** argv) {
     if (a == "--kernel") {
       cfg.kernel = value("--kernel");
     } else if (a == "--initrd") {
-      cfg.initrd = value("--initrd");
+      // Repeated --initrd archives are concatenated in order.
+      (cfg.initrd.empty() ? cfg.initrd : cfg.initrd_append.emplace_back()) = value("--initrd");
     } else if (a == "--cmdline") {
       cfg.cmdline = value("--cmdline");
     } else if (a == "--cpus") {
