@@ -40,14 +40,24 @@ void put(std::vector<uint8_t>& cfg, size_t off, T v) {
 
 Result<std::shared_ptr<BlockDevice>> BlockDevice::open(BlockDeviceOptions options) {
   std::shared_ptr<BlockDevice> d(new BlockDevice());
-  int fd = ::open(options.path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (fd < 0) return sys_error("opening disk image " + options.path, errno);
-  d->file_.reset(fd);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return sys_error("inspecting disk image " + options.path, errno);
-  uint64_t bytes = static_cast<uint64_t>(st.st_size);
-  if (S_ISBLK(st.st_mode) && ::ioctl(fd, BLKGETSIZE64, &bytes) != 0)
-    return sys_error("reading the size of block device " + options.path, errno);
+  uint64_t bytes = 0;
+  if (!options.cow_base.empty()) {
+    FLICK_TRY_ASSIGN(d->cow_, CowDisk::open(options.cow_base, options.cow_overlay_dir,
+                                            options.cow_cluster_bytes));
+    bytes = d->cow_->size();
+    d->what_ = "cow:" + options.cow_base;
+  } else {
+    int fd = ::open(options.path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) return sys_error("opening disk image " + options.path, errno);
+    d->file_.reset(fd);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return sys_error("inspecting disk image " + options.path, errno);
+    bytes = static_cast<uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode) && ::ioctl(fd, BLKGETSIZE64, &bytes) != 0)
+      return sys_error("reading the size of block device " + options.path, errno);
+    d->what_ = options.path;
+  }
+  d->size_bytes_ = bytes;
   if (options.queue_size == 0 || (options.queue_size & (options.queue_size - 1)) ||
       options.queue_size > kMaxQueueSize || options.engine_depth == 0)
     return make_error(Errc::invalid_argument, "virtio-blk: queue size must be a power of two "
@@ -92,8 +102,10 @@ Result<void> BlockDevice::activate(GuestMemory& mem, uint64_t, std::vector<Activ
   reset();
   bool allow_uring = options_.engine != BlockEngine::Kind::sync;
   FLICK_TRY_ASSIGN(thread_, IoThread::create("virtio-blk", allow_uring));
-  FLICK_TRY_ASSIGN(engine_, make_block_engine(file_.get(), options_.engine, options_.engine_depth,
-                                              "virtio-blk " + options_.path));
+  int fd = cow_ ? cow_->overlay_fd() : file_.get();
+  FLICK_TRY_ASSIGN(engine_, make_block_engine(fd, options_.engine, options_.engine_depth,
+                                              "virtio-blk " + what_));
+  if (cow_) engine_ = make_cow_block_engine(*cow_, std::move(engine_));
   mem_ = &mem;
   queue_ = std::make_unique<ActiveQueue>(std::move(queues[0]));
   interrupt_ = std::move(interrupt);
@@ -135,7 +147,7 @@ void BlockDevice::reset() {
 }
 
 void BlockDevice::fail_device(const Error& e) {
-  log_line("virtio-blk " + options_.path + ": " + e.describe() + "; device needs reset");
+  log_line("virtio-blk " + what_ + ": " + e.describe() + "; device needs reset");
   interrupt_->device_failed();
 }
 

@@ -7,6 +7,7 @@
 
 #include "base/fd.h"
 #include "virtio/block/block_engine.h"
+#include "virtio/block/cow_disk.h"
 #include "virtio/block/block_request.h"
 #include "virtio/device.h"
 #include "virtio/io_thread.h"
@@ -18,12 +19,18 @@
 namespace flick::virtio {
 
 struct BlockDeviceOptions {
-  std::string path;          // file or block device
+  std::string path;          // file or block device; unused when cow_base is set
   bool read_only = false;
   std::string serial;        // GET_ID answer, at most 20 bytes used
   BlockEngine::Kind engine = BlockEngine::Kind::automatic;
   uint16_t queue_size = 256;
   uint32_t engine_depth = 64;  // requests in flight
+  // Copy-on-write: the disk shows this file (opened read-only, never written) and keeps the
+  // guest's writes in a private overlay that disappears with the device (see cow_disk.h).
+  std::string cow_base;
+  // Where the overlay's O_TMPFILE lives; empty: the base's directory, else $TMPDIR or /tmp.
+  std::string cow_overlay_dir;
+  uint64_t cow_cluster_bytes = CowDisk::kDefaultClusterBytes;
 };
 
 class BlockDevice : public VirtioDevice {
@@ -40,6 +47,9 @@ class BlockDevice : public VirtioDevice {
   void reset() override;
 
   uint64_t capacity_sectors() const { return limits_.capacity_sectors; }
+  uint64_t size_bytes() const { return size_bytes_; }
+  // The copy-on-write state (null for a plain disk). Touched by the I/O thread while active.
+  const CowDisk* cow_disk() const { return cow_.get(); }
   // The engine in use after activation ("io_uring" or "sync"), for logs and tests.
   const char* engine_name() const { return engine_ ? engine_->name() : "none"; }
 
@@ -59,6 +69,10 @@ class BlockDevice : public VirtioDevice {
 
   BlockDeviceOptions options_;
   UniqueFd file_;
+  // Outlives engines and resets: a guest driver reset must not lose the disk's writes.
+  std::unique_ptr<CowDisk> cow_;
+  uint64_t size_bytes_ = 0;
+  std::string what_;  // for log lines: the path, or "cow:<base>"
   BlockLimits limits_;
   std::vector<uint8_t> config_;
 

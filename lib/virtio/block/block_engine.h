@@ -25,6 +25,9 @@ struct BlockIo {
   uint64_t len = 0;     // bytes (discard / write_zeroes); read / write use iov
   std::vector<iovec> iov;
   uint64_t cookie = 0;
+  // Another file than the engine's own, for this operation only (-1: the engine's file). A
+  // copy-on-write disk reads untouched clusters from its base through the overlay's engine.
+  int fd = -1;
 };
 
 class BlockEngine {
@@ -61,6 +64,10 @@ Result<std::unique_ptr<BlockEngine>> make_block_engine(int fd, BlockEngine::Kind
                                                        uint32_t depth, const std::string& what);
 
 std::unique_ptr<BlockEngine> make_sync_block_engine(int fd);
+
+// preadv / pwritev until the whole iovec is done (short transfers are retried): the byte
+// count, or -errno (-EIO when the file ends inside the range).
+int64_t transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset);
 Result<std::unique_ptr<BlockEngine>> make_uring_block_engine(int fd, uint32_t depth);
 
 }  // namespace flick::virtio

@@ -9,10 +9,7 @@
 
 namespace flick::virtio {
 
-namespace {
-
-// preadv/pwritev until the whole iovec is done; short transfers are retried.
-int64_t transfer(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
+int64_t transfer_all(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
   int64_t total = 0;
   size_t first = 0;
   while (first < iov.size()) {
@@ -36,6 +33,8 @@ int64_t transfer(int fd, bool write, std::vector<iovec> iov, uint64_t offset) {
   return total;
 }
 
+namespace {
+
 class SyncEngine : public BlockEngine {
  public:
   explicit SyncEngine(int fd) : fd_(fd) {}
@@ -44,15 +43,16 @@ class SyncEngine : public BlockEngine {
 
   Result<void> submit(BlockIo io) override {
     int64_t r = 0;
+    int fd = io.fd >= 0 ? io.fd : fd_;
     switch (io.op) {
-      case BlockOp::read: r = transfer(fd_, false, std::move(io.iov), io.offset); break;
-      case BlockOp::write: r = transfer(fd_, true, std::move(io.iov), io.offset); break;
-      case BlockOp::flush: r = ::fdatasync(fd_) == 0 ? 0 : -errno; break;
+      case BlockOp::read: r = transfer_all(fd, false, std::move(io.iov), io.offset); break;
+      case BlockOp::write: r = transfer_all(fd, true, std::move(io.iov), io.offset); break;
+      case BlockOp::flush: r = ::fdatasync(fd) == 0 ? 0 : -errno; break;
       case BlockOp::discard:
       case BlockOp::write_zeroes:
       case BlockOp::write_zeroes_unmap: {
         int mode = io.op == BlockOp::write_zeroes ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE;
-        r = ::fallocate(fd_, mode | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(io.offset),
+        r = ::fallocate(fd, mode | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(io.offset),
                         static_cast<off_t>(io.len)) == 0 ? 0 : -errno;
         break;
       }

@@ -55,24 +55,25 @@ class UringEngine : public BlockEngine {
     s.cookie = io.cookie;
     s.iov = std::move(io.iov);
     auto off = static_cast<__u64>(io.offset);
+    int fd = io.fd >= 0 ? io.fd : fd_;
     switch (io.op) {
       case BlockOp::read:
-        io_uring_prep_readv(sqe, fd_, s.iov.data(), static_cast<unsigned>(s.iov.size()), off);
+        io_uring_prep_readv(sqe, fd, s.iov.data(), static_cast<unsigned>(s.iov.size()), off);
         break;
       case BlockOp::write:
-        io_uring_prep_writev(sqe, fd_, s.iov.data(), static_cast<unsigned>(s.iov.size()), off);
+        io_uring_prep_writev(sqe, fd, s.iov.data(), static_cast<unsigned>(s.iov.size()), off);
         break;
       case BlockOp::flush:
         // Drain: the flush starts after every write submitted before it has completed, so
         // all writes acknowledged before the flush's completion are on stable storage.
-        io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         sqe->flags |= IOSQE_IO_DRAIN;
         break;
       case BlockOp::discard:
       case BlockOp::write_zeroes:
       case BlockOp::write_zeroes_unmap: {
         int mode = io.op == BlockOp::write_zeroes ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE;
-        io_uring_prep_fallocate(sqe, fd_, mode | FALLOC_FL_KEEP_SIZE, off, static_cast<off_t>(io.len));
+        io_uring_prep_fallocate(sqe, fd, mode | FALLOC_FL_KEEP_SIZE, off, static_cast<off_t>(io.len));
         break;
       }
     }
