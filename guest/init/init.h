@@ -1,0 +1,42 @@
+/* flick-init's parts that touch the system (docs/init-protocol.md). */
+#ifndef FLICK_INIT_INIT_H
+#define FLICK_INIT_INIT_H
+
+#include "config.h"
+#include "users.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Console line prefixed "flick-init: ". */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mounts.c */
+int mount_early(void);
+int load_modules(const char *list_path, char *err, size_t err_len);
+int mount_root_and_switch(const struct init_config *c, char *err, size_t err_len);
+void write_etc_files(const struct init_config *c);
+void unmount_all(const struct init_config *c);
+
+/* net.c */
+int net_configure(const struct init_config *c, char *err, size_t err_len);
+
+/* events.c: the vsock channel; every event is printed on the console too. */
+void events_connect(int port);
+int events_fd(void);
+void event_started(pid_t pid);
+void event_exited(int wait_status);
+void event_error(const char *message, int exit_code);
+void event_oom(void);
+/* Reads what the host sent; returns commands one by one: 1 and fills *cmd, 0 when none is
+ * complete yet, -1 when the connection closed. */
+struct command {
+    enum { CMD_STOP, CMD_SIGNAL } kind;
+    int signal;
+};
+int events_read_command(struct command *cmd);
+
+/* supervise.c: runs the main process to its end; returns its wait status. */
+int run_process(const struct init_config *c, const struct user_ids *ids);
+
+#endif
