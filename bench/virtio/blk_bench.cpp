@@ -60,12 +60,13 @@ struct Header {
   uint64_t sector;
 };
 
-void run(benchmark::State& state, uint32_t type, BlockEngine::Kind engine) {
+void run(benchmark::State& state, uint32_t type, BlockEngine::Kind engine, bool cow = false) {
   const auto depth = static_cast<uint16_t>(state.range(0));
   GuestMemory::Range range{0, 64 << 20};
   auto mem = GuestMemory::create(std::span(&range, 1)).value();
   BlockDeviceOptions o;
-  o.path = disk_path();
+  // cow: the disk as a read-only base under a fresh copy-on-write overlay (cow_disk.h).
+  (cow ? o.cow_base : o.path) = disk_path();
   o.engine = engine;
   o.queue_size = 256;
   o.engine_depth = 128;
@@ -147,11 +148,15 @@ void run(benchmark::State& state, uint32_t type, BlockEngine::Kind engine) {
 void BM_BlkRandRead(benchmark::State& s) { run(s, blk::kTypeIn, BlockEngine::Kind::io_uring); }
 void BM_BlkRandWrite(benchmark::State& s) { run(s, blk::kTypeOut, BlockEngine::Kind::io_uring); }
 void BM_BlkRandReadSync(benchmark::State& s) { run(s, blk::kTypeIn, BlockEngine::Kind::sync); }
+void BM_BlkRandReadCow(benchmark::State& s) { run(s, blk::kTypeIn, BlockEngine::Kind::io_uring, true); }
+void BM_BlkRandWriteCow(benchmark::State& s) { run(s, blk::kTypeOut, BlockEngine::Kind::io_uring, true); }
 
 }  // namespace
 
 BENCHMARK(BM_BlkRandRead)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_BlkRandWrite)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_BlkRandReadSync)->Arg(1)->Arg(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_BlkRandReadCow)->Arg(1)->Arg(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_BlkRandWriteCow)->Arg(1)->Arg(16)->UseRealTime()->MinTime(2.0);
 
 BENCHMARK_MAIN();
