@@ -61,6 +61,8 @@ static _Noreturn void child(const struct init_config *c, const struct user_ids *
         dup2(tty, 2);
         if (tty > 2) close(tty);
     }
+    /* Port access needs CAP_SYS_RAWIO: take it before dropping root, use it right before exec. */
+    bool timer = ioperm(BOOT_TIMER_PORT, 1, 1) == 0;
     if (setgroups(ids->n_groups, ids->groups) != 0) child_fail(pipe_fd, 1, "setgroups for user \"%s\"", c->user, errno);
     if (setgid(ids->gid) != 0) child_fail(pipe_fd, 1, "setgid for user \"%s\"", c->user, errno);
     if (setuid(ids->uid) != 0) child_fail(pipe_fd, 1, "setuid for user \"%s\"", c->user, errno);
@@ -78,7 +80,7 @@ static _Noreturn void child(const struct init_config *c, const struct user_ids *
         env[n_env] = home;
     }
 
-    if (ioperm(BOOT_TIMER_PORT, 1, 1) == 0) {
+    if (timer) {
         outb(BOOT_TIMER_EXEC, BOOT_TIMER_PORT);
         ioperm(BOOT_TIMER_PORT, 1, 0);
     }

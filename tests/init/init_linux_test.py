@@ -4,7 +4,7 @@
 Three boots, each with a busybox ext4 root filesystem, the base initramfs (flick-init as /init
 plus modules) and a per-start archive holding /flick/config.json, both given as --initrd:
   1. sh -c 'echo hi; ...; exit 3' as user nobody with env and cwd: console output, `started`
-     then `exited` exit_code 3; uid/gid/cwd/env/HOME as configured.
+     then `exited` exit_code 3; uid/gid/cwd/env/HOME as configured; the boot timer written.
   2. root, with network (TAP in a network namespace), hostname, dns, hosts and a data volume;
      then `trap '' INT; sleep 1000` and a stop command: `exited` signal 9 after the timeout.
   3. a missing entrypoint: `error` exit_code 127 with the reason, and no `started`.
@@ -146,7 +146,7 @@ class Boot:
         listener.start()
         argv = [flick, "vm", "run", "--kernel", kernel, "--initrd", base, "--initrd", str(per_start),
                 "--cmdline", "console=ttyS0 quiet panic=-1 pci=off", "--memory", "256",
-                "--vsock", uds, "--timeout", "120"]
+                "--vsock", uds, "--timeout", "120", "--boot-time"]
         for d in disks:
             argv += ["--disk", d]
         if netns:
@@ -200,6 +200,7 @@ def inside(flick: str, kernel: str, base: str, rootfs: str, data: str) -> int:
     expect(b, b.kinds() == ["started", "exited"], f"events {b.kinds()}")
     expect(b, (b.event("started") or {}).get("pid", 0) > 1, "started without a pid")
     expect(b, b.event("exited") == {"event": "exited", "exit_code": 3}, f"exited {b.event('exited')}")
+    expect(b, b.console_has("us to the boot timer"), "the boot timer was not written before exec")
     expect(b, b.status == 0, f"flick exited {b.status}")
 
     # 2. network, etc files, a volume; then stop on a program that ignores the stop signal.
