@@ -356,6 +356,10 @@ TEST_P(CowModelTest, RandomOperationsMatchAModel) {
   char tmpl[] = "/tmp/flick-cow-model-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   std::string dir = tmpl, base_path = dir + "/base.img";
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() { std::filesystem::remove_all(path); }
+  } cleanup{dir};  // also when an assertion returns early
   std::mt19937_64 rng(1234 + cluster);
   std::vector<uint8_t> base(kBaseBytes);
   for (auto& b : base) b = static_cast<uint8_t>(rng());
@@ -441,9 +445,6 @@ TEST_P(CowModelTest, RandomOperationsMatchAModel) {
                                    model.begin() + static_cast<long>(off + len)));
   }
   EXPECT_EQ(read_file(base_path), base);
-  driver.reset();
-  dev.reset();
-  std::filesystem::remove_all(dir);
 }
 
 std::string engine_name(BlockEngine::Kind k) { return k == BlockEngine::Kind::sync ? "sync" : "io_uring"; }
