@@ -153,6 +153,17 @@ class _ConsoleFilter:
             self.out.flush()
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_workdir(cwd: Path) -> Path:
+    """The whole checkout when running inside it, else the cwd. Sharing the checkout (sources
+    and build tree) matters when it lives under /tmp, /run or /var/tmp: the test host mounts
+    fresh tmpfs there, which would hide the host's copy."""
+    cwd = cwd.resolve()
+    return REPO_ROOT if cwd.is_relative_to(REPO_ROOT) else cwd
+
+
 def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: int = 1,
         workdir: Path | None = None, env: dict[str, str] | None = None,
         out: BinaryIO | None = None, verbose: bool = False) -> int:
@@ -162,7 +173,7 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
     host itself print a message to stderr and return EXIT_TIMEOUT or EXIT_INFRA."""
     out = out or sys.stdout.buffer
     cwd = Path.cwd()
-    workdir = (workdir or cwd).resolve()
+    workdir = (workdir or default_workdir(cwd)).resolve()
     if not cmd:
         raise TestHostError("no command given")
     if workdir == Path("/"):
@@ -294,7 +305,7 @@ def main(argv: list[str]) -> int:
         p.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
         p.add_argument("--memory", type=int, default=2048, help="MiB (default 2048)")
         p.add_argument("--smp", type=int, default=1, help="vCPUs (default 1)")
-        p.add_argument("--workdir", type=Path, help="writable share (default: the cwd)")
+        p.add_argument("--workdir", type=Path, help="writable share (default: the checkout when inside it, else the cwd)")
         p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                        help="also pass this variable (PATH, HOME, FLICK_* always pass)")
         p.add_argument("-v", "--verbose", action="store_true", help="print QEMU's command, timings")
