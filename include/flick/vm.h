@@ -22,6 +22,9 @@ namespace flick {
 struct DiskConfig {
   std::string path;
   bool read_only = false;
+  // Copy-on-write: `path` is only read; the guest's writes go to a private overlay that is
+  // gone when the VM ends, so every boot starts from the same image.
+  bool copy_on_write = false;
   std::string serial;  // what the guest reads as the disk's ID (at most 20 bytes)
 };
 

@@ -198,7 +198,7 @@ Result<void> Vm::Impl::add_virtio_devices() {
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const auto& d = config.disks[i];
     virtio::BlockDeviceOptions o;
-    o.path = d.path;
+    (d.copy_on_write ? o.cow_base : o.path) = d.path;
     o.read_only = d.read_only;
     o.serial = d.serial;
     auto dev = virtio::BlockDevice::open(o);

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Debian's stock cloud kernel in flick's VMM finds all four virtio devices through ACPI and
-uses them (and a second initrd archive appended to the first is unpacked too): a pattern written to /dev/vda lands in the host's image file; a read-only disk reads
-and refuses writes; the NIC exchanges pings with a TAP in a network namespace this test made;
-/dev/hwrng gives entropy; vsock carries data guest->host and host->guest.
+"""Debian's stock cloud kernel in flick's VMM finds all four kinds of virtio device through
+ACPI and uses them:
+- a pattern written to /dev/vda lands in the host's image file;
+- a read-only disk reads and refuses writes;
+- a copy-on-write disk takes writes without changing its base file;
+- the NIC pings a TAP in a network namespace this test made;
+- /dev/hwrng gives entropy; vsock carries data guest->host and host->guest;
+- a second initrd archive appended to the first is unpacked too.
 
   virtio_linux_test.py FLICK VSOCK_TOOL
 
@@ -29,6 +33,7 @@ import testhost  # noqa: E402
 MODULES = ["virtio_mmio", "virtio_blk", "virtio_net", "virtio_rng", "vmw_vsock_virtio_transport"]
 PATTERN = "flick-pattern-0123456789abcdef"
 RO_CONTENT = b"read-only-content-" + b"x" * 494  # one sector
+COW_BASE = b"cow-base-content" + b"y" * 496  # one sector; the guest's writes must not reach it
 HOST_NET, GUEST_NET = "10.200.0.1", "10.200.0.2"  # inside this test's own namespace only
 
 GUEST_INIT = f"""#!/bin/sh
@@ -41,6 +46,10 @@ echo "vda: serial $(cat /sys/block/vda/serial)"
 echo "vdb: read $(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 18)"
 echo "vdb: ro=$(cat /sys/block/vdb/ro)"
 if printf x | dd of=/dev/vdb conv=fsync 2>/dev/null; then echo "vdb: write succeeded"; else echo "vdb: write refused"; fi
+echo "vdc: before $(dd if=/dev/vdc bs=512 count=1 2>/dev/null | head -c 16)"
+printf 'cow-guest-write!' | dd of=/dev/vdc bs=512 conv=notrunc,fsync 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+echo "vdc: after $(dd if=/dev/vdc bs=512 count=1 iflag=direct 2>/dev/null | head -c 16)"
 echo "hwrng: $(head -c 64 /dev/hwrng | wc -c) bytes from $(cat /sys/class/misc/hw_random/rng_current)"
 ip link set lo up; ip addr add {GUEST_NET}/24 dev eth0; ip link set eth0 up
 ping -c 3 -W 5 {HOST_NET} >/dev/null && echo "net: ping ok" || echo "net: ping failed"
@@ -51,7 +60,7 @@ poweroff -f
 """
 
 EXPECT = [
-    "virtio devices: 5",
+    "virtio devices: 6",
     "appended initrd: second-archive-ok",
     "vda: wrote",
     f"vda: read {PATTERN}",
@@ -59,6 +68,8 @@ EXPECT = [
     "vdb: read read-only-content-",
     "vdb: ro=1",
     "vdb: write refused",
+    "vdc: before cow-base-content",
+    "vdc: after cow-guest-write!",
     "hwrng: 64 bytes from virtio_rng",
     "net: ping ok",
     "vsock guest->host: host-reply: hello-from-guest",
@@ -116,11 +127,14 @@ def connect_to_guest(uds: str, port: int, message: bytes) -> bytes:
 def inside(flick: str, kernel: str, initrd: str, appended: str) -> int:
     ns = f"flick-virtio-{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix="flick-virtio-"))
-    rw, ro, uds = work / "rw.img", work / "ro.img", str(work / "v.sock")
+    rw, ro, cow, uds = work / "rw.img", work / "ro.img", work / "cow.img", str(work / "v.sock")
     with open(rw, "wb") as f:
         f.truncate(16 << 20)
     with open(ro, "wb") as f:
         f.write(RO_CONTENT)
+        f.truncate(1 << 20)
+    with open(cow, "wb") as f:
+        f.write(COW_BASE)
         f.truncate(1 << 20)
     sh("ip", "netns", "add", ns)
     try:
@@ -133,7 +147,7 @@ def inside(flick: str, kernel: str, initrd: str, appended: str) -> int:
         server.start()
         argv = ["ip", "netns", "exec", ns, flick, "vm", "run", "--kernel", kernel, "--initrd", initrd, "--initrd", appended,
                 "--cmdline", "console=ttyS0 quiet panic=-1 pci=off", "--memory", "512",
-                "--disk", f"{rw},serial=flick-rw", "--disk", f"{ro},ro", "--net", "tap=tap0",
+                "--disk", f"{rw},serial=flick-rw", "--disk", f"{ro},ro", "--disk", f"{cow},cow", "--net", "tap=tap0",
                 "--vsock", uds, "--timeout", "240"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         lines: list[str] = []
@@ -159,6 +173,8 @@ def inside(flick: str, kernel: str, initrd: str, appended: str) -> int:
         on_disk = f.read(len(PATTERN)).decode(errors="replace")
     if on_disk != PATTERN:
         failures.append(f"host image holds {on_disk!r} where the guest wrote {PATTERN!r}")
+    if cow.read_bytes()[:len(COW_BASE)] != COW_BASE:
+        failures.append("the copy-on-write disk's base image was modified")
     if status != 0:
         failures.append(f"flick exited {status}")
     for f in failures:

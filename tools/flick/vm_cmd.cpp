@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: flick vm run --kernel PATH [--initrd PATH]... [--cmdline STR] [--cpus N]\n"
-    "                    [--memory MIB] [--disk PATH[,ro][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
+    "                    [--memory MIB] [--disk PATH[,ro][,cow][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
     "                    [--vsock PATH] [--no-rng] [--shared-memory] [--boot-time]\n"
     "                    [--timeout SECONDS]\n"
     "\n"
@@ -41,12 +41,13 @@ std::vector<std::string> split_commas(const std::string& s) {
   }
 }
 
-// --disk PATH[,ro][,serial=S]
+// --disk PATH[,ro][,cow][,serial=S]
 bool parse_disk(const std::string& arg, flick::DiskConfig* d) {
   auto parts = split_commas(arg);
   d->path = parts[0];
   for (size_t i = 1; i < parts.size(); ++i) {
     if (parts[i] == "ro") d->read_only = true;
+    else if (parts[i] == "cow") d->copy_on_write = true;
     else if (parts[i].rfind("serial=", 0) == 0) d->serial = parts[i].substr(7);
     else return false;
   }
@@ -117,7 +118,7 @@ int vm_run(int argc, char** argv) {
     } else if (a == "--disk") {
       flick::DiskConfig d;
       if (!parse_disk(value("--disk"), &d)) {
-        std::fprintf(stderr, "flick vm run: --disk takes PATH[,ro][,serial=S]\n");
+        std::fprintf(stderr, "flick vm run: --disk takes PATH[,ro][,cow][,serial=S]\n");
         return 2;
       }
       cfg.disks.push_back(d);
