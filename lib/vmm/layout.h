@@ -24,7 +24,7 @@ inline constexpr uint64_t kCmdlineMax = 0x10000;
 inline constexpr uint64_t kApTrampoline = 0x30000;  // free for guests to use for SIPI vectors
 inline constexpr uint64_t kEbdaStart = 0x9fc00;
 inline constexpr uint64_t kAcpiStart = 0xe0000;
-inline constexpr uint64_t kAcpiSize = 0x20000;
+inline constexpr uint64_t kAcpiSize = 0x1f000;       // up to 0xff000: the reset vector page follows
 inline constexpr uint64_t kHighMem = 0x100000;      // 1 MiB: first address the kernel may use
 inline constexpr uint64_t kDefaultKernelLoad = 0x1000000;  // 16 MiB
 
@@ -80,4 +80,5 @@ inline std::vector<GuestMemory::Range> ram_ranges(uint64_t mem_size) {
 namespace flick::vmm::layout {
 inline constexpr uint16_t kPioPvPanic = 0x505;  // QEMU's pvpanic port, found via the DSDT
 inline constexpr uint16_t kPioPostCode = 0x80;   // Linux's io_delay writes here
+inline constexpr uint64_t kBiosResetVector = 0xffff0;  // F000:FFF0, where a real-mode restart jumps
 }  // namespace flick::vmm::layout

@@ -278,6 +278,12 @@ Result<void> Vm::Impl::build() {
                acpi::Aml::name("_CRS", acpi::Aml::resource_template({acpi::Resource::io(
                                            layout::kPioPvPanic, layout::kPioPvPanic, 1, 1)}))}));
   FLICK_TRY_ASSIGN(GuestAddress rsdp, acpi::write_tables(memory, acpi_cfg));
+  // There is no BIOS, but Linux on a hardware-reduced ACPI machine without reboot= ends its
+  // restart attempts (EFI, then BIOS) with a jump to the real-mode reset vector. Code there
+  // pulses the i8042 reset line, so that reboot and panic=-1 still end the VM:
+  //   mov al, 0xfe; out 0x64, al; hlt; jmp $-1
+  const std::array<uint8_t, 7> reset_stub{0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd};
+  FLICK_TRY(memory.write_obj(GuestAddress{layout::kBiosResetVector}, reset_stub));
 
   BootConfig boot;
   boot.cmdline = config.cmdline;

@@ -212,6 +212,8 @@ int vm_run(int argc, char** argv) {
       std::fprintf(stderr, "flick: boot time: the guest never wrote the boot timer (VMM setup %lld us, run %lld us)\n",
                    us(t.setup), us(t.run));
   }
+  if (exit->reason == flick::VmExitReason::reboot)
+    std::fprintf(stderr, "flick: guest ended: %s: %s\n", flick::to_string(exit->reason), exit->detail.c_str());
   if (exit->clean()) return 0;
   std::fprintf(stderr, "flick: guest ended: %s: %s\n", flick::to_string(exit->reason), exit->detail.c_str());
   return 1;
