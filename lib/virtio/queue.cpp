@@ -117,4 +117,13 @@ Result<bool> VirtQueue::enable_notification() {
   return n != 0;
 }
 
+Result<std::optional<AvailableChain>> VirtQueue::pop_or_enable_notification() {
+  for (;;) {
+    auto popped = pop();
+    if (!popped || popped->has_value()) return popped;
+    FLICK_TRY_ASSIGN(bool more, enable_notification());
+    if (!more) return std::optional<AvailableChain>{};
+  }
+}
+
 }  // namespace flick::virtio

@@ -56,6 +56,9 @@ class VirtQueue {
   // Asks the driver to notify for the next available buffer; returns true when buffers
   // arrived meanwhile (the caller must pop again, or it would miss them).
   Result<bool> enable_notification();
+  // pop(), and when the ring is empty, enable_notification() and look once more: the loop
+  // every device runs. Nothing means "empty, and the driver will notify".
+  Result<std::optional<AvailableChain>> pop_or_enable_notification();
   // Number of available chains not yet popped.
   Result<uint16_t> pending();
 

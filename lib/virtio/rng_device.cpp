@@ -66,17 +66,13 @@ void RngDevice::process_queue() {
   if (q.broken()) return;
   bool used = false;
   for (;;) {
-    auto popped = q.pop();
+    auto popped = q.pop_or_enable_notification();
     if (!popped) {
       log_line("virtio-rng: " + popped.error().describe() + "; device needs reset");
       interrupt_->device_failed();
       return;
     }
-    if (!popped->has_value()) {
-      auto more = q.enable_notification();
-      if (more && *more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     AvailableChain& a = **popped;
     uint32_t len = a.chain ? fill(*a.chain) : 0;
     (void)q.add_used(a.head, len);

@@ -120,16 +120,12 @@ void NetDevice::process_tx() {
   bool used = false;
   std::vector<iovec> iov;
   for (;;) {
-    auto popped = q.pop();
+    auto popped = q.pop_or_enable_notification();
     if (!popped) {
       fail_on_ring_error(popped.error());
       return;
     }
-    if (!popped->has_value()) {
-      auto more = q.enable_notification();
-      if (more && *more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     AvailableChain& a = **popped;
     // A frame is the readable part: virtio_net_hdr then the Ethernet frame. Bad ones are
     // dropped (returned as used), like a NIC drops a bad frame.
@@ -180,17 +176,13 @@ void NetDevice::process_rx() {
   bool used = false;
   std::vector<iovec> iov;
   for (;;) {
-    auto popped = q.pop();
+    auto popped = q.pop_or_enable_notification();
     if (!popped) {
       fail_on_ring_error(popped.error());
       return;
     }
-    if (!popped->has_value()) {
-      // No buffers: stop reading the TAP until the guest posts more (the RX notify).
-      auto more = q.enable_notification();
-      if (more && *more) continue;
-      break;
-    }
+    // No buffers: stop reading the TAP until the guest posts more (the RX notify).
+    if (!popped->has_value()) break;
     AvailableChain& a = **popped;
     if (!a.chain || a.chain->writable_len() <= Tap::kVnetHdrSize) {
       (void)q.add_used(a.head, 0);

@@ -176,17 +176,13 @@ void VsockDevice::process_tx() {
       tx_stalled_ = true;  // the guest is not taking replies: stop taking requests
       break;
     }
-    auto popped = q.pop();
+    auto popped = q.pop_or_enable_notification();
     if (!popped) {
       log_line("virtio-vsock: " + popped.error().describe() + "; device needs reset");
       interrupt_->device_failed();
       return;
     }
-    if (!popped->has_value()) {
-      auto more = q.enable_notification();
-      if (more && *more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     AvailableChain& a = **popped;
     if (a.chain) {
       if (auto p = parse_vsock_tx(*mem_, *a.chain)) handle_packet(*p);
@@ -432,17 +428,13 @@ void VsockDevice::process_rx() {
   if (q.broken()) return;
   bool used = false;
   while (!control_.empty() || !readable_.empty()) {
-    auto popped = q.pop();
+    auto popped = q.pop_or_enable_notification();
     if (!popped) {
       log_line("virtio-vsock: " + popped.error().describe() + "; device needs reset");
       interrupt_->device_failed();
       return;
     }
-    if (!popped->has_value()) {
-      auto more = q.enable_notification();
-      if (more && *more) continue;
-      break;
-    }
+    if (!popped->has_value()) break;
     AvailableChain& a = **popped;
     if (!a.chain || a.chain->writable_len() < sizeof(VsockHeader)) {
       (void)q.add_used(a.head, 0);  // unusable buffer: give it back empty
