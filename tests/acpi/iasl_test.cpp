@@ -4,6 +4,8 @@
 
 #include "vmm/layout.h"
 
+#include "support/command.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,21 +26,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace L = flick::vmm::layout;
 
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  r.status = pclose(p);
-  return r;
-}
+using flick::testing::CommandResult;
+CommandResult run(const std::string& command) { return flick::testing::run_command(command); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);

@@ -9,6 +9,8 @@
 // ~/.cache/flick/kernels (or FLICK_TEST_KERNEL=/path/to/vmlinuz); skips otherwise.
 #include "vmm/acpi/tables.h"
 
+#include "support/command.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -30,21 +32,8 @@ constexpr uint64_t kMicrovmVirtioStride = 512;
 constexpr uint32_t kMicrovmVirtioTransports = 8;
 constexpr uint32_t kMicrovmVirtioFirstGsi = 5;
 
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  r.status = pclose(p);
-  return r;
-}
+using flick::testing::CommandResult;
+CommandResult run(const std::string& command) { return flick::testing::run_command(command); }
 
 // Runs QEMU (which writes its pid to `pidfile`) and stops it once `marker` has been printed:
 // the guest's own reboot path under TCG (ACPI reset, then seconds of i8042 polling, then a
