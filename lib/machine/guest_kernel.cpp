@@ -181,15 +181,20 @@ std::optional<Resolved> read_memo(const fs::path& memo) {
 }
 
 Result<void> write_file_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += "." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return make_error(Errc::io, "writing " + tmp.string());
+  std::string tmp = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
+  UniqueFd fd(mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd) return sys_error("creating a temporary file for " + path.string(), errno);
+  fchmod(fd.get(), 0644);
+  if (write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    int err = errno;
+    unlink(tmp.c_str());
+    return sys_error("writing " + tmp, err);
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0)
-    return sys_error("renaming " + tmp.string() + " to " + path.string(), errno);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    unlink(tmp.c_str());
+    return sys_error("renaming " + tmp + " to " + path.string(), err);
+  }
   return {};
 }
 

@@ -46,9 +46,11 @@ Result<std::string> read_file(const fs::path& path) {
 }
 
 Result<void> write_file_atomic(const fs::path& path, const void* data, size_t size) {
-  fs::path tmp = path.parent_path() / ("." + path.filename().string() + "." + std::to_string(getpid()));
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return sys_error("creating " + tmp.string(), errno);
+  // A unique temporary name, so concurrent builders (threads or processes) never collide.
+  std::string tmp = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return sys_error("creating a temporary file for " + path.string(), errno);
+  fchmod(fd, 0644);
   const auto* p = static_cast<const char*>(data);
   while (size > 0) {
     ssize_t n = write(fd, p, size);
@@ -57,7 +59,7 @@ Result<void> write_file_atomic(const fs::path& path, const void* data, size_t si
       int err = errno;
       close(fd);
       unlink(tmp.c_str());
-      return sys_error("writing " + tmp.string(), err);
+      return sys_error("writing " + tmp, err);
     }
     p += n;
     size -= static_cast<size_t>(n);
@@ -69,6 +71,45 @@ Result<void> write_file_atomic(const fs::path& path, const void* data, size_t si
     return sys_error("publishing " + path.string(), err);
   }
   return {};
+}
+
+// A module file's bytes, decompressed (.ko.xz, .ko.zst, .ko.gz): flick-init hands plain ELF
+// to finit_module, which needs no in-kernel decompressor then.
+Result<std::string> read_module(const fs::path& path) {
+  FLICK_TRY_ASSIGN(auto data, read_file(path));
+  if (path.extension() == ".ko") return data;
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_raw(a.get());
+  archive_entry* e = nullptr;
+  if (archive_read_open_memory(a.get(), data.data(), data.size()) != ARCHIVE_OK ||
+      archive_read_next_header(a.get(), &e) != ARCHIVE_OK) {
+    const char* why = archive_error_string(a.get());
+    return make_error(Errc::malformed, "decompressing module " + path.string() + ": " +
+                                           (why ? why : "unknown compression"));
+  }
+  // libarchive passes unknown bytes through as "no compression": insist on what the name says.
+  const std::string ext = path.extension().string();
+  const int filter = archive_filter_code(a.get(), 0);
+  if (!((ext == ".xz" && filter == ARCHIVE_FILTER_XZ) || (ext == ".zst" && filter == ARCHIVE_FILTER_ZSTD) ||
+        (ext == ".gz" && filter == ARCHIVE_FILTER_GZIP)))
+    return make_error(Errc::malformed, "module " + path.string() +
+                                           " is neither a plain .ko nor compressed as its name says");
+  std::string out;
+  char buf[65536];
+  la_ssize_t n;
+  while ((n = archive_read_data(a.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  if (n < 0)
+    return make_error(Errc::malformed, "decompressing module " + path.string() + ": " +
+                                           archive_error_string(a.get()));
+  return out;
+}
+
+// "kernel/x.ko.xz" -> "kernel/x.ko": the name the module has in the initramfs.
+std::string plain_module_path(std::string path) {
+  for (std::string_view suffix : {".xz", ".zst", ".gz"})
+    if (path.ends_with(suffix)) path.resize(path.size() - suffix.size());
+  return path;
 }
 
 struct CpioEntry {
@@ -219,12 +260,10 @@ Result<fs::path> build_base_initramfs(const GuestKernel& kernel, const fs::path&
   tree["dev/console"] = CpioEntry{S_IFCHR | 0600, {}, 5, 1};
   std::string listing;
   for (const auto& path : order) {
-    if (!path.ends_with(".ko"))
-      return make_error(Errc::unsupported, "module " + path + " of kernel " + kernel.release +
-                                               " is compressed; flick-init loads plain .ko files");
-    FLICK_TRY_ASSIGN(auto data, read_file(*kernel.modules_dir / path));
-    add_file(tree, "lib/modules/" + kernel.release + "/" + path, std::move(data), 0644);
-    listing += path + "\n";
+    FLICK_TRY_ASSIGN(auto data, read_module(*kernel.modules_dir / path));
+    std::string plain = plain_module_path(path);
+    add_file(tree, "lib/modules/" + kernel.release + "/" + plain, std::move(data), 0644);
+    listing += plain + "\n";
   }
   add_file(tree, "flick/modules", listing, 0644);
 

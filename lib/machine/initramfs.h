@@ -28,7 +28,8 @@ Result<std::vector<std::string>> module_load_order(const std::filesystem::path& 
 
 // Builds (or reuses) cache_dir/initramfs/<hash of the inputs>.cpio.gz: /init (init_binary,
 // 0755), /dev/console (char 5:1), /lib/modules/<release>/<path> for each module in load
-// order and /flick/modules listing those paths. Byte-identical for identical inputs.
+// order and /flick/modules listing those paths. Compressed modules (.ko.xz, .ko.zst, .ko.gz)
+// are stored decompressed, as .ko. Byte-identical for identical inputs.
 Result<std::filesystem::path> build_base_initramfs(const GuestKernel& kernel,
                                                    const std::filesystem::path& init_binary,
                                                    std::span<const std::string> modules,

@@ -2,6 +2,8 @@
 
 #include "cpio_reader.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -181,6 +183,52 @@ TEST(BaseInitramfs, MissingInitBinaryIsAnError) {
   auto path = build_base_initramfs(k, t.path() / "no-init", {}, t.path());
   ASSERT_FALSE(path.ok());
   EXPECT_NE(path.error().describe().find("no-init"), std::string::npos) << path.error().describe();
+}
+
+// `data` compressed with xz, as Debian trixie and Fedora ship modules.
+std::string xz(const std::string& data) {
+  archive* a = archive_write_new();
+  archive_write_set_format_raw(a);
+  archive_write_add_filter_xz(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  std::vector<char> buf(data.size() + 4096);
+  size_t used = 0;
+  archive_write_open_memory(a, buf.data(), buf.size(), &used);
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+  archive_write_header(a, e);
+  archive_write_data(a, data.data(), data.size());
+  archive_write_close(a);
+  archive_entry_free(e);
+  archive_write_free(a);
+  return std::string(buf.data(), used);
+}
+
+TEST(BaseInitramfs, CompressedModulesAreStoredPlain) {
+  TempDir t;
+  fs::path dir = t.path() / "lib/modules/6.12-test";
+  std::string a = "\x7f" "ELF module a, long enough to be worth compressing: aaaaaaaaaaaaaaaaaaaaaaaa";
+  write(dir / "kernel/a.ko.xz", xz(a));
+  write(dir / "kernel/b.ko.xz", xz("\x7f" "ELF b"));
+  write(dir / "kernel/c.ko.xz", "not xz at all");
+  write(dir / "modules.dep", "kernel/a.ko.xz:\nkernel/b.ko.xz: kernel/a.ko.xz\nkernel/c.ko.xz:\n");
+  ASSERT_NE(xz(a), a);
+  write(t.path() / "init", "init");
+  GuestKernel k{t.path() / "vmlinuz", "6.12-test", dir};
+  auto path = build_base_initramfs(k, t.path() / "init", names({"b"}), t.path());
+  ASSERT_TRUE(path.ok()) << path.error().describe();
+  std::string err;
+  auto items = read_cpio(slurp(*path), &err);
+  ASSERT_TRUE(err.empty()) << err;
+  EXPECT_EQ(items["lib/modules/6.12-test/kernel/a.ko"].data, a);
+  EXPECT_EQ(items["lib/modules/6.12-test/kernel/b.ko"].data, "\x7f" "ELF b");
+  EXPECT_EQ(items["flick/modules"].data, "kernel/a.ko\nkernel/b.ko\n");
+  EXPECT_EQ(items.count("lib/modules/6.12-test/kernel/a.ko.xz"), 0u);
+
+  auto bad = build_base_initramfs(k, t.path() / "init", names({"c"}), t.path());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("c.ko.xz"), std::string::npos) << bad.error().message;
 }
 
 TEST(ConfigArchive, RoundTripsUncompressed) {
