@@ -25,6 +25,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// std::filesystem queries that report failure as "no" instead of throwing.
+bool is_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec);
+}
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
 std::string join_argv(const std::vector<std::string>& argv) {
   std::string s;
   for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
@@ -203,7 +213,7 @@ Result<std::string> find_release(const fs::path& root) {
   std::vector<std::string> releases;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root / "lib" / "modules", ec))
-    if (e.is_directory()) releases.push_back(e.path().filename().string());
+    if (e.is_directory(ec)) releases.push_back(e.path().filename().string());
   if (releases.size() != 1)
     return make_error(Errc::malformed, "expected one kernel release under " +
                                            (root / "lib" / "modules").string() + ", found " +
@@ -215,7 +225,7 @@ Result<GuestKernel> kernel_in_tree(const fs::path& root) {
   FLICK_TRY_ASSIGN(auto release, find_release(root));
   GuestKernel k{root / "boot" / ("vmlinuz-" + release), release,
                 root / "lib" / "modules" / release};
-  if (!fs::is_regular_file(k.vmlinuz))
+  if (!is_file(k.vmlinuz))
     return make_error(Errc::malformed, root.string() + " holds no " + k.vmlinuz.string());
   return k;
 }
@@ -233,7 +243,8 @@ Result<void> download_and_unpack(const Resolved& r, const fs::path& kernels, con
   FLICK_TRY(run({"apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
                  r.package + "=" + r.version}, tmp));
   std::vector<fs::path> debs;
-  for (const auto& e : fs::directory_iterator(tmp))
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(tmp, ec))
     if (e.path().extension() == ".deb") debs.push_back(e.path());
   if (debs.size() != 1)
     return make_error(Errc::malformed, "apt-get download " + r.package + "=" + r.version +
@@ -243,7 +254,7 @@ Result<void> download_and_unpack(const Resolved& r, const fs::path& kernels, con
   FLICK_TRY(run({"dpkg-deb", "-x", debs[0].string(), unpacked.string()}));
   FLICK_TRY_ASSIGN(auto release, find_release(unpacked));
   // The package leaves modules.dep to its postinst, which never runs here.
-  if (!fs::exists(unpacked / "lib" / "modules" / release / "modules.dep"))
+  if (!is_file(unpacked / "lib" / "modules" / release / "modules.dep"))
     FLICK_TRY(run({"depmod", "-b", unpacked.string(), release}));
   if (rename(unpacked.c_str(), dest.c_str()) != 0)
     return sys_error("publishing " + unpacked.string() + " as " + dest.string(), errno);
@@ -302,7 +313,7 @@ Result<GuestKernel> fetch_guest_kernel(const fs::path& cache_dir, std::string_vi
   const fs::path memo = kernels / ("." + meta + ".resolved");
   auto remembered = read_memo(memo);
   std::optional<Resolved> resolved;
-  if (remembered && fs::is_directory(kernels / (remembered->package + "_" + remembered->version))) {
+  if (remembered && is_dir(kernels / (remembered->package + "_" + remembered->version))) {
     auto memo_time = fs::last_write_time(memo, ec);
     if (!ec && memo_time > apt_lists_time()) resolved = remembered;
   }
@@ -310,7 +321,7 @@ Result<GuestKernel> fetch_guest_kernel(const fs::path& cache_dir, std::string_vi
     auto r = resolve_with_apt(meta);
     if (!r) {
       // Offline or apt broken: a kernel unpacked earlier still boots.
-      if (remembered && fs::is_directory(kernels / (remembered->package + "_" + remembered->version)))
+      if (remembered && is_dir(kernels / (remembered->package + "_" + remembered->version)))
         resolved = remembered;
       else
         return std::move(r).error().with_context("resolving guest kernel package " + meta);
@@ -321,14 +332,14 @@ Result<GuestKernel> fetch_guest_kernel(const fs::path& cache_dir, std::string_vi
   }
 
   const fs::path dest = kernels / (resolved->package + "_" + resolved->version);
-  if (!fs::is_directory(dest)) {
+  if (!is_dir(dest)) {
     fs::path lock_path = kernels / ("." + resolved->package + ".lock");
     UniqueFd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (!lock) return sys_error("opening lock file " + lock_path.string(), errno);
     while (flock(lock.get(), LOCK_EX) != 0) {
       if (errno != EINTR) return sys_error("locking " + lock_path.string(), errno);
     }
-    if (!fs::is_directory(dest)) {  // another process may have finished while we waited
+    if (!is_dir(dest)) {  // another process may have finished while we waited
       auto done = download_and_unpack(*resolved, kernels, dest);
       if (!done)
         return std::move(done).error().with_context("fetching guest kernel " + resolved->package +
@@ -336,7 +347,7 @@ Result<GuestKernel> fetch_guest_kernel(const fs::path& cache_dir, std::string_vi
     }
   }
   FLICK_TRY_ASSIGN(auto kernel, kernel_in_tree(dest));
-  if (!fs::exists(*kernel.modules_dir / "modules.dep"))
+  if (!is_file(*kernel.modules_dir / "modules.dep"))
     FLICK_TRY(run({"depmod", "-b", dest.string(), kernel.release}));
   return kernel;
 }
