@@ -1,11 +1,12 @@
 #include "base/guest_memory.h"
 
+#include "base/hex.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 
 namespace flick {
 
@@ -99,10 +100,8 @@ uint64_t GuestMemory::end_below(uint64_t limit) const {
 }
 
 static Error out_of_range(GuestAddress addr, uint64_t len) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "guest range 0x%llx+0x%llx is outside guest memory",
-                static_cast<unsigned long long>(addr.value), static_cast<unsigned long long>(len));
-  return make_error(Errc::invalid_argument, buf);
+  return make_error(Errc::invalid_argument,
+                    "guest range " + hex(addr.value) + "+" + hex(len) + " is outside guest memory");
 }
 
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {

@@ -1,6 +1,6 @@
 #include "vmm/bus.h"
 
-#include <cstdio>
+#include "base/hex.h"
 
 namespace flick::vmm {
 
@@ -14,13 +14,9 @@ Result<void> Bus::insert(std::shared_ptr<BusDevice> device, uint64_t base, uint6
     auto prev = std::prev(next);
     if (prev->first + prev->second.len > base) overlaps = true;
   }
-  if (overlaps) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "%s bus: range 0x%llx+0x%llx overlaps another device",
-                  name_.c_str(), static_cast<unsigned long long>(base),
-                  static_cast<unsigned long long>(len));
-    return make_error(Errc::invalid_argument, buf);
-  }
+  if (overlaps)
+    return make_error(Errc::invalid_argument,
+                      name_ + " bus: range " + hex(base) + "+" + hex(len) + " overlaps another device");
   ranges_.emplace(base, Entry{len, std::move(device)});
   return {};
 }

@@ -1,5 +1,7 @@
 #include "vmm/kvm.h"
 
+#include "base/hex.h"
+
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -256,11 +258,9 @@ Result<void> KvmVcpu::set_msrs(std::span<const kvm_msr_entry> msrs) {
   std::memcpy(m.entries(), msrs.data(), msrs.size_bytes());
   int r = xioctl(fd_.get(), kSetMsrs, m.header());
   if (r < 0) return ioctl_error("KVM_SET_MSRS");
-  if (static_cast<size_t>(r) != msrs.size()) {
-    char buf2[96];
-    std::snprintf(buf2, sizeof buf2, "KVM_SET_MSRS: KVM rejected MSR 0x%x", msrs[static_cast<size_t>(r)].index);
-    return make_error(Errc::unsupported, buf2);
-  }
+  if (static_cast<size_t>(r) != msrs.size())
+    return make_error(Errc::unsupported,
+                      "KVM_SET_MSRS: KVM rejected MSR " + hex(msrs[static_cast<size_t>(r)].index));
   return {};
 }
 

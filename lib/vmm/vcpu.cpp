@@ -1,5 +1,6 @@
 #include "vmm/vcpu.h"
 
+#include "base/hex.h"
 #include "base/log.h"
 
 #include <pthread.h>
@@ -167,10 +168,7 @@ Vcpu::Action Vcpu::fail(VmExitReason reason, std::string detail) {
 std::string Vcpu::describe_location() {
   auto regs = kvm_.get_regs();
   if (!regs) return "vCPU " + std::to_string(kvm_.id());
-  char b[96];
-  std::snprintf(b, sizeof b, "vCPU %u at rip 0x%llx", kvm_.id(),
-                static_cast<unsigned long long>(regs->rip));
-  return b;
+  return "vCPU " + std::to_string(kvm_.id()) + " at rip " + hex(regs->rip);
 }
 
 Vcpu::Action Vcpu::handle_io() {
@@ -221,14 +219,10 @@ Vcpu::Action Vcpu::handle_exit() {
         case KVM_SYSTEM_EVENT_RESET: return fail(VmExitReason::reboot, "guest reset");
         default: return fail(VmExitReason::crash, "guest crash event " + std::to_string(run->system_event.type));
       }
-    case KVM_EXIT_FAIL_ENTRY: {
-      char b[64];
-      std::snprintf(b, sizeof b, "0x%llx",
-                    static_cast<unsigned long long>(run->fail_entry.hardware_entry_failure_reason));
+    case KVM_EXIT_FAIL_ENTRY:
       return fail(VmExitReason::kvm_error,
-                  std::string("KVM could not enter the guest (hardware reason ") + b + ") on " +
-                      describe_location());
-    }
+                  "KVM could not enter the guest (hardware reason " +
+                      hex(run->fail_entry.hardware_entry_failure_reason) + ") on " + describe_location());
     case KVM_EXIT_INTERNAL_ERROR: {
       const auto& ie = run->internal;
       std::string what = ie.suberror == KVM_INTERNAL_ERROR_EMULATION ? "emulation failure"

@@ -1,7 +1,7 @@
 #include "vmm/loader/boot_params.h"
 
 #include "vmm/layout.h"
-#include "vmm/loader/hex.h"
+#include "base/hex.h"
 
 #include <algorithm>
 #include <cstring>

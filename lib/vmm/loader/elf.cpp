@@ -1,7 +1,7 @@
 #include "vmm/loader/elf.h"
 
 #include "vmm/layout.h"
-#include "vmm/loader/hex.h"
+#include "base/hex.h"
 
 #include <elf.h>
 

@@ -1,11 +1,11 @@
-// Hexadecimal numbers for error messages about guest addresses and file offsets.
+// Numbers in error messages: guest addresses and offsets in hex, sizes in MiB.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
-namespace flick::vmm {
+namespace flick {
 
 inline std::string hex(uint64_t v) {
   char buf[24];
@@ -19,4 +19,4 @@ inline std::string mib(uint64_t bytes) {
   return buf;
 }
 
-}  // namespace flick::vmm
+}  // namespace flick
