@@ -140,8 +140,15 @@ int64_t CowDisk::read(std::vector<iovec> iov, uint64_t offset) const {
 int64_t CowDisk::write(std::vector<iovec> iov, uint64_t offset) {
   uint64_t len = iov_bytes(iov);
   if (len == 0) return 0;
-  uint64_t end = offset + len;
-  uint64_t first = offset / cluster_, last = (end - 1) / cluster_;
+  if (int64_t r = copy_up_partial_ends(offset, offset + len); r < 0) return r;
+  int64_t r = transfer_all(overlay_.get(), true, std::move(iov), offset);
+  if (r < 0) return r;
+  mark(offset / cluster_, (offset + len - 1) / cluster_ + 1);
+  return r;
+}
+
+int64_t CowDisk::copy_up_partial_ends(uint64_t offset, uint64_t end) {
+  const uint64_t first = offset / cluster_, last = (end - 1) / cluster_;
   // Only the head and tail clusters can be partly covered; they keep their other base bytes.
   auto covered = [&](uint64_t c) {
     return offset <= c * cluster_ && end >= std::min((c + 1) * cluster_, size_);
@@ -150,23 +157,13 @@ int64_t CowDisk::write(std::vector<iovec> iov, uint64_t offset) {
     if (int64_t r = copy_up(first); r < 0) return r;
   if (last != first && !covered(last))
     if (int64_t r = copy_up(last); r < 0) return r;
-  int64_t r = transfer_all(overlay_.get(), true, std::move(iov), offset);
-  if (r < 0) return r;
-  mark(first, last + 1);
-  return r;
+  return 0;
 }
 
 int64_t CowDisk::zero(uint64_t offset, uint64_t len) {
   if (len == 0) return 0;
-  uint64_t end = offset + len;
-  uint64_t first = offset / cluster_, last = (end - 1) / cluster_;
-  auto covered = [&](uint64_t c) {
-    return offset <= c * cluster_ && end >= std::min((c + 1) * cluster_, size_);
-  };
-  if (!covered(first))
-    if (int64_t r = copy_up(first); r < 0) return r;
-  if (last != first && !covered(last))
-    if (int64_t r = copy_up(last); r < 0) return r;
+  const uint64_t end = offset + len;
+  if (int64_t r = copy_up_partial_ends(offset, end); r < 0) return r;
   // A hole in the overlay reads as zeros and gives the space back; written zeros where the
   // overlay's filesystem cannot punch.
   if (::fallocate(overlay_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -179,7 +176,7 @@ int64_t CowDisk::zero(uint64_t offset, uint64_t len) {
       if (r < 0) return r;
     }
   }
-  mark(first, last + 1);
+  mark(offset / cluster_, (end - 1) / cluster_ + 1);
   return 0;
 }
 

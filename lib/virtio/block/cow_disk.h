@@ -69,6 +69,9 @@ class CowDisk {
   void mark(uint64_t first, uint64_t end_cluster);
   // Copies cluster `c` from the base into the overlay unless it is written already.
   int64_t copy_up(uint64_t c);
+  // Copies up the head and tail clusters of [offset, end) where the range covers them only
+  // in part, so a write or zeroing there keeps the rest of their base bytes.
+  int64_t copy_up_partial_ends(uint64_t offset, uint64_t end);
 
   UniqueFd base_;
   UniqueFd overlay_;
