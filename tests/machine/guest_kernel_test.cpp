@@ -1,5 +1,7 @@
 #include "machine/guest_kernel.h"
 
+#include "support/temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,23 +13,8 @@ namespace flick::machine {
 namespace {
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "flick-kernel-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::error_code ec; fs::remove_all(path_, ec); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
+using flick::testing::TempDir;
+using flick::testing::write_file;
 
 // Just enough of a bzImage for the setup header's kernel_version pointer (boot protocol 2.00+).
 std::string fake_bzimage(const std::string& version) {
@@ -42,7 +29,7 @@ std::string fake_bzimage(const std::string& version) {
 
 TEST(GuestKernelFromDir, BzImageAloneTakesTheReleaseFromItsHeader) {
   TempDir t;
-  write(t.path() / "bzImage", fake_bzimage("6.6.7-custom (me@host) #1 SMP"));
+  write_file(t.path() / "bzImage", fake_bzimage("6.6.7-custom (me@host) #1 SMP"));
   auto k = GuestKernel::from_dir(t.path() / "bzImage");
   ASSERT_TRUE(k.ok()) << k.error().describe();
   EXPECT_EQ(k->vmlinuz, t.path() / "bzImage");
@@ -52,9 +39,9 @@ TEST(GuestKernelFromDir, BzImageAloneTakesTheReleaseFromItsHeader) {
 
 TEST(GuestKernelFromDir, BzImageWithModulesFolder) {
   TempDir t;
-  write(t.path() / "bzImage", fake_bzimage("ignored"));
+  write_file(t.path() / "bzImage", fake_bzimage("ignored"));
   fs::path mods = t.path() / "mods" / "6.6.7-custom";
-  write(mods / "modules.dep", "");
+  write_file(mods / "modules.dep", "");
   auto k = GuestKernel::from_dir(t.path() / "bzImage", mods);
   ASSERT_TRUE(k.ok()) << k.error().describe();
   EXPECT_EQ(k->release, "6.6.7-custom");
@@ -67,8 +54,8 @@ TEST(GuestKernelFromDir, BzImageWithModulesFolder) {
 
 TEST(GuestKernelFromDir, UnpackedPackageRoot) {
   TempDir t;
-  write(t.path() / "boot" / "vmlinuz-6.1.0-9-cloud-amd64", fake_bzimage("6.1.0-9-cloud-amd64"));
-  write(t.path() / "lib/modules/6.1.0-9-cloud-amd64/modules.dep", "");
+  write_file(t.path() / "boot" / "vmlinuz-6.1.0-9-cloud-amd64", fake_bzimage("6.1.0-9-cloud-amd64"));
+  write_file(t.path() / "lib/modules/6.1.0-9-cloud-amd64/modules.dep", "");
   auto k = GuestKernel::from_dir(t.path());
   ASSERT_TRUE(k.ok()) << k.error().describe();
   EXPECT_EQ(k->release, "6.1.0-9-cloud-amd64");

@@ -4,6 +4,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include "support/temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,23 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::read_cpio;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "flick-machine-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::error_code ec; fs::remove_all(path_, ec); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
+using flick::testing::TempDir;
+using flick::testing::write_file;
 
 std::vector<uint8_t> slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -43,7 +30,7 @@ std::vector<uint8_t> slurp(const fs::path& p) {
 // virtio needs virtio_ring; rng's file is spelt with a dash; ext4 is built in.
 fs::path fake_modules(const fs::path& root) {
   fs::path dir = root / "lib/modules/6.1.0-test";
-  write(dir / "modules.dep",
+  write_file(dir / "modules.dep",
         "kernel/drivers/virtio/virtio_ring.ko:\n"
         "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
         "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko "
@@ -55,11 +42,11 @@ fs::path fake_modules(const fs::path& root) {
         "kernel/drivers/virtio/virtio_ring.ko\n"
         "kernel/drivers/char/hw_random/virtio-rng.ko: kernel/drivers/virtio/virtio.ko "
         "kernel/drivers/virtio/virtio_ring.ko\n");
-  write(dir / "modules.builtin", "kernel/fs/ext4/ext4.ko\nkernel/fs/jbd2/jbd2.ko\n");
+  write_file(dir / "modules.builtin", "kernel/fs/ext4/ext4.ko\nkernel/fs/jbd2/jbd2.ko\n");
   for (const char* m : {"drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_mmio",
                         "net/core/failover", "drivers/net/net_failover", "drivers/net/virtio_net",
                         "drivers/char/hw_random/virtio-rng"})
-    write(dir / "kernel" / (std::string(m) + ".ko"), std::string("ELF of ") + m);
+    write_file(dir / "kernel" / (std::string(m) + ".ko"), std::string("ELF of ") + m);
   return dir;
 }
 
@@ -88,7 +75,7 @@ TEST(ModuleLoadOrder, UnknownModuleIsAnErrorNamingIt) {
 
 TEST(ModuleLoadOrder, CycleAndMissingModulesDepAreErrors) {
   TempDir t;
-  write(t.path() / "modules.dep", "a.ko: b.ko\nb.ko: a.ko\n");
+  write_file(t.path() / "modules.dep", "a.ko: b.ko\nb.ko: a.ko\n");
   auto cyc = module_load_order(t.path(), names({"a"}));
   ASSERT_FALSE(cyc.ok());
   EXPECT_NE(cyc.error().message.find("cycle"), std::string::npos);
@@ -100,7 +87,7 @@ TEST(ModuleLoadOrder, CycleAndMissingModulesDepAreErrors) {
 TEST(BaseInitramfs, HoldsExactlyInitConsoleModulesAndListing) {
   TempDir t;
   fs::path dir = fake_modules(t.path());
-  write(t.path() / "flick-init", "\x7f" "ELF fake init");
+  write_file(t.path() / "flick-init", "\x7f" "ELF fake init");
   GuestKernel k{t.path() / "vmlinuz", "6.1.0-test", dir};
   auto mods = names({"virtio_mmio", "ext4", "virtio_rng"});
   auto path = build_base_initramfs(k, t.path() / "flick-init", mods, t.path() / "cache");
@@ -144,7 +131,7 @@ TEST(BaseInitramfs, HoldsExactlyInitConsoleModulesAndListing) {
 TEST(BaseInitramfs, ByteIdenticalWhenBuiltTwiceAndKeyedByContent) {
   TempDir t;
   fs::path dir = fake_modules(t.path());
-  write(t.path() / "flick-init", "init v1");
+  write_file(t.path() / "flick-init", "init v1");
   GuestKernel k{t.path() / "vmlinuz", "6.1.0-test", dir};
   auto mods = names({"virtio_net"});
   auto a = build_base_initramfs(k, t.path() / "flick-init", mods, t.path() / "c1");
@@ -154,11 +141,11 @@ TEST(BaseInitramfs, ByteIdenticalWhenBuiltTwiceAndKeyedByContent) {
   EXPECT_EQ(slurp(*a), slurp(*b));
 
   sleep(1);  // a gzip header timestamp would now differ
-  write(t.path() / "flick-init", "init v2");
+  write_file(t.path() / "flick-init", "init v2");
   auto c = build_base_initramfs(k, t.path() / "flick-init", mods, t.path() / "c1");
   ASSERT_TRUE(c.ok());
   EXPECT_NE(c->filename(), a->filename());  // a new flick-init is a new archive
-  write(t.path() / "flick-init", "init v1");
+  write_file(t.path() / "flick-init", "init v1");
   auto d = build_base_initramfs(k, t.path() / "flick-init", mods, t.path() / "c3");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(slurp(*d), slurp(*a));
@@ -166,7 +153,7 @@ TEST(BaseInitramfs, ByteIdenticalWhenBuiltTwiceAndKeyedByContent) {
 
 TEST(BaseInitramfs, KernelWithoutModulesGetsAnEmptyListing) {
   TempDir t;
-  write(t.path() / "flick-init", "init");
+  write_file(t.path() / "flick-init", "init");
   GuestKernel k{t.path() / "vmlinuz", "", std::nullopt};
   auto path = build_base_initramfs(k, t.path() / "flick-init", default_guest_modules(), t.path());
   ASSERT_TRUE(path.ok()) << path.error().describe();
@@ -209,12 +196,12 @@ TEST(BaseInitramfs, CompressedModulesAreStoredPlain) {
   TempDir t;
   fs::path dir = t.path() / "lib/modules/6.12-test";
   std::string a = "\x7f" "ELF module a, long enough to be worth compressing: aaaaaaaaaaaaaaaaaaaaaaaa";
-  write(dir / "kernel/a.ko.xz", xz(a));
-  write(dir / "kernel/b.ko.xz", xz("\x7f" "ELF b"));
-  write(dir / "kernel/c.ko.xz", "not xz at all");
-  write(dir / "modules.dep", "kernel/a.ko.xz:\nkernel/b.ko.xz: kernel/a.ko.xz\nkernel/c.ko.xz:\n");
+  write_file(dir / "kernel/a.ko.xz", xz(a));
+  write_file(dir / "kernel/b.ko.xz", xz("\x7f" "ELF b"));
+  write_file(dir / "kernel/c.ko.xz", "not xz at all");
+  write_file(dir / "modules.dep", "kernel/a.ko.xz:\nkernel/b.ko.xz: kernel/a.ko.xz\nkernel/c.ko.xz:\n");
   ASSERT_NE(xz(a), a);
-  write(t.path() / "init", "init");
+  write_file(t.path() / "init", "init");
   GuestKernel k{t.path() / "vmlinuz", "6.12-test", dir};
   auto path = build_base_initramfs(k, t.path() / "init", names({"b"}), t.path());
   ASSERT_TRUE(path.ok()) << path.error().describe();
