@@ -1,5 +1,6 @@
 #include "virtio/block/block_device.h"
 #include "virtio/block/block_request.h"
+#include "blk_wire.h"
 #include "virtio_test_util.h"
 
 #include <fcntl.h>
@@ -20,16 +21,6 @@ namespace {
 
 using namespace blk;
 
-struct ReqHeader {
-  uint32_t type;
-  uint32_t reserved;
-  uint64_t sector;
-};
-struct Segment {
-  uint64_t sector;
-  uint32_t num_sectors;
-  uint32_t flags;
-};
 
 constexpr uint64_t kDiskBytes = 1 << 20;
 

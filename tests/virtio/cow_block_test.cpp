@@ -2,6 +2,7 @@
 // mock split queue, on both engines.
 #include "virtio/block/block_device.h"
 #include "virtio/block/block_request.h"
+#include "blk_wire.h"
 #include "virtio_test_util.h"
 
 #include <dirent.h>
@@ -19,16 +20,6 @@ namespace {
 
 using namespace blk;
 
-struct ReqHeader {
-  uint32_t type;
-  uint32_t reserved;
-  uint64_t sector;
-};
-struct Segment {
-  uint64_t sector;
-  uint32_t num_sectors;
-  uint32_t flags;
-};
 
 // Not a multiple of 4 KiB or 64 KiB: the last cluster is short.
 constexpr uint64_t kBaseBytes = (1 << 20) + 1536;
