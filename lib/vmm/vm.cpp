@@ -324,10 +324,9 @@ Result<void> Vm::Impl::build() {
 }
 
 void Vm::Impl::on_platform_event(vmm::PlatformEvent ev) {
+  // request_exit() turns a reset after a pvpanic report into a panic.
   if (ev == vmm::PlatformEvent::power_off) {
     request_exit({VmExitReason::power_off, "guest powered off"});
-  } else if (pvpanic->panicked()) {
-    request_exit({VmExitReason::panic, "guest kernel panicked and reset"});
   } else {
     request_exit({VmExitReason::reboot, "guest rebooted"});
   }

@@ -20,7 +20,10 @@ void AcpiPowerDevice::read(uint64_t, std::span<uint8_t> data) {
 void AcpiPowerDevice::write(uint64_t offset, std::span<const uint8_t> data) {
   if (data.size() != 1 || !sink_) return;
   const uint8_t v = data[0];
-  if (offset == layout::kPioAcpiSleepControl - layout::kPioAcpiSleepControl) {
+  // Offsets within the device, which starts at the sleep control register.
+  constexpr uint64_t kSleepControl = 0;
+  constexpr uint64_t kReset = layout::kPioAcpiReset - layout::kPioAcpiSleepControl;
+  if (offset == kSleepControl) {
     constexpr uint8_t kSlpEn = 0x20;
     const uint8_t slp_typ = (v >> 2) & 7;
     if ((v & kSlpEn) && slp_typ == layout::kAcpiS5SleepType) {
@@ -28,7 +31,7 @@ void AcpiPowerDevice::write(uint64_t offset, std::span<const uint8_t> data) {
     } else if (v & kSlpEn) {
       LOG_INFO("guest asked for ACPI sleep type %u, which this machine does not support", slp_typ);
     }
-  } else if (offset == layout::kPioAcpiReset - layout::kPioAcpiSleepControl) {
+  } else if (offset == kReset) {
     if (v == layout::kAcpiResetValue) sink_(PlatformEvent::reset);
   }
 }
