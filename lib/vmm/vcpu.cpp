@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -41,9 +42,9 @@ std::string hex_bytes(const void* p, size_t n) {
 
 }  // namespace
 
-void report_unhandled_access(const char* space, uint64_t addr, size_t size, bool write) {
+void report_unhandled_access(std::atomic<unsigned>& count, const char* space, uint64_t addr,
+                             size_t size, bool write) {
   // The first few are logged at warning level with their address; the rest at debug.
-  static std::atomic<unsigned> count{0};
   unsigned n = count.fetch_add(1);
   auto level = n < 16 ? log::Level::warn : log::Level::debug;
   if (log::enabled(level))
@@ -52,7 +53,9 @@ void report_unhandled_access(const char* space, uint64_t addr, size_t size, bool
                static_cast<unsigned long long>(addr), n == 15 ? " (further ones logged at debug level)" : "");
 }
 
-Vcpu::Vcpu(KvmVcpu kvm, Hooks hooks) : kvm_(std::move(kvm)), hooks_(std::move(hooks)) {}
+Vcpu::Vcpu(KvmVcpu kvm, Hooks hooks) : kvm_(std::move(kvm)), hooks_(std::move(hooks)) {
+  assert(hooks_.pio && hooks_.mmio && hooks_.unhandled_accesses);
+}
 
 Vcpu::~Vcpu() {
   if (thread_.joinable()) {
@@ -180,7 +183,7 @@ Vcpu::Action Vcpu::handle_io() {
     bool handled = write ? hooks_.pio->write(io.port, data) : hooks_.pio->read(io.port, data);
     if (!handled) {
       if (!write) std::fill(data.begin(), data.end(), 0xff);  // an empty ISA bus reads all-ones
-      report_unhandled_access("port", io.port, io.size, write);
+      report_unhandled_access(*hooks_.unhandled_accesses, "port", io.port, io.size, write);
     }
   }
   return Action::keep_running;
@@ -193,7 +196,7 @@ Vcpu::Action Vcpu::handle_mmio() {
   bool handled = m.is_write ? hooks_.mmio->write(m.phys_addr, data) : hooks_.mmio->read(m.phys_addr, data);
   if (!handled) {
     if (!m.is_write) std::fill(data.begin(), data.end(), 0xff);
-    report_unhandled_access("MMIO", m.phys_addr, len, m.is_write);
+    report_unhandled_access(*hooks_.unhandled_accesses, "MMIO", m.phys_addr, len, m.is_write);
   }
   return Action::keep_running;
 }

@@ -7,6 +7,7 @@
 
 #include <flick/vm.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -30,6 +31,9 @@ class Vcpu {
     std::function<void(VmExit)> on_exit;
     // Called once, just before this vCPU's first KVM_RUN.
     std::function<void()> on_first_run;
+    // Required: guest accesses nothing handled, counted per VM so that each VM's first ones
+    // are logged.
+    std::atomic<unsigned>* unhandled_accesses = nullptr;
   };
 
   Vcpu(KvmVcpu kvm, Hooks hooks);
@@ -76,7 +80,8 @@ class Vcpu {
   unsigned unknown_exits_ = 0;
 };
 
-// Counts and reports guest accesses nothing handles, without flooding the log.
-void report_unhandled_access(const char* space, uint64_t addr, size_t size, bool write);
+// Counts (in `count`) and reports guest accesses nothing handles, without flooding the log.
+void report_unhandled_access(std::atomic<unsigned>& count, const char* space, uint64_t addr,
+                             size_t size, bool write);
 
 }  // namespace flick::vmm

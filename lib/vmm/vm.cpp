@@ -129,6 +129,7 @@ struct Vm::Impl {
   bool started = false;
   bool joined = false;
   std::atomic<Clock::rep> first_run{0};
+  std::atomic<unsigned> unhandled_accesses{0};
   Clock::time_point exited{};
 
   Result<void> build();
@@ -311,6 +312,7 @@ Result<void> Vm::Impl::build() {
     Vcpu::Hooks hooks;
     hooks.pio = &pio;
     hooks.mmio = &mmio;
+    hooks.unhandled_accesses = &unhandled_accesses;
     hooks.on_exit = [this](VmExit e) { request_exit(std::move(e)); };
     if (i == 0)
       hooks.on_first_run = [this] {
