@@ -32,6 +32,7 @@ int code_of(flick::Errc c) {
     case flick::Errc::cancelled: return FLICK_ECANCELLED;
     case flick::Errc::network: return FLICK_ENETWORK;
     case flick::Errc::integrity: return FLICK_EINTEGRITY;
+    case flick::Errc::exists: return FLICK_EEXISTS;
   }
   return FLICK_EINTERNAL;
 }

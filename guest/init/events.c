@@ -88,8 +88,19 @@ static int parse_command(const char *line, size_t len, struct command *cmd) {
     const struct json_value *name = json_get(v, "command");
     int ok = 0;
     if (name && name->type == JSON_STRING && strcmp(name->string, "stop") == 0) {
+        const struct json_value *sig = json_get(v, "signal"), *ms = json_get(v, "timeout_ms");
         cmd->kind = CMD_STOP;
+        cmd->signal = 0;
+        cmd->timeout_ms = -1;
         ok = 1;
+        if (sig) {
+            ok = sig->type == JSON_NUMBER && sig->integral && sig->number >= 1 && sig->number <= 64;
+            cmd->signal = ok ? (int)sig->number : 0;
+        }
+        if (ms && ok) {
+            ok = ms->type == JSON_NUMBER && ms->integral && ms->number >= 0 && ms->number <= 86400000;
+            cmd->timeout_ms = ok ? (int)ms->number : -1;
+        }
     } else if (name && name->type == JSON_STRING && strcmp(name->string, "signal") == 0) {
         const struct json_value *sig = json_get(v, "signal");
         if (sig && sig->type == JSON_NUMBER && sig->integral && sig->number >= 1 && sig->number <= 64) {

@@ -32,7 +32,8 @@ void event_oom(void);
  * complete yet, -1 when the connection closed. */
 struct command {
     enum { CMD_STOP, CMD_SIGNAL } kind;
-    int signal;
+    int signal;      /* CMD_SIGNAL; CMD_STOP: 0 for the configured stop signal */
+    int timeout_ms;  /* CMD_STOP: -1 for the configured stop timeout */
 };
 int events_read_command(struct command *cmd);
 

@@ -171,6 +171,7 @@ int run_process(const struct init_config *c, const struct user_ids *ids) {
 
     int status = 0;
     bool commands_open = events_fd() >= 0;
+    int stop_timeout_ms = c->stop_timeout_ms;
     for (bool done = false; !done;) {
         struct pollfd fds[4] = {{sig_fd, POLLIN, 0}, {timer_fd, POLLIN, 0},
                                 {kmsg_fd, POLLIN, 0}, {commands_open ? events_fd() : -1, POLLIN, 0}};
@@ -188,7 +189,7 @@ int run_process(const struct init_config *c, const struct user_ids *ids) {
         if (fds[1].revents) {
             uint64_t expirations;
             if (read(timer_fd, &expirations, sizeof expirations) > 0) {
-                say("the process outlived the stop timeout of %d ms: SIGKILL", c->stop_timeout_ms);
+                say("the process outlived the stop timeout of %d ms: SIGKILL", stop_timeout_ms);
                 kill(pid, SIGKILL);
             }
         }
@@ -198,8 +199,9 @@ int run_process(const struct init_config *c, const struct user_ids *ids) {
             int r;
             while ((r = events_read_command(&cmd)) == 1) {
                 if (cmd.kind == CMD_STOP) {
-                    kill(pid, c->stop_signal);
-                    arm(timer_fd, c->stop_timeout_ms);
+                    stop_timeout_ms = cmd.timeout_ms >= 0 ? cmd.timeout_ms : c->stop_timeout_ms;
+                    kill(pid, cmd.signal ? cmd.signal : c->stop_signal);
+                    arm(timer_fd, stop_timeout_ms);
                 } else {
                     kill(pid, cmd.signal);
                 }

@@ -30,6 +30,7 @@ enum class Errc {
   cancelled,             // stopped on request
   network,               // a remote peer or the network failed
   integrity,             // a digest or checksum did not match
+  exists,                // a machine or volume of that name already exists
 };
 
 FLICK_API const char* to_string(Errc code) noexcept;

@@ -25,6 +25,7 @@ struct DiskConfig {
   // Copy-on-write: `path` is only read; the guest's writes go to a private overlay that is
   // gone when the VM ends, so every boot starts from the same image.
   bool copy_on_write = false;
+  std::string overlay_dir;  // where the overlay (an unlinked file) lives; default: beside `path`, else $TMPDIR
   std::string serial;  // what the guest reads as the disk's ID (at most 20 bytes)
 };
 

@@ -20,6 +20,7 @@ const char* to_string(Errc code) noexcept {
     case Errc::cancelled: return "cancelled";
     case Errc::network: return "network error";
     case Errc::integrity: return "integrity check failed";
+    case Errc::exists: return "already exists";
   }
   return "unknown error";
 }

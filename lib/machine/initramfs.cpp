@@ -241,7 +241,7 @@ Result<std::vector<std::string>> module_load_order(const fs::path& modules_dir,
   return order;
 }
 
-Result<fs::path> build_base_initramfs(const GuestKernel& kernel, const fs::path& init_binary,
+Result<fs::path> build_base_initramfs(const GuestKernel& kernel, std::string_view init,
                                       std::span<const std::string> modules,
                                       const fs::path& cache_dir) {
   std::vector<std::string> order;
@@ -253,9 +253,8 @@ Result<fs::path> build_base_initramfs(const GuestKernel& kernel, const fs::path&
                                                   " has modules but no known release");
 
   CpioTree tree;
-  auto init = read_file(init_binary);
-  if (!init) return std::move(init).error().with_context("reading flick-init for the initramfs");
-  add_file(tree, "init", std::move(*init), 0755);
+  if (init.empty()) return make_error(Errc::invalid_argument, "the initramfs needs flick-init: it is empty");
+  add_file(tree, "init", std::string(init), 0755);
   add_parents(tree, "dev/console");
   tree["dev/console"] = CpioEntry{S_IFCHR | 0600, {}, 5, 1};
   std::string listing;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace flick::machine {
@@ -26,12 +27,12 @@ std::span<const std::string> default_guest_modules();
 Result<std::vector<std::string>> module_load_order(const std::filesystem::path& modules_dir,
                                                    std::span<const std::string> names);
 
-// Builds (or reuses) cache_dir/initramfs/<hash of the inputs>.cpio.gz: /init (init_binary,
-// 0755), /dev/console (char 5:1), /lib/modules/<release>/<path> for each module in load
+// Builds (or reuses) cache_dir/initramfs/<hash of the inputs>.cpio.gz: /init (`init`, the
+// bytes of flick-init, 0755), /dev/console (char 5:1), /lib/modules/<release>/<path> for each module in load
 // order and /flick/modules listing those paths. Compressed modules (.ko.xz, .ko.zst, .ko.gz)
 // are stored decompressed, as .ko. Byte-identical for identical inputs.
 Result<std::filesystem::path> build_base_initramfs(const GuestKernel& kernel,
-                                                   const std::filesystem::path& init_binary,
+                                                   std::string_view init,
                                                    std::span<const std::string> modules,
                                                    const std::filesystem::path& cache_dir);
 

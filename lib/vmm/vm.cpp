@@ -200,6 +200,7 @@ Result<void> Vm::Impl::add_virtio_devices() {
     const auto& d = config.disks[i];
     virtio::BlockDeviceOptions o;
     (d.copy_on_write ? o.cow_base : o.path) = d.path;
+    o.cow_overlay_dir = d.overlay_dir;
     o.read_only = d.read_only;
     o.serial = d.serial;
     auto dev = virtio::BlockDevice::open(o);

@@ -82,7 +82,7 @@ TEST(RealKernel, BaseInitramfsWithTheDefaultModules) {
   ASSERT_TRUE(k.modules_dir.has_value());
   std::string tmpl = (fs::temp_directory_path() / "flick-initramfs-XXXXXX").string();
   fs::path cache = mkdtemp(tmpl.data());
-  auto path = build_base_initramfs(k, FLICK_INIT_BINARY, default_guest_modules(), cache);
+  auto path = build_base_initramfs(k, slurp(FLICK_INIT_BINARY), default_guest_modules(), cache);
   ASSERT_TRUE(path.ok()) << path.error().describe();
   std::string bytes = slurp(*path);
   std::string err;
