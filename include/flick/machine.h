@@ -1,0 +1,240 @@
+// flick::Machine — an OCI image run as a microVM with the lifecycle of Fly.io Machines.
+//
+// A Host is this computer as a place to run machines: the image cache, the guest kernel and
+// initramfs, volumes, and where machines keep their files. Host::create() validates a
+// MachineConfig, fetches the image and builds its root filesystem once; start() boots it with
+// flick-init as PID 1 and returns while it is `starting`; wait() follows it through its states:
+//
+//   created -> starting -> started -> stopping -> stopped -> starting -> ... -> destroying -> destroyed
+//                      \-> failed (never reported started)       failed -> starting | destroying
+//
+// The machine stops by itself when its main program exits; then its restart policy applies
+// (a restart goes from stopping straight to starting, so `stopped` means it has settled).
+// The root filesystem is a blank slate on every start: a copy-on-write view of the cached
+// image. Volumes keep their data across starts and after the machine is destroyed.
+//
+// Every method is safe to call from any thread. Configs are plain values (JSON-ready, with
+// Fly's field names) so that a machine store and a daemon can keep them.
+#pragma once
+
+#include <flick/export.h>
+#include <flick/image.h>
+#include <flick/result.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flick {
+
+enum class MachineState {
+  created,     // root filesystem built, never started
+  starting,    // booting; flick-init has not yet exec'd the program
+  started,     // the main program is running
+  stopping,    // stop requested or the program exited; the VM is shutting down
+  stopped,     // settled: not running, everything kept for the next start
+  failed,      // a start did not reach `started` (boot error, timeout): see the last event
+  destroying,
+  destroyed,
+};
+FLICK_API const char* to_string(MachineState state) noexcept;
+
+// Fly's `guest`.
+struct GuestConfig {
+  uint32_t cpus = 1;         // 1..254
+  uint32_t memory_mb = 256;  // >= 64
+  // Optional kernel override (bzImage or vmlinux); default: the Host's kernel. A custom
+  // kernel must have virtio-mmio, virtio-blk, virtio-vsock and ext4 built in or in
+  // `kernel_modules` (its lib/modules/<release> directory).
+  std::string kernel;
+  std::string kernel_modules;
+  std::vector<std::string> kernel_args;  // appended to the kernel command line
+};
+
+// Fly's `init`: what runs in the machine. Unset fields come from the image config.
+struct InitConfig {
+  std::vector<std::string> exec;        // replaces entrypoint and cmd together
+  std::vector<std::string> entrypoint;  // replaces the image's Entrypoint (and drops its Cmd)
+  std::vector<std::string> cmd;         // replaces the image's Cmd
+  std::string user;                     // flick extension: overrides the image's User
+  std::string workdir;                  // flick extension: overrides the image's WorkingDir
+};
+
+// Fly's `restart`.
+enum class RestartPolicy { no, always, on_failure };
+FLICK_API const char* to_string(RestartPolicy policy) noexcept;  // "no", "always", "on-failure"
+
+struct RestartConfig {
+  RestartPolicy policy = RestartPolicy::no;
+  // on-failure: restarts after consecutive failed exits (non-zero code, signal, crash)
+  // before the machine is left stopped.
+  uint32_t max_retries = 3;
+};
+
+// Fly's `stop_config`: how stop() asks the program to end before it is killed.
+struct StopConfig {
+  int signal = 2;  // SIGINT, as Fly
+  std::chrono::milliseconds timeout{5000};
+};
+
+// Fly's `mounts[]`: a volume of this Host mounted at `path` (absolute, not "/").
+struct MountConfig {
+  std::string volume;
+  std::string path;
+};
+
+struct MachineConfig {
+  std::string image;                          // an ImageReference (registry, oci:, ...)
+  GuestConfig guest;
+  std::map<std::string, std::string> env;     // added to / overriding the image's Env
+  InitConfig init;
+  std::vector<MountConfig> mounts;
+  RestartConfig restart;
+  bool auto_destroy = false;                  // destroy once the program exits and no restart follows
+  StopConfig stop_config;
+  std::map<std::string, std::string> metadata;
+  // How long a start may take to reach `started` before the machine is stopped and failed.
+  std::chrono::milliseconds start_timeout{60000};
+
+  // Checks every field; the error names the first bad one ("guest.cpus: 0 is not in 1..254").
+  Result<void> validate() const;
+};
+
+enum class MachineEventType { launch, start, exit, stop, restart, destroy };
+FLICK_API const char* to_string(MachineEventType type) noexcept;
+
+// How a run of the machine ended (Fly's exit_event).
+struct ExitStatus {
+  int exit_code = -1;           // the program's exit code; -1 when it did not exit normally
+  int signal = 0;               // the signal that ended it, if any
+  bool oom_killed = false;      // the guest kernel OOM-killed a process during the run
+  bool requested_stop = false;  // it ended because of stop() (or destroy())
+  std::string error;            // why it did not run or the VM ended abnormally; empty if it ran and exited
+  bool success() const { return exit_code == 0 && signal == 0 && error.empty(); }
+};
+
+struct MachineEvent {
+  MachineEventType type = MachineEventType::launch;
+  MachineState status = MachineState::created;  // the state this event left the machine in
+  std::chrono::system_clock::time_point timestamp;
+  std::optional<ExitStatus> exit;  // for `exit`
+  std::string detail;              // e.g. "restart 2 of 3 (on-failure)"
+};
+
+// Where the time of the last start() went, each measured from the start() call.
+struct StartTimings {
+  std::chrono::nanoseconds vm_created{0};                // config written, kernel and initrd loaded
+  std::optional<std::chrono::nanoseconds> boot_timer;    // flick-init wrote the boot timer (just before exec)
+  std::optional<std::chrono::nanoseconds> started;       // the `started` event arrived
+};
+
+// Console output and events, delivered on the machine's own threads.
+struct MachineHandlers {
+  std::function<void(std::string_view)> console;
+  std::function<void(const MachineEvent&)> event;
+};
+
+class FLICK_API Machine {
+ public:
+  ~Machine();  // stops a running VM (forcefully); the machine's files stay unless destroyed
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  const std::string& id() const;    // 14 hex digits, like Fly's
+  const std::string& name() const;
+  const MachineConfig& config() const;
+  const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
+  MachineState state() const;
+  std::vector<MachineEvent> events() const;
+  std::optional<ExitStatus> last_exit() const;
+  std::optional<StartTimings> last_start_timings() const;
+
+  // created | stopped | failed -> starting. Returns once the VM runs; errors (missing
+  // /dev/kvm, bad kernel, a volume in use) leave the state as it was.
+  Result<void> start();
+  // Asks the program to end with stop_config (or `how`), kills it after the timeout, and
+  // returns once the machine is stopped. Stopping a stopped machine is a no-op.
+  Result<void> stop(std::optional<StopConfig> how = std::nullopt);
+  // Sends a signal to the main program (started only).
+  Result<void> signal(int signo);
+  // Removes the machine's files and releases its volumes. A running machine needs `force`
+  // (it is then killed, not stopped gracefully).
+  Result<void> destroy(bool force = false);
+  // Blocks until the machine is in `state`. Fails with Errc::timeout, or with Errc::failed
+  // when it reaches `failed` or `destroyed` instead (the message says why).
+  Result<void> wait(MachineState state,
+                    std::chrono::milliseconds timeout = std::chrono::milliseconds{60000});
+
+  struct Impl;
+
+ private:
+  explicit Machine(std::unique_ptr<Impl> impl);
+  friend class Host;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct VolumeConfig {
+  std::string name;        // [a-z0-9_]{1,30}, Fly's rule
+  uint64_t size_gb = 1;    // the file is sparse: only written blocks use host disk
+};
+
+struct Volume {
+  std::string name;
+  std::filesystem::path path;  // an ext4 image
+  uint64_t size_bytes = 0;
+  std::string attached_machine;  // the id of the machine using it in this process, if any
+};
+
+struct HostOptions {
+  // Machines' and volumes' files. Default: $FLICK_STATE_DIR, else
+  // ${XDG_STATE_HOME:-~/.local/state}/flick.
+  std::filesystem::path state_dir;
+  // Images, kernels and initramfs archives. Default: ImageStore::default_dir().
+  std::filesystem::path cache_dir;
+  // Vsock sockets (short paths). Default: $XDG_RUNTIME_DIR/flick, else /tmp/flick-<uid>.
+  std::filesystem::path run_dir;
+  StoreOptions images;
+  // The default guest kernel: a bzImage/vmlinux (plus its modules directory), or empty to
+  // fetch Debian's linux-image-cloud-amd64 into the cache on first use.
+  std::string kernel;
+  std::string kernel_modules;
+  std::string kvm_device = "/dev/kvm";
+};
+
+class FLICK_API Host {
+ public:
+  static Result<std::unique_ptr<Host>> open(HostOptions options = {});
+  ~Host();
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  // Validates `config`, pulls the image and builds its rootfs (cached), prepares the guest
+  // kernel and initramfs, and returns a machine in `created`.
+  Result<std::unique_ptr<Machine>> create(const MachineConfig& config,
+                                          MachineHandlers handlers = {},
+                                          std::string name = {});
+
+  // Creates a volume (an empty ext4 file system); fails with Errc::exists if it exists.
+  Result<Volume> create_volume(const VolumeConfig& config);
+  Result<std::vector<Volume>> list_volumes();
+  // Deletes a volume that no machine is using.
+  Result<void> destroy_volume(std::string_view name);
+
+  ImageStore& images();
+  const HostOptions& options() const;
+
+  struct Impl;
+
+ private:
+  explicit Host(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;  // machines share it: they may outlive the Host object
+};
+
+}  // namespace flick
