@@ -90,11 +90,12 @@ void Machine::Impl::wake_run() {
 }
 
 void Machine::Impl::record(MachineEventType type, MachineState status, std::optional<ExitStatus> exit,
-                           std::string detail) {
+                           std::string detail, bool enter_status) {
   MachineEvent e{type, status, std::chrono::system_clock::now(), std::move(exit), std::move(detail)};
   {
     std::lock_guard lk(mu);
     events.push_back(e);
+    if (enter_status) set_state(status);  // whoever sees the state also sees its event
   }
   if (handlers.event) handlers.event(e);
 }
@@ -356,21 +357,24 @@ void Machine::Impl::supervise() {
           retries = 0;
         }
       }
-      set_state(next);
     }
-    record(MachineEventType::exit, next, st, {});
+    record(MachineEventType::exit, next, st, {}, /*enter_status=*/true);
     if (next != MachineState::starting) break;
 
     record(MachineEventType::restart, MachineState::starting, std::nullopt, restart_detail);
     auto began = Clock::now();
     auto booted = boot_run(began);
-    std::lock_guard lk(mu);
     if (!booted) {
-      failure = booted.error().describe();
-      last_exit = ExitStatus{-1, 0, false, false, failure};
-      set_state(MachineState::failed);
+      ExitStatus failed{-1, 0, false, false, booted.error().describe()};
+      {
+        std::lock_guard lk(mu);
+        failure = failed.error;
+        last_exit = failed;
+      }
+      record(MachineEventType::exit, MachineState::failed, failed, {}, true);
       break;
     }
+    std::lock_guard lk(mu);
     run = r = std::move(booted).value();
     timings = StartTimings{Clock::now() - began, std::nullopt, std::nullopt};
   }
@@ -383,11 +387,7 @@ void Machine::Impl::supervise() {
     }
     auto removed = remove_files();
     if (!removed) LOG_WARN("machine %s: %s", id.c_str(), removed.error().describe().c_str());
-    {
-      std::lock_guard lk(mu);
-      set_state(MachineState::destroyed);
-    }
-    record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, "auto_destroy");
+    record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, "auto_destroy", true);
   }
 }
 
@@ -524,25 +524,24 @@ Result<void> Machine::destroy(bool force) {
     d.set_state(MachineState::destroying);
   }
   auto removed = d.remove_files();
-  {
-    std::lock_guard lk(d.mu);
-    d.set_state(MachineState::destroyed);
-  }
-  d.record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, force ? "forced" : "");
+  d.record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, force ? "forced" : "", true);
   return removed;
 }
 
 Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeout) {
   auto& d = *impl_;
   std::unique_lock lk(d.mu);
+  // A failed machine may still be on its way to `destroyed` (auto_destroy).
+  bool past_failed = target == MachineState::destroying || target == MachineState::destroyed;
   bool done = d.cv.wait_for(lk, timeout, [&] {
-    return d.state == target || d.state == MachineState::failed || d.state == MachineState::destroyed;
+    return d.state == target || (d.state == MachineState::failed && !past_failed) ||
+           d.state == MachineState::destroyed;
   });
   if (d.state == target) return {};
   if (!done)
     return make_error(Errc::timeout, "machine " + d.id + " is still " + to_string(d.state) + " after " +
                                          ms_text(timeout) + " (waiting for " + to_string(target) + ")");
-  if (d.state == MachineState::failed)
+  if (d.state == MachineState::failed && !past_failed)
     return make_error(Errc::guest_failure, "machine " + d.id + " failed: " + d.failure);
   return make_error(Errc::busy, "machine " + d.id + " was destroyed");
 }

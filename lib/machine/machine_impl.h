@@ -73,9 +73,9 @@ struct Machine::Impl {
   mutable std::mutex console_mu;  // not `mu`: vCPU threads write the console while the
   std::string console_tail;       // supervisor may hold `mu`; the last output, for errors
 
-  // Appends an event and tells the handler (outside `mu`).
+  // Appends an event (entering its status if asked) and tells the handler (outside `mu`).
   void record(MachineEventType type, MachineState status, std::optional<ExitStatus> exit,
-              std::string detail);
+              std::string detail, bool enter_status = false);
   void set_state(MachineState s);  // with `mu` held
 
   Result<std::shared_ptr<MachineRun>> boot_run(Clock::time_point began);

@@ -247,9 +247,28 @@ static void test_users(void) {
     rmdir(dir);
 }
 
+/* check-config FILE: parses a host-written /flick/config.json as flick-init does. */
+static int check_config(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); return 2; }
+    static char text[256 * 1024 + 1];
+    size_t len = fread(text, 1, sizeof text, f);
+    fclose(f);
+    struct init_config c;
+    char err[256];
+    if (config_parse(text, len, &c, err, sizeof err) != 0) {
+        printf("config: %s\n", err);
+        return 1;
+    }
+    config_free(&c);
+    printf("config: ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "check-config")) return check_config(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: %s json|config|users\n", argv[0]);
+        fprintf(stderr, "usage: %s json|config|users | check-config FILE\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[1], "json")) test_json();

@@ -1,0 +1,279 @@
+// The machine layer's pure parts: config validation, the image/machine merge, flick-init's
+// config (checked by flick-init's own parser), guest events, volumes.
+#include <flick/machine.h>
+
+#include "machine/guest_channel.h"
+#include "machine/init_config.h"
+#include "machine/volume.h"
+#include "support/command.h"
+#include "support/temp_dir.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace {
+
+using namespace flick;
+using namespace flick::machine;
+using flick::testing::run_command;
+using flick::testing::TempDir;
+using flick::testing::write_file;
+
+MachineConfig good() {
+  MachineConfig c;
+  c.image = "oci:/images/busybox:latest";
+  c.mounts = {{"data", "/data"}};
+  return c;
+}
+
+// The error's message names `field`.
+void expect_invalid(const MachineConfig& c, const std::string& field) {
+  auto r = c.validate();
+  ASSERT_FALSE(r.ok()) << "expected " << field << " to be rejected";
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+}
+
+TEST(MachineConfig, ValidatesEveryField) {
+  EXPECT_TRUE(good().validate().ok());
+  auto c = good();
+  c.image = "";
+  expect_invalid(c, "image");
+  c = good();
+  c.image = "UPPER/case";
+  expect_invalid(c, "image");
+  c = good();
+  c.guest.cpus = 0;
+  expect_invalid(c, "guest.cpus");
+  c = good();
+  c.guest.cpus = 255;
+  expect_invalid(c, "guest.cpus");
+  c = good();
+  c.guest.memory_mb = 32;
+  expect_invalid(c, "guest.memory_mb");
+  c = good();
+  c.guest.kernel_modules = "/lib/modules/x";
+  expect_invalid(c, "guest.kernel_modules");
+  c = good();
+  c.env["A=B"] = "x";
+  expect_invalid(c, "env");
+  c = good();
+  c.env[""] = "x";
+  expect_invalid(c, "env");
+  c = good();
+  c.init.exec = {"/bin/true"};
+  c.init.cmd = {"x"};
+  expect_invalid(c, "init.exec");
+  c = good();
+  c.init.cmd = {std::string("a\0b", 3)};
+  expect_invalid(c, "init.cmd[0]");
+  c = good();
+  c.init.workdir = "relative";
+  expect_invalid(c, "init.workdir");
+  c = good();
+  c.mounts = {{"data", "/"}};
+  expect_invalid(c, "mounts[0].path");
+  c = good();
+  c.mounts = {{"data", "/a/../b"}};
+  expect_invalid(c, "mounts[0].path");
+  c = good();
+  c.mounts = {{"Data", "/data"}};
+  expect_invalid(c, "mounts[0].volume");
+  c = good();
+  c.mounts = {{"a", "/data"}, {"a", "/other"}};
+  expect_invalid(c, "mounts[1].volume");
+  c = good();
+  c.mounts = {{"a", "/data"}, {"b", "/data"}};
+  expect_invalid(c, "mounts[1].path");
+  c = good();
+  c.restart.max_retries = 5000;
+  expect_invalid(c, "restart.max_retries");
+  c = good();
+  c.stop_config.signal = 0;
+  expect_invalid(c, "stop_config.signal");
+  c = good();
+  c.stop_config.timeout = std::chrono::milliseconds(-1);
+  expect_invalid(c, "stop_config.timeout");
+  c = good();
+  c.start_timeout = std::chrono::milliseconds(0);
+  expect_invalid(c, "start_timeout");
+}
+
+ImageConfig image_config() {
+  ImageConfig i;
+  i.entrypoint = {"/entry"};
+  i.cmd = {"--serve"};
+  i.env = {"PATH=/bin", "FOO=image", "KEEP=1"};
+  i.working_dir = "/srv";
+  i.user = "app";
+  return i;
+}
+
+TEST(ResolveProcess, TheImageConfigWhenTheMachineSaysNothing) {
+  auto p = resolve_process(good(), image_config());
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  EXPECT_EQ(p->argv, (std::vector<std::string>{"/entry", "--serve"}));
+  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "FOO=image", "KEEP=1"}));
+  EXPECT_EQ(p->cwd, "/srv");
+  EXPECT_EQ(p->user, "app");
+}
+
+TEST(ResolveProcess, MachineOverridesAsContainerRuntimesApplyThem) {
+  auto c = good();
+  c.init.cmd = {"--debug"};
+  c.env = {{"FOO", "machine"}, {"NEW", "x"}};
+  c.init.workdir = "/tmp";
+  c.init.user = "1000:100";
+  auto p = resolve_process(c, image_config());
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->argv, (std::vector<std::string>{"/entry", "--debug"}));  // cmd replaced, entrypoint kept
+  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "FOO=machine", "KEEP=1", "NEW=x"}));
+  EXPECT_EQ(p->cwd, "/tmp");
+  EXPECT_EQ(p->user, "1000:100");
+
+  c = good();
+  c.init.entrypoint = {"/bin/sh", "-c"};  // a new entrypoint drops the image's Cmd
+  p = resolve_process(c, image_config());
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->argv, (std::vector<std::string>{"/bin/sh", "-c"}));
+
+  c = good();
+  c.init.exec = {"/bin/true"};
+  p = resolve_process(c, image_config());
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->argv, (std::vector<std::string>{"/bin/true"}));
+}
+
+TEST(ResolveProcess, DefaultsAndNothingToRun) {
+  ImageConfig bare;
+  bare.cmd = {"sh"};
+  auto p = resolve_process(good(), bare);
+  ASSERT_TRUE(p.ok());
+  ASSERT_FALSE(p->env.empty());
+  EXPECT_EQ(p->env[0].rfind("PATH=/usr/local/sbin:", 0), 0u);
+  EXPECT_EQ(p->cwd, "/");
+  EXPECT_EQ(p->user, "");
+
+  auto none = resolve_process(good(), ImageConfig{});
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no Entrypoint or Cmd"), std::string::npos);
+}
+
+TEST(InitConfig, FlickInitAcceptsWhatTheHostWrites) {
+  ProcessSpec p;
+  p.argv = {"/bin/sh", "-c", "echo \"quoted\" \\ back"};
+  p.env = {"PATH=/bin", "UNICODE=\xc3\xa9"};
+  p.cwd = "/srv";
+  p.user = "app:users";
+  StopConfig stop{15, std::chrono::milliseconds(2500)};
+  std::string json = init_config_json("3f2a9c0d1e2b4a", p, {{"/dev/vdb", "/data"}, {"/dev/vdc", "/logs"}}, stop);
+
+  auto j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["root"]["device"], "/dev/vda");
+  EXPECT_EQ(j["mounts"][1]["device"], "/dev/vdc");
+  EXPECT_EQ(j["mounts"][1]["path"], "/logs");
+  EXPECT_EQ(j["process"]["argv"][2], p.argv[2]);
+  EXPECT_EQ(j["stop"]["signal"], 15);
+  EXPECT_EQ(j["stop"]["timeout_ms"], 2500);
+  EXPECT_EQ(j["vsock"]["port"], kEventPort);
+
+  // flick-init's strict parser (unknown members are errors) must take it as it is.
+  TempDir t;
+  write_file(t.path() / "config.json", json);
+  auto r = run_command(std::string(FLICK_INIT_UNIT_TEST) + " check-config " + (t.path() / "config.json").string());
+  EXPECT_EQ(r.status, 0) << r.output;
+  write_file(t.path() / "typo.json", json.substr(0, json.size() - 1) + ",\"hostnme\":\"x\"}");
+  r = run_command(std::string(FLICK_INIT_UNIT_TEST) + " check-config " + (t.path() / "typo.json").string());
+  EXPECT_EQ(r.status, 1) << r.output;  // the check itself can fail
+}
+
+TEST(InitConfig, DiskNamesFollowLinux) {
+  EXPECT_EQ(virtio_disk_name(0), "/dev/vda");
+  EXPECT_EQ(virtio_disk_name(25), "/dev/vdz");
+  EXPECT_EQ(virtio_disk_name(26), "/dev/vdaa");
+  EXPECT_EQ(virtio_disk_name(27), "/dev/vdab");
+  EXPECT_EQ(virtio_disk_name(52), "/dev/vdba");
+}
+
+TEST(GuestEvents, ParsesTheProtocol) {
+  auto e = parse_guest_event(R"({"event":"started","pid":42})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->kind, GuestEvent::Kind::started);
+  EXPECT_EQ(e->pid, 42);
+  e = parse_guest_event(R"({"event":"exited","exit_code":3})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->kind, GuestEvent::Kind::exited);
+  EXPECT_EQ(e->exit_code, 3);
+  e = parse_guest_event(R"({"event":"exited","signal":9})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(e->exit_code);
+  EXPECT_EQ(e->signal, 9);
+  e = parse_guest_event(R"({"event":"error","message":"exec /app: No such file or directory","exit_code":127})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->kind, GuestEvent::Kind::error);
+  EXPECT_EQ(e->exit_code, 127);
+  EXPECT_EQ(e->message, "exec /app: No such file or directory");
+  e = parse_guest_event(R"({"event":"oom"})");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->kind, GuestEvent::Kind::oom);
+
+  for (const char* bad : {"", "not json", "[1]", R"({"event":1})", R"({"event":"exploded"})",
+                          R"({"event":"exited"})", R"({"pid":1})"}) {
+    auto r = parse_guest_event(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, Errc::malformed);
+  }
+}
+
+TEST(GuestEvents, LinesAcrossReadsAndBoundedLength) {
+  LineSplitter s(8);
+  EXPECT_TRUE(s.feed("abc").empty());
+  EXPECT_EQ(s.feed("def\ngh\n\nij"), (std::vector<std::string>{"abcdef", "gh", ""}));
+  EXPECT_EQ(s.feed("\n"), (std::vector<std::string>{"ij"}));
+  EXPECT_EQ(s.feed("0123456789\n"), (std::vector<std::string>{"01234567", "89"}));
+}
+
+TEST(GuestEvents, SocketPathsThatDoNotFitAreRefused) {
+  auto r = listen_unix("/tmp/" + std::string(120, 'x'));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("shorter run directory"), std::string::npos);
+}
+
+TEST(Volumes, CreateCheckLeaseAndDestroy) {
+  TempDir t;
+  auto v = create_volume(t.path(), {"data_1", 1});
+  ASSERT_TRUE(v.ok()) << v.error().describe();
+  EXPECT_EQ(v->path, t.path() / "data_1.ext4");
+  EXPECT_EQ(v->size_bytes, uint64_t{1} << 30);
+  auto fsck = run_command("e2fsck -fn " + v->path.string());
+  EXPECT_EQ(fsck.status, 0) << fsck.output;
+
+  auto again = create_volume(t.path(), {"data_1", 1});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, Errc::exists);
+
+  auto lease = lease_volume(t.path(), "data_1");
+  ASSERT_TRUE(lease.ok()) << lease.error().describe();
+  auto second = lease_volume(t.path(), "data_1");
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, Errc::busy);
+  auto busy = destroy_volume(t.path(), "data_1");
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().code, Errc::busy);
+
+  lease = Error{};  // released
+  ASSERT_TRUE(destroy_volume(t.path(), "data_1").ok());
+  auto gone = lease_volume(t.path(), "data_1");
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, Errc::not_found);
+
+  for (const char* bad : {"", "UPPER", "a-b", "../x", "0123456789012345678901234567890"}) {
+    auto r = create_volume(t.path(), {bad, 1});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  }
+}
+
+}  // namespace
