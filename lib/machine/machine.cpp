@@ -107,12 +107,17 @@ void Machine::Impl::on_console(std::string_view bytes) {
   if (console_tail.size() > 2 * kConsoleTail) console_tail.erase(0, console_tail.size() - kConsoleTail);
 }
 
-std::string Machine::Impl::last_console_line() const {
+std::string Machine::Impl::telling_console_line() const {
   std::lock_guard lk(console_mu);
-  size_t end = console_tail.find_last_not_of("\r\n");
+  const std::string& t = console_tail;
+  // A panic's own line says more than the stack dump and "Kernel Offset" lines after it.
+  size_t end = t.rfind("Kernel panic - not syncing");
+  end = end != std::string::npos ? t.find_first_of("\r\n", end) : t.size();
+  end = t.find_last_not_of("\r\n", end == std::string::npos ? t.size() : end);
   if (end == std::string::npos) return {};
-  size_t begin = console_tail.find_last_of("\r\n", end);
-  return console_tail.substr(begin == std::string::npos ? 0 : begin + 1, end - (begin == std::string::npos ? 0 : begin + 1) + 1);
+  size_t begin = t.find_last_of("\r\n", end);
+  begin = begin == std::string::npos ? 0 : begin + 1;
+  return t.substr(begin, end - begin + 1);
 }
 
 Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point began) {
@@ -306,13 +311,15 @@ ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
     if (forced && st.requested_stop) {
       if (started) st.signal = SIGKILL;
       else st.error = "stopped before the program started";
-    } else if (ex.clean()) {
+    } else if (ex.reason == VmExitReason::power_off) {
       st.error = "the guest powered off without reporting how the program ended";
+    } else if (ex.reason == VmExitReason::reboot) {
+      st.error = "the guest rebooted before the program ended (a kernel panic does, with panic=-1)";
     } else {
       st.error = std::string("the guest ended: ") + to_string(ex.reason) + (ex.detail.empty() ? "" : ": " + ex.detail);
     }
     if (!st.requested_stop)
-      if (auto line = last_console_line(); !line.empty()) st.error += " (last console line: " + line + ")";
+      if (auto line = telling_console_line(); !line.empty()) st.error += " (console: " + line + ")";
   }
   return st;
 }

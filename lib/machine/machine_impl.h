@@ -82,7 +82,7 @@ struct Machine::Impl {
   void supervise();
   ExitStatus watch(MachineRun& run, bool* reached_started);
   void on_console(std::string_view bytes);
-  std::string last_console_line() const;
+  std::string telling_console_line() const;  // for error messages
   Result<void> remove_files();
   void wake_run();  // with `mu` held
 };

@@ -98,7 +98,8 @@ TEST_F(MachineKvm, KernelPanicFailsWithTheConsoleLine) {
   auto w = m->wait(MachineState::stopped, 30s);
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.error().message.find("kernel panic"), std::string::npos) << w.error().message;
-  EXPECT_NE(w.error().message.find("Kernel panic - not syncing: testguest"), std::string::npos) << w.error().message;
+  EXPECT_NE(w.error().message.find("(console: Kernel panic - not syncing: testguest)"), std::string::npos)
+      << w.error().message;
 }
 
 TEST_F(MachineKvm, PoweringOffWithoutEventsIsAFailure) {

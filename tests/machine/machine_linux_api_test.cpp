@@ -1,0 +1,198 @@
+// Machines running real programs: Debian's cloud kernel, flick-init and a busybox image.
+// Runs inside the test host (or on a real KVM host), driven by machine_linux_test.py, which
+// passes FLICK_TEST_IMAGE, FLICK_TEST_KERNEL and FLICK_TEST_MODULES.
+#include <flick/machine.h>
+
+#include "support/temp_dir.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace {
+
+using namespace flick;
+using namespace std::chrono_literals;
+using flick::testing::TempDir;
+
+constexpr auto kBoot = 300s;  // a boot under TCG emulation can take a while
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// What a machine printed, to wait for and search in.
+class Console {
+ public:
+  MachineHandlers handlers() {
+    MachineHandlers h;
+    h.console = [this](std::string_view s) {
+      std::lock_guard lk(mu_);
+      text_.append(s);
+      cv_.notify_all();
+    };
+    return h;
+  }
+  bool wait_for(const std::string& needle, std::chrono::seconds timeout = kBoot) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return text_.find(needle) != std::string::npos; });
+  }
+  size_t count(const std::string& needle) const {
+    std::lock_guard lk(mu_);
+    size_t n = 0;
+    for (size_t at = text_.find(needle); at != std::string::npos; at = text_.find(needle, at + 1)) ++n;
+    return n;
+  }
+  std::string text() const {
+    std::lock_guard lk(mu_);
+    return text_;
+  }
+  void clear() {
+    std::lock_guard lk(mu_);
+    text_.clear();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string text_;
+};
+
+class MachineLinux : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (env("FLICK_TEST_KERNEL").empty()) GTEST_SKIP() << "run by machine_linux_test.py";
+    HostOptions o;
+    o.state_dir = dir_.path() / "state";
+    o.cache_dir = dir_.path() / "cache";
+    o.run_dir = dir_.path() / "run";
+    o.kernel = env("FLICK_TEST_KERNEL");
+    o.kernel_modules = env("FLICK_TEST_MODULES");
+    auto host = Host::open(o);
+    ASSERT_TRUE(host.ok()) << host.error().describe();
+    host_ = std::move(host).value();
+  }
+
+  std::unique_ptr<Machine> machine(const std::string& script, MachineConfig c = {}) {
+    c.image = env("FLICK_TEST_IMAGE");
+    c.init.cmd = {"sh", "-c", script};
+    c.start_timeout = kBoot;
+    auto m = host_->create(c, console_.handlers());
+    EXPECT_TRUE(m.ok()) << m.error().describe();
+    return m.ok() ? std::move(m).value() : nullptr;
+  }
+
+  static size_t count(const Machine& m, MachineEventType type) {
+    size_t n = 0;
+    for (const auto& e : m.events()) n += e.type == type;
+    return n;
+  }
+
+  TempDir dir_{"flick-machine-linux"};
+  std::unique_ptr<Host> host_;
+  Console console_;
+};
+
+TEST_F(MachineLinux, RootIsABlankSlateOnEveryStartAndVolumesKeepTheirData) {
+  ASSERT_TRUE(host_->create_volume({"data", 1}).ok());
+  MachineConfig c;
+  c.mounts = {{"data", "/data"}};
+  const std::string script =
+      "test -e /marker && echo root-kept; echo \"volume-runs=$(cat /data/runs 2>/dev/null | wc -l)\";"
+      "echo x > /marker; echo x >> /data/runs; echo done";
+  auto m = machine(script, c);
+  ASSERT_TRUE(m);
+  for (int run = 0; run < 2; ++run) {
+    console_.clear();
+    ASSERT_TRUE(m->start().ok());
+    ASSERT_TRUE(m->wait(MachineState::stopped, kBoot).ok()) << console_.text();
+    EXPECT_EQ(console_.count("root-kept"), 0u) << console_.text();
+    EXPECT_EQ(console_.count("volume-runs=" + std::to_string(run)), 1u) << console_.text();
+    ASSERT_TRUE(m->last_exit());
+    EXPECT_TRUE(m->last_exit()->success()) << m->last_exit()->error;
+  }
+  EXPECT_EQ(count(*m, MachineEventType::start), 2u);
+  EXPECT_EQ(count(*m, MachineEventType::exit), 2u);
+  ASSERT_TRUE(m->destroy().ok());
+
+  // The data outlives the machine that wrote it.
+  console_.clear();
+  auto next = machine(script, c);
+  ASSERT_TRUE(next);
+  ASSERT_TRUE(next->start().ok());
+  ASSERT_TRUE(next->wait(MachineState::stopped, kBoot).ok());
+  EXPECT_EQ(console_.count("volume-runs=2"), 1u) << console_.text();
+}
+
+TEST_F(MachineLinux, StopIsGracefulThenForcedAfterTheTimeout) {
+  MachineConfig c;
+  c.stop_config = {SIGINT, 2s};
+  auto stubborn = machine("trap '' INT; echo ready; while true; do sleep 1; done", c);
+  ASSERT_TRUE(stubborn);
+  ASSERT_TRUE(stubborn->start().ok());
+  ASSERT_TRUE(stubborn->wait(MachineState::started, kBoot).ok());
+  ASSERT_TRUE(console_.wait_for("ready"));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(stubborn->stop().ok());
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 2s);
+  EXPECT_EQ(stubborn->state(), MachineState::stopped);
+  ASSERT_TRUE(stubborn->last_exit());
+  EXPECT_EQ(stubborn->last_exit()->signal, SIGKILL);
+  EXPECT_TRUE(stubborn->last_exit()->requested_stop);
+  EXPECT_EQ(count(*stubborn, MachineEventType::stop), 1u);
+
+  console_.clear();
+  auto polite = machine("trap 'echo got-int; exit 0' INT; echo ready; while true; do sleep 1; done", c);
+  ASSERT_TRUE(polite);
+  ASSERT_TRUE(polite->start().ok());
+  ASSERT_TRUE(console_.wait_for("ready"));
+  ASSERT_TRUE(polite->stop().ok());
+  EXPECT_TRUE(console_.wait_for("got-int", 1s)) << console_.text();
+  ASSERT_TRUE(polite->last_exit());
+  EXPECT_EQ(polite->last_exit()->exit_code, 0);
+  EXPECT_TRUE(polite->last_exit()->requested_stop);
+}
+
+TEST_F(MachineLinux, RestartOnFailureRetriesMaxRetriesTimes) {
+  MachineConfig c;
+  c.restart = {RestartPolicy::on_failure, 2};
+  auto m = machine("echo attempt; exit 1", c);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  // Restarts go from stopping straight to starting: `stopped` means it has given up.
+  ASSERT_TRUE(m->wait(MachineState::stopped, 3 * kBoot).ok());
+  EXPECT_EQ(console_.count("attempt"), 3u) << console_.text();
+  EXPECT_EQ(count(*m, MachineEventType::restart), 2u);
+  EXPECT_EQ(count(*m, MachineEventType::exit), 3u);
+  ASSERT_TRUE(m->last_exit());
+  EXPECT_EQ(m->last_exit()->exit_code, 1);
+  EXPECT_EQ(m->events().back().detail, "");
+  EXPECT_EQ(m->events().back().status, MachineState::stopped);
+}
+
+TEST_F(MachineLinux, SignalsReachTheProgramAndTheStartIsTimed) {
+  auto m = machine("trap 'echo got-usr1; exit 7' USR1; echo ready; while true; do sleep 1; done");
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  ASSERT_TRUE(console_.wait_for("ready"));
+  EXPECT_EQ(m->state(), MachineState::started);
+  ASSERT_TRUE(m->signal(SIGUSR1).ok());
+  ASSERT_TRUE(m->wait(MachineState::stopped, kBoot).ok());
+  ASSERT_TRUE(m->last_exit());
+  EXPECT_EQ(m->last_exit()->exit_code, 7);
+  EXPECT_FALSE(m->last_exit()->requested_stop);
+
+  auto t = m->last_start_timings();
+  ASSERT_TRUE(t && t->boot_timer && t->started);
+  EXPECT_GT(t->vm_created.count(), 0);
+  EXPECT_LE(t->vm_created, *t->boot_timer);
+  EXPECT_LE(*t->boot_timer, *t->started);
+}
+
+}  // namespace

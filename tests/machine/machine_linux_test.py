@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""`flick machine run` and the Machine API with Debian's cloud kernel and a busybox image.
+
+Outside: fetches the kernel, builds two busybox OCI layouts (plain, and one whose config sets
+Env, WorkingDir and User). Inside the test host (or directly on a real KVM host):
+  - `flick machine run` cases: output and exit code, image config and overrides, a stop that
+    ends in SIGKILL after the timeout, a missing entrypoint (127 with the reason), a corrupt
+    rootfs, a kernel that panics, and --rm leaving nothing behind;
+  - the Machine API suite (machine_linux_api_test): blank-slate root and persistent volumes
+    across stop/start and destroy, graceful and forced stops, restart on-failure, signals.
+
+  machine_linux_test.py FLICK MACHINE_LINUX_API_TEST
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "testhost"))
+import kernel_cache  # noqa: E402
+import testhost  # noqa: E402
+
+BOOT_TIMEOUT = 300
+
+
+class Cases:
+    def __init__(self, flick: str, image: str, image_conf: str, kernel: str, modules: str) -> None:
+        self.flick, self.image, self.image_conf = flick, image, image_conf
+        self.kernel_args = ["--kernel", kernel, "--kernel-modules", modules]
+        self.work = Path(tempfile.mkdtemp(prefix="flick-machine-run-"))
+        self.env = dict(os.environ, FLICK_HOME=str(self.work / "cache"), FLICK_STATE_DIR=str(self.work / "state"),
+                        XDG_RUNTIME_DIR=str(self.work / "run"))
+        self.failures: list[str] = []
+
+    def expect(self, ok: bool, what: str, out: str = "") -> None:
+        if not ok:
+            self.failures.append(what + (f"\n--- output ---\n{out}" if out else ""))
+
+    def run(self, *args: str, image: str | None = None, env: dict[str, str] | None = None,
+            on_line=None) -> tuple[int, str, float]:
+        argv = [self.flick, "machine", "run", image or self.image, *self.kernel_args, *args]
+        print("$", " ".join(argv), flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or self.env)
+        assert proc.stdout is not None
+        timer = threading.Timer(BOOT_TIMEOUT * 2, proc.kill)
+        timer.start()
+        lines = []
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            print(line, end="", flush=True)
+            lines.append(line)
+            if on_line:
+                on_line(line, proc)
+        rc = proc.wait()
+        timer.cancel()
+        return rc, "".join(lines), time.monotonic() - t0
+
+    def exit_code_and_output(self) -> None:
+        rc, out, _ = self.run("--rm", "--", "sh", "-c", "echo hi; exit 3")
+        self.expect(rc == 3, f"exit 3 expected, got {rc}", out)
+        self.expect("hi\n" in out.replace("\r", ""), "'hi' missing", out)
+
+    def image_config_and_overrides(self) -> None:
+        probe = 'echo "probe user=$(id -un) cwd=$(pwd) from=$FROM_IMAGE extra=$EXTRA home=$HOME"'
+        rc, out, _ = self.run("--rm", "--", "sh", "-c", probe, image=self.image_conf)
+        self.expect(rc == 0, f"image config run: exit {rc}", out)
+        self.expect("probe user=app cwd=/srv from=image extra= home=/home/app" in out,
+                    "image Env/WorkingDir/User not honoured", out)
+        rc, out, _ = self.run("--rm", "--user", "nobody", "--workdir", "/tmp", "-e", "FROM_IMAGE=machine",
+                              "-e", "EXTRA=1", "--", "sh", "-c", probe, image=self.image_conf)
+        self.expect(rc == 0, f"override run: exit {rc}", out)
+        self.expect("probe user=nobody cwd=/tmp from=machine extra=1 home=/nonexistent" in out,
+                    "machine overrides not honoured", out)
+
+    def stop_times_out_into_sigkill(self) -> None:
+        sent: list[float] = []
+
+        def on_line(line: str, proc: subprocess.Popen) -> None:
+            if line.startswith("ready") and not sent:
+                sent.append(time.monotonic())
+                proc.send_signal(signal.SIGINT)
+
+        rc, out, _ = self.run("--rm", "--stop-timeout", "2", "--", "sh", "-c",
+                              "trap '' INT; echo ready; while true; do sleep 1; done", on_line=on_line)
+        took = time.monotonic() - sent[0] if sent else 0
+        self.expect(bool(sent), "the program never printed ready", out)
+        self.expect(rc == 128 + 9, f"a stop ending in SIGKILL should exit 137, got {rc}", out)
+        self.expect(2 <= took < 60, f"the stop took {took:.1f} s, not the 2 s timeout plus shutdown", out)
+
+    def missing_entrypoint(self) -> None:
+        rc, out, _ = self.run("--rm", "--entrypoint", "/no/such/program")
+        self.expect(rc == 127, f"a missing entrypoint should exit 127, got {rc}", out)
+        self.expect("/no/such/program" in out and "No such file" in out, "the reason is not given", out)
+
+    def kernel_panic(self) -> None:
+        rc, out, _ = self.run("--rm", "--kernel-arg", "rdinit=/missing-init", "--", "true")
+        self.expect(rc == 125, f"a panicking kernel should exit 125, got {rc}", out)
+        said = [l for l in out.splitlines() if l.startswith("flick: machine")]
+        self.expect(len(said) == 1 and "Kernel panic - not syncing: VFS: Unable to mount root fs" in said[0],
+                    f"flick's error does not show the panic: {said}", out)
+
+    def corrupt_rootfs(self) -> None:
+        env = dict(self.env, FLICK_HOME=str(self.work / "corrupt-cache"))
+        subprocess.run([self.flick, "image", "rootfs", self.image, "-o", str(self.work / "copy.img")],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        built = list((self.work / "corrupt-cache" / "rootfs").rglob("*.ext4"))
+        self.expect(len(built) == 1, f"expected one cached rootfs, found {built}")
+        if len(built) != 1:
+            return
+        os.chmod(built[0], 0o644)
+        with open(built[0], "r+b") as f:  # the superblock
+            f.seek(1024)
+            f.write(b"\0" * 1024)
+        rc, out, _ = self.run("--rm", "--", "true", env=env)
+        self.expect(rc != 0, "a corrupt rootfs ran", out)
+        self.expect("/dev/vda" in out and "mount" in out, "the error does not say the root failed to mount", out)
+
+    def rm_leaves_nothing(self) -> None:
+        machines = self.work / "state" / "machines"
+        left = sorted(p.name for p in machines.iterdir()) if machines.exists() else []
+        self.expect(not left, f"--rm left machines behind: {left}")
+        run_dir = self.work / "run" / "flick"
+        sockets = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+        self.expect(not sockets, f"--rm left sockets behind: {sockets}")
+        rc, out, _ = self.run("--", "true")  # without --rm the stopped machine stays
+        kept = sorted(p.name for p in machines.iterdir())
+        self.expect(rc == 0 and len(kept) == 1, f"without --rm: exit {rc}, machines {kept}", out)
+
+
+def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:
+    cases = Cases(flick, image, image_conf, kernel, modules)
+    for case in (cases.exit_code_and_output, cases.image_config_and_overrides, cases.stop_times_out_into_sigkill,
+                 cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing):
+        print(f"=== {case.__name__}", flush=True)
+        case()
+    shutil.rmtree(cases.work, ignore_errors=True)
+
+    print("=== Machine API", flush=True)
+    env = dict(os.environ, FLICK_TEST_IMAGE=image, FLICK_TEST_KERNEL=kernel, FLICK_TEST_MODULES=modules)
+    api = subprocess.run([api_test], env=env).returncode
+    if api != 0:
+        cases.failures.append(f"machine_linux_api_test exited {api}")
+    for f in cases.failures:
+        print(f"FAIL: {f}", flush=True)
+    print("PASS" if not cases.failures else f"{len(cases.failures)} failure(s)", flush=True)
+    return 0 if not cases.failures else 1
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[1] == "--inside":
+        return inside(*argv[2:8])
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    flick, api_test = (str(Path(a).resolve()) for a in argv[1:3])
+    kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
+    work = Path.cwd() / "machine_linux_test.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    build = [sys.executable, str(ROOT / "scripts" / "busybox-image.py"), str(work / "layout")]
+    image = subprocess.run(build, check=True, capture_output=True, text=True).stdout.strip()
+    image_conf = subprocess.run(build + ["--tag", "conf", "--env", "FROM_IMAGE=image", "--workdir", "/srv",
+                                         "--user", "app"], check=True, capture_output=True, text=True).stdout.strip()
+    modules = kernel.root / "lib" / "modules" / kernel.release
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, api_test, image, image_conf,
+           str(kernel.vmlinuz), str(modules)]
+    if testhost.needed():
+        return testhost.run(cmd, timeout=1800, memory_mib=3072)
+    return subprocess.run(cmd).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
