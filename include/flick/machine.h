@@ -167,8 +167,9 @@ class FLICK_API Machine {
   // Removes the machine's files and releases its volumes. A running machine needs `force`
   // (it is then killed, not stopped gracefully).
   Result<void> destroy(bool force = false);
-  // Blocks until the machine is in `state`. Fails with Errc::timeout, or with Errc::failed
-  // when it reaches `failed` or `destroyed` instead (the message says why).
+  // Blocks until the machine is in `state`. Fails with Errc::timeout; with Errc::guest_failure
+  // when it reaches `failed` instead (unless waiting for `destroyed`: auto_destroy may follow),
+  // the message saying why; with Errc::busy when it is destroyed.
   Result<void> wait(MachineState state,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds{60000});
 
