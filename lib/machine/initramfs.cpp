@@ -38,10 +38,12 @@ std::string module_name(std::string_view path) {
 }
 
 Result<std::string> read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return sys_error("opening " + path.string(), errno);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return make_error(Errc::io, "reading " + path.string());
+  std::string data(static_cast<size_t>(in.tellg()), '\0');
+  in.seekg(0);
+  if (!in.read(data.data(), static_cast<std::streamsize>(data.size())))
+    return make_error(Errc::io, "reading " + path.string());
   return data;
 }
 

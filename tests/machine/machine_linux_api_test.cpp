@@ -195,4 +195,17 @@ TEST_F(MachineLinux, SignalsReachTheProgramAndTheStartIsTimed) {
   EXPECT_LE(*t->boot_timer, *t->started);
 }
 
+TEST_F(MachineLinux, OutOfMemoryIsReported) {
+  MachineConfig c;
+  c.guest.memory_mb = 128;
+  // tail keeps growing its buffer looking for a newline: the kernel kills it, the shell goes on.
+  auto m = machine("tail /dev/zero; echo tail-status=$?", c);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  ASSERT_TRUE(m->wait(MachineState::stopped, kBoot).ok()) << console_.text();
+  ASSERT_TRUE(m->last_exit());
+  EXPECT_TRUE(m->last_exit()->oom_killed) << console_.text();
+  EXPECT_EQ(console_.count("tail-status=137"), 1u) << console_.text();
+}
+
 }  // namespace

@@ -38,7 +38,10 @@ class Cases:
         self.flick, self.image, self.image_conf = flick, image, image_conf
         self.kernel_args = ["--kernel", kernel, "--kernel-modules", modules]
         self.work = Path(tempfile.mkdtemp(prefix="flick-machine-run-"))
-        self.env = dict(os.environ, FLICK_HOME=str(self.work / "cache"), FLICK_STATE_DIR=str(self.work / "state"),
+        # Machine state in the working directory: in the test host that is its 9p share, which
+        # has no O_TMPFILE for the copy-on-write overlay.
+        self.state = Path(tempfile.mkdtemp(prefix="state-", dir=Path.cwd()))
+        self.env = dict(os.environ, FLICK_HOME=str(self.work / "cache"), FLICK_STATE_DIR=str(self.state),
                         XDG_RUNTIME_DIR=str(self.work / "run"))
         self.failures: list[str] = []
 
@@ -127,7 +130,7 @@ class Cases:
         self.expect("/dev/vda" in out and "mount" in out, "the error does not say the root failed to mount", out)
 
     def rm_leaves_nothing(self) -> None:
-        machines = self.work / "state" / "machines"
+        machines = self.state / "machines"
         left = sorted(p.name for p in machines.iterdir()) if machines.exists() else []
         self.expect(not left, f"--rm left machines behind: {left}")
         run_dir = self.work / "run" / "flick"
@@ -145,6 +148,7 @@ def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, 
         print(f"=== {case.__name__}", flush=True)
         case()
     shutil.rmtree(cases.work, ignore_errors=True)
+    shutil.rmtree(cases.state, ignore_errors=True)
 
     print("=== Machine API", flush=True)
     env = dict(os.environ, FLICK_TEST_IMAGE=image, FLICK_TEST_KERNEL=kernel, FLICK_TEST_MODULES=modules)

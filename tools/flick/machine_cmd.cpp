@@ -1,5 +1,6 @@
 // flick machine run: create, start, wait for, stop and (with --rm) destroy one machine,
 // streaming its console and exiting with its program's exit code.
+#include "args.h"
 #include "command.h"
 
 #include <flick/machine.h>
@@ -18,6 +19,9 @@
 #include <vector>
 
 namespace {
+
+using flick::cli::parse_uint;
+using flick::cli::write_all;
 
 constexpr const char* kUsage =
     "usage: flick machine run IMAGE [options] [-- CMD ARG...]\n"
@@ -53,24 +57,6 @@ std::atomic<int> g_signals{0};
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "flick machine run: %s\n", what.c_str());
   return 2;
-}
-
-bool parse_uint(const char* s, uint64_t max, uint64_t* out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno || !end || *end || end == s || v > max) return false;
-  *out = v;
-  return true;
-}
-
-void write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
 }
 
 // The exit code `flick machine run` reports for how the machine ended.

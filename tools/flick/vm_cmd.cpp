@@ -1,4 +1,5 @@
 // flick vm run: boot a kernel, stream its console, exit with how the guest ended.
+#include "args.h"
 #include "command.h"
 
 #include <flick/vm.h>
@@ -17,6 +18,9 @@
 #include <vector>
 
 namespace {
+
+using flick::cli::parse_uint;
+using flick::cli::write_all;
 
 constexpr const char* kUsage =
     "usage: flick vm run --kernel PATH [--initrd PATH]... [--cmdline STR] [--cpus N]\n"
@@ -62,24 +66,6 @@ bool parse_net(const std::string& arg, flick::NetConfig* n) {
     else return false;
   }
   return !n->tap.empty();
-}
-
-bool parse_uint(const char* s, uint64_t max, uint64_t* out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno || !end || *end || end == s || v > max) return false;
-  *out = v;
-  return true;
-}
-
-void write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
 }
 
 int vm_run(int argc, char** argv) {

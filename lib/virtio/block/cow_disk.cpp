@@ -38,11 +38,24 @@ std::vector<iovec> iov_slice(const std::vector<iovec>& iov, uint64_t skip, uint6
   return out;
 }
 
-int open_tmpfile(const std::string& dir) {
-  return ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+// A private file in `dir`: unlinked (O_TMPFILE), or where the file system lacks O_TMPFILE
+// (9p, some FUSE file systems) a named one, `*name`, that the disk removes when it closes:
+// such file systems cannot resize a file once it is unlinked.
+int open_tmpfile(const std::string& dir, std::string* name) {
+  name->clear();
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return fd;
+  std::string tmpl = dir + "/.flick-overlay-XXXXXX";
+  fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd >= 0) *name = tmpl;
+  return fd;
 }
 
 }  // namespace
+
+CowDisk::~CowDisk() {
+  if (!overlay_name_.empty()) ::unlink(overlay_name_.c_str());
+}
 
 Result<std::unique_ptr<CowDisk>> CowDisk::open(const std::string& base_path,
                                                const std::string& overlay_dir,
@@ -64,20 +77,20 @@ Result<std::unique_ptr<CowDisk>> CowDisk::open(const std::string& base_path,
   std::string dir = overlay_dir;
   int ofd = -1;
   if (!dir.empty()) {
-    ofd = open_tmpfile(dir);
+    ofd = open_tmpfile(dir, &d->overlay_name_);
   } else {
     dir = std::filesystem::path(base_path).parent_path().string();
     if (dir.empty()) dir = ".";
-    ofd = open_tmpfile(dir);
+    ofd = open_tmpfile(dir, &d->overlay_name_);
     if (ofd < 0) {
       const char* tmp = std::getenv("TMPDIR");
       dir = tmp && *tmp ? tmp : "/tmp";
-      ofd = open_tmpfile(dir);
+      ofd = open_tmpfile(dir, &d->overlay_name_);
     }
   }
   if (ofd < 0)
     return sys_error("creating the copy-on-write overlay (an O_TMPFILE) for " + base_path + " in " +
-                         dir + "; pass a writable directory on a filesystem with O_TMPFILE",
+                         dir + "; pass a writable directory",
                      errno);
   d->overlay_.reset(ofd);
   if (::ftruncate(ofd, static_cast<off_t>(d->size_)) != 0)

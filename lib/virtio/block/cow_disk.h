@@ -39,6 +39,9 @@ namespace flick::virtio {
 
 class CowDisk {
  public:
+  ~CowDisk();
+  CowDisk(const CowDisk&) = delete;
+  CowDisk& operator=(const CowDisk&) = delete;
   static constexpr uint64_t kDefaultClusterBytes = 4096;
 
   // `overlay_dir` empty: the base's directory, or $TMPDIR (then /tmp) when that directory
@@ -75,6 +78,7 @@ class CowDisk {
 
   UniqueFd base_;
   UniqueFd overlay_;
+  std::string overlay_name_;  // set when the file system has no O_TMPFILE: removed with the disk
   uint64_t size_ = 0;
   uint64_t cluster_ = kDefaultClusterBytes;
   std::vector<uint64_t> bits_;
