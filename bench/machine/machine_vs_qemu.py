@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "testhost"))
 import kernel_cache  # noqa: E402
 import testhost  # noqa: E402
 
-DEFAULT_BENCH = ROOT / "build" / "bench-machine" / "bench" / "machine" / "machine_start_bench"
+DEFAULT_BENCH = ROOT / "build" / "release" / "bench" / "machine" / "machine_start_bench"
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 # flick's own command line (lib/machine/machine.cpp kBaseCmdline).
 BASE_CMDLINE = "console=ttyS0 quiet panic=-1 pci=off"

@@ -5,6 +5,7 @@
 #include "vmm/layout.h"
 
 #include "support/command.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 
@@ -138,8 +139,8 @@ TEST_F(Iasl, DecompiledDsdtRecompilesWithoutErrors) {
   auto r = run("cd " + dir_.string() + " && iasl -oa -p recompiled dsdt.dsl");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find(" 0 Errors"), std::string::npos) << r.output;
-  std::ifstream in(dir_ / "recompiled.aml", std::ios::binary);
-  std::vector<uint8_t> theirs{std::istreambuf_iterator<char>(in), {}};
+  std::string aml = flick::testing::read_file(dir_ / "recompiled.aml");
+  std::vector<uint8_t> theirs(aml.begin(), aml.end());
   auto ours_table = std::find_if(img->tables.begin(), img->tables.end(),
                                  [](const AcpiTable& t) { return t.signature == "DSDT"; });
   const uint8_t* ours = img->bytes.data() + (ours_table->address - img->base);

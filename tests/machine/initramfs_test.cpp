@@ -22,8 +22,8 @@ using flick::testing::TempDir;
 using flick::testing::write_file;
 
 std::vector<uint8_t> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::string data = flick::testing::read_file(p);
+  return {data.begin(), data.end()};
 }
 
 std::string read_text(const fs::path& p) {

@@ -4,6 +4,7 @@
 #include "machine/initramfs.h"
 
 #include "cpio_reader.h"
+#include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -17,10 +18,7 @@ namespace flick::machine {
 namespace {
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+std::string slurp(const fs::path& p) { return flick::testing::read_file(p); }
 
 const GuestKernel& cloud_kernel() {
   static Result<GuestKernel> k = fetch_guest_kernel(default_cache_dir());

@@ -3,6 +3,7 @@
 #include "virtio/block/block_device.h"
 #include "virtio/block/block_request.h"
 #include "blk_wire.h"
+#include "support/temp_dir.h"
 #include "virtio_test_util.h"
 
 #include <dirent.h>
@@ -28,8 +29,8 @@ constexpr uint32_t kMaxData = 64 << 10;
 constexpr int kSlots = 8;
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
+  std::string data = flick::testing::read_file(path);
+  return {data.begin(), data.end()};
 }
 
 // Entries of /proc/self/fd whose target contains `needle`.
