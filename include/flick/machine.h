@@ -135,7 +135,8 @@ struct StartTimings {
   std::optional<std::chrono::nanoseconds> started;       // the `started` event arrived
 };
 
-// Console output and events, delivered on the machine's own threads.
+// Console output (on a vCPU thread) and events (on the machine's supervisor thread, or on
+// the thread calling stop() or destroy() for the events those cause). Keep them short.
 struct MachineHandlers {
   std::function<void(std::string_view)> console;
   std::function<void(const MachineEvent&)> event;

@@ -171,6 +171,7 @@ ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
   machine::LineSplitter splitter;
   std::string out;  // bytes for the guest not yet written
   bool started = false, got_exit = false, forced = false, stop_sent = false;
+  int bad_lines = 0;
   const auto start_deadline = r.began + config.start_timeout;
   std::optional<Clock::time_point> kill_deadline;
 
@@ -182,8 +183,8 @@ ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
   };
   auto handle = [&](const std::string& line) {
     auto ev = machine::parse_guest_event(line);
-    if (!ev) {
-      LOG_WARN("machine %s: %s", id.c_str(), ev.error().describe().c_str());
+    if (!ev) {  // the guest's word: note a few, never flood the log
+      if (++bad_lines <= 3) LOG_WARN("machine %s: %s", id.c_str(), ev.error().describe().c_str());
       return;
     }
     using Kind = machine::GuestEvent::Kind;
@@ -246,8 +247,8 @@ ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
           out += stop_command_for(stop_how);
           stop_sent = true;
           kill_deadline = Clock::now() + stop_how.value_or(config.stop_config).timeout + kStopGrace;
-        } else if (!started) {
-          kill_now = true;  // nothing runs yet that could stop gracefully
+        } else {
+          kill_now = true;  // nothing runs yet that could stop gracefully, or no channel to ask
         }
       }
       if (conn) out += std::exchange(outbox, {});
@@ -348,6 +349,7 @@ void Machine::Impl::supervise() {
       last_exit = st;
       if (!reached && !st.requested_stop) {
         next = MachineState::failed;
+        if (st.error.empty()) st.error = "the guest reported an exit before the program started";
         failure = st.error;
       } else if (!st.requested_stop) {
         const auto& policy = config.restart;
