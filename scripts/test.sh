@@ -24,6 +24,6 @@ fi
 if [[ " $stages " == *" fuzz "* ]]; then
   cmake --preset fuzz
   cmake --build --preset fuzz --target fuzz_queue_walker fuzz_blk_request fuzz_vsock_packet \
-    fuzz_mmio_device loader_fuzz image_layer_fuzz
+    fuzz_mmio_device loader_fuzz image_layer_fuzz guest_events_fuzz
   ctest --preset fuzz --timeout 300
 fi
