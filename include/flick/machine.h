@@ -135,6 +135,16 @@ struct StartTimings {
   std::optional<std::chrono::nanoseconds> started;       // the `started` event arrived
 };
 
+// A machine's private link to the host: a TAP per run and a /30 from 172.19.0.0/16 kept for
+// the machine's life. The host reaches the guest's services at `guest_address`; the guest
+// reaches the host at `host_address`, also named host.flick.internal. No route beyond the host.
+struct MachineNetwork {
+  std::string tap;            // the host's side, "flk" + the first 12 digits of the id
+  std::string host_address;   // on the TAP, the guest's default gateway: 172.19.x.1
+  std::string guest_address;  // eth0 in the guest: 172.19.x.2
+  int prefix = 30;
+};
+
 // Console output (on a vCPU thread) and events (on the machine's supervisor thread, or on
 // the thread calling stop() or destroy() for the events those cause). Keep them short.
 struct MachineHandlers {
@@ -156,6 +166,7 @@ class FLICK_API Machine {
   std::vector<MachineEvent> events() const;
   std::optional<ExitStatus> last_exit() const;
   std::optional<StartTimings> last_start_timings() const;
+  const std::optional<MachineNetwork>& network() const;  // none when the Host has no networking
 
   // created | stopped | failed -> starting. Returns once the VM runs; errors (missing
   // /dev/kvm, bad kernel, a volume in use) leave the state as it was.
@@ -208,6 +219,11 @@ struct HostOptions {
   std::string kernel;
   std::string kernel_modules;
   std::string kvm_device = "/dev/kvm";
+  // Machine networking: `automatic` gives each machine a MachineNetwork when this process may
+  // create TAP devices (CAP_NET_ADMIN), `required` fails create() when it may not, `none`
+  // leaves machines with loopback only.
+  enum class Networking { automatic, required, none };
+  Networking network = Networking::automatic;
 };
 
 class FLICK_API Host {

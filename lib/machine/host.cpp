@@ -3,6 +3,7 @@
 
 #include "machine/embedded_init.h"
 #include "machine/host_impl.h"
+#include "machine/host_network.h"
 #include "machine/initramfs.h"
 #include "machine/machine_impl.h"
 #include "machine/volume.h"
@@ -130,6 +131,20 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& config, Machi
     if (!lease) return std::move(lease).error().with_context("machine mount " + m.path);
     leases.push_back(std::move(lease).value());
   }
+  std::optional<MachineNetwork> network;
+  std::optional<machine::SubnetLease> subnet;
+  if (impl_->options.network != HostOptions::Networking::none) {
+    if (machine::can_create_taps()) {
+      uint32_t preferred = static_cast<uint32_t>(std::stoul(id.substr(0, 8), nullptr, 16));
+      auto lease = machine::lease_subnet(impl_->options.run_dir, preferred);
+      if (!lease) return std::move(lease).error().with_context("machine network");
+      network = machine::subnet_addresses(lease->index, "flk" + id.substr(0, 12));
+      subnet = std::move(lease).value();
+    } else if (impl_->options.network == HostOptions::Networking::required) {
+      return make_error(Errc::unsupported,
+                        "machine networking needs CAP_NET_ADMIN and /dev/net/tun (or HostOptions::network = none)");
+    }
+  }
   fs::path dir = impl_->machine_dir(id);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -138,6 +153,8 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& config, Machi
   auto m = std::make_unique<Machine::Impl>(impl_, id, name.empty() ? id : std::move(name), config,
                                            std::move(rootfs).value(), std::move(process).value(),
                                            std::move(boot), std::move(leases), std::move(handlers));
+  m->network = std::move(network);
+  m->subnet = std::move(subnet);
   {
     std::lock_guard lk(impl_->mu);
     for (const auto& mount : config.mounts) impl_->attached[mount.volume] = id;

@@ -50,7 +50,8 @@ Result<ProcessSpec> resolve_process(const MachineConfig& config, const ImageConf
 }
 
 std::string init_config_json(const std::string& hostname, const ProcessSpec& process,
-                             const std::vector<GuestMount>& mounts, const StopConfig& stop) {
+                             const std::vector<GuestMount>& mounts, const StopConfig& stop,
+                             const std::optional<MachineNetwork>& network) {
   nlohmann::json j;
   j["hostname"] = hostname;
   j["root"] = {{"device", virtio_disk_name(0)}, {"fstype", "ext4"}, {"options", "rw"}};
@@ -60,6 +61,12 @@ std::string init_config_json(const std::string& hostname, const ProcessSpec& pro
   j["process"] = {{"argv", process.argv}, {"env", process.env}, {"cwd", process.cwd}, {"user", process.user}};
   j["stop"] = {{"signal", stop.signal}, {"timeout_ms", stop.timeout.count()}};
   j["vsock"] = {{"port", kEventPort}};
+  if (network) {
+    j["network"] = {{"interface", "eth0"},
+                    {"address", network->guest_address + "/" + std::to_string(network->prefix)},
+                    {"gateway", network->host_address}};
+    j["hosts"] = nlohmann::json::array({{{"address", network->host_address}, {"names", {"host.flick.internal"}}}});
+  }
   return j.dump();
 }
 

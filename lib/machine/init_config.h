@@ -6,6 +6,7 @@
 #include <flick/machine.h>
 #include <flick/result.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,9 +29,11 @@ struct GuestMount {
   std::string path;
 };
 
-// The JSON flick-init reads. The root is /dev/vda (ext4); events go to vsock kEventPort.
+// The JSON flick-init reads. The root is /dev/vda (ext4); events go to vsock kEventPort;
+// `network` configures eth0 and names the host host.flick.internal.
 std::string init_config_json(const std::string& hostname, const ProcessSpec& process,
-                             const std::vector<GuestMount>& mounts, const StopConfig& stop);
+                             const std::vector<GuestMount>& mounts, const StopConfig& stop,
+                             const std::optional<MachineNetwork>& network = std::nullopt);
 
 // "/dev/vda", "/dev/vdb", ... for the index-th virtio disk.
 std::string virtio_disk_name(size_t index);

@@ -125,7 +125,8 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   for (size_t i = 0; i < config.mounts.size(); ++i)
     mounts.push_back({machine::virtio_disk_name(i + 1), config.mounts[i].path});
   fs::path per_start = dir / "config.cpio";
-  FLICK_TRY(machine::write_config_archive(machine::init_config_json(id, process, mounts, config.stop_config), per_start));
+  FLICK_TRY(machine::write_config_archive(
+      machine::init_config_json(id, process, mounts, config.stop_config, network), per_start));
 
   auto r = std::make_shared<MachineRun>();
   r->began = began;
@@ -148,12 +149,16 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   vc.disks.push_back({image.path, false, true, dir, "rootfs"});
   for (const auto& v : volumes) vc.disks.push_back({v.path, false, false, {}, v.name});
   vc.vsock = VsockConfig{vsock_path, 3};
+  if (network) vc.nets.push_back({network->tap, {}});
   vc.console = [this](std::string_view s) { on_console(s); };
 
   r->vm_create_began = Clock::now();
   auto vm = Vm::create(vc);
   if (!vm) return std::move(vm).error().with_context("machine " + id);
   r->vm = std::move(vm).value();
+  if (network) {  // the VM has just made the TAP; it goes when the VM closes it
+    if (auto up = machine::configure_tap(*network); !up) return std::move(up).error().with_context("machine " + id);
+  }
   FLICK_TRY(r->vm->start());
   r->waiter = std::thread([run = r.get()] {
     run->exit = run->vm->wait();
@@ -406,6 +411,7 @@ Result<void> Machine::Impl::remove_files() {
     for (const auto& v : volumes) host->attached.erase(v.name);
   }
   volumes.clear();  // releases the locks
+  subnet.reset();
   ::unlink(vsock_path.c_str());
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -420,6 +426,8 @@ const std::string& Machine::id() const { return impl_->id; }
 const std::string& Machine::name() const { return impl_->name; }
 const MachineConfig& Machine::config() const { return impl_->config; }
 const Rootfs& Machine::image() const { return impl_->image; }
+
+const std::optional<MachineNetwork>& Machine::network() const { return impl_->network; }
 
 MachineState Machine::state() const {
   std::lock_guard lk(impl_->mu);

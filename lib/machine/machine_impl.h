@@ -7,6 +7,7 @@
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "machine/host_impl.h"
+#include "machine/host_network.h"
 #include "machine/init_config.h"
 #include "machine/volume.h"
 
@@ -52,6 +53,8 @@ struct Machine::Impl {
   const std::filesystem::path vsock_path;  // <run>/<id>.vsock (the VMM adds _<port>)
   std::vector<machine::VolumeLease> volumes;
   MachineHandlers handlers;
+  std::optional<MachineNetwork> network;        // set by Host::create, fixed after
+  std::optional<machine::SubnetLease> subnet;   // holds network's /30 until destroyed
 
   std::mutex lifecycle_mu;  // serialises start() and destroy(): they own `supervisor`
   std::thread supervisor;

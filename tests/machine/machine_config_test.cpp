@@ -168,7 +168,9 @@ TEST(InitConfig, FlickInitAcceptsWhatTheHostWrites) {
   p.cwd = "/srv";
   p.user = "app:users";
   StopConfig stop{15, std::chrono::milliseconds(2500)};
-  std::string json = init_config_json("3f2a9c0d1e2b4a", p, {{"/dev/vdb", "/data"}, {"/dev/vdc", "/logs"}}, stop);
+  MachineNetwork net{"flk3f2a9c0d1e2b", "172.19.0.5", "172.19.0.6", 30};
+  std::string json =
+      init_config_json("3f2a9c0d1e2b4a", p, {{"/dev/vdb", "/data"}, {"/dev/vdc", "/logs"}}, stop, net);
 
   auto j = nlohmann::json::parse(json);
   EXPECT_EQ(j["root"]["device"], "/dev/vda");
@@ -178,6 +180,9 @@ TEST(InitConfig, FlickInitAcceptsWhatTheHostWrites) {
   EXPECT_EQ(j["stop"]["signal"], 15);
   EXPECT_EQ(j["stop"]["timeout_ms"], 2500);
   EXPECT_EQ(j["vsock"]["port"], kEventPort);
+  EXPECT_EQ(j["network"]["address"], "172.19.0.6/30");
+  EXPECT_EQ(j["network"]["gateway"], "172.19.0.5");
+  EXPECT_EQ(j["hosts"][0]["names"][0], "host.flick.internal");
 
   // flick-init's strict parser (unknown members are errors) must take it as it is.
   TempDir t;

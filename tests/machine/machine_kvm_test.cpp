@@ -172,12 +172,23 @@ TEST_F(MachineKvm, ForcedDestroyGivesBackFilesDescriptorsThreadsAndVolumes) {
   ASSERT_TRUE(m->start().ok());
   EXPECT_GT(entries("/proc/self/task"), threads);
   EXPECT_GT(entries(host_->options().run_dir), 0u);  // the vsock sockets
+  std::optional<MachineNetwork> net = m->network();
+  if (net) {  // the TAP exists while the VM runs, with the host's address on it
+    auto ip = run_command("ip -4 -o addr show dev " + net->tap);
+    EXPECT_NE(ip.output.find(net->host_address + "/30"), std::string::npos) << ip.output;
+    auto link = run_command("ip -o link show dev " + net->tap);
+    EXPECT_NE(link.output.find(",UP"), std::string::npos) << link.output;
+  }
   ASSERT_TRUE(m->destroy(/*force=*/true).ok());
   EXPECT_EQ(m->state(), MachineState::destroyed);
   EXPECT_EQ(m->events().back().type, MachineEventType::destroy);
 
   EXPECT_FALSE(fs::exists(mdir));
-  EXPECT_EQ(entries(host_->options().run_dir), 0u);
+  if (net) {
+    EXPECT_FALSE(fs::exists("/sys/class/net/" + net->tap));
+  }
+  for (const auto& e : fs::directory_iterator(host_->options().run_dir))
+    EXPECT_EQ(e.path().filename().string().find(m->id()), std::string::npos) << e.path();
   EXPECT_EQ(entries("/proc/self/fd"), fds);
   EXPECT_EQ(entries("/proc/self/task"), threads);
   listed = host_->list_volumes();

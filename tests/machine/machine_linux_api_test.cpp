@@ -7,7 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -206,6 +212,49 @@ TEST_F(MachineLinux, OutOfMemoryIsReported) {
   ASSERT_TRUE(m->last_exit());
   EXPECT_TRUE(m->last_exit()->oom_killed) << console_.text();
   EXPECT_EQ(console_.count("tail-status=137"), 1u) << console_.text();
+}
+
+// An HTTP GET of http://address:port/ from the host; the whole response, or "" on failure.
+std::string http_get(const std::string& address, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  std::string response;
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+    std::string req = "GET / HTTP/1.0\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) response.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+TEST_F(MachineLinux, TheHostAndTheGuestReachEachOther) {
+  auto m = machine(
+      "mkdir -p /www && echo served-by-guest > /www/index.html &&"
+      "ping -c 1 -W 10 host.flick.internal >/dev/null && echo ping-ok;"
+      "ip -4 -o addr show dev eth0; exec httpd -f -p 8080 -h /www");
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->network()) << "the test host runs as root: machines get a network";
+  const MachineNetwork net = *m->network();
+  ASSERT_TRUE(m->start().ok());
+  ASSERT_TRUE(console_.wait_for("inet " + net.guest_address + "/30")) << console_.text();
+  EXPECT_EQ(console_.count("ping-ok"), 1u) << console_.text();
+  std::string response;
+  for (int i = 0; i < 50 && response.find("served-by-guest") == std::string::npos; ++i) {
+    response = http_get(net.guest_address, 8080);  // httpd may still be starting
+    if (response.empty()) std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_NE(response.find("served-by-guest"), std::string::npos) << response;
+  ASSERT_TRUE(m->stop().ok());
+  EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + net.tap));  // the TAP went with the VM
 }
 
 }  // namespace

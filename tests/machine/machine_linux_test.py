@@ -109,7 +109,7 @@ class Cases:
     def kernel_panic(self) -> None:
         rc, out, _ = self.run("--rm", "--kernel-arg", "rdinit=/missing-init", "--", "true")
         self.expect(rc == 125, f"a panicking kernel should exit 125, got {rc}", out)
-        said = [l for l in out.splitlines() if l.startswith("flick: machine")]
+        said = [l for l in out.splitlines() if l.startswith("flick: machine") and "rebooted" in l]
         self.expect(len(said) == 1 and "Kernel panic - not syncing: VFS: Unable to mount root fs" in said[0],
                     f"flick's error does not show the panic: {said}", out)
 

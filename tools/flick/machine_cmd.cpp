@@ -41,6 +41,7 @@ constexpr const char* kUsage =
     "  --stop-timeout SECONDS   then SIGKILL after this long (default 5)\n"
     "  --start-timeout SECONDS  fail if the program has not started by then (default 60)\n"
     "  --rm                     destroy the machine when it stops\n"
+    "  --no-network             no link to the host (default: one when flick may create TAPs)\n"
     "  --name NAME              the machine's name\n"
     "  --kernel PATH            guest kernel (bzImage, vmlinux or an unpacked kernel package)\n"
     "  --kernel-modules DIR     its lib/modules/<release>\n"
@@ -104,6 +105,8 @@ int parse(int argc, char** argv, Options* o) {
       return 0;
     } else if (a == "--rm") {
       o->rm = true;
+    } else if (a == "--no-network") {
+      o->host.network = flick::HostOptions::Networking::none;
     } else if (a == "--timings") {
       o->timings = true;
     } else if (a == "--cpus") {
@@ -236,6 +239,9 @@ int machine_run(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
+  if (const auto& net = m.network())
+    std::fprintf(stderr, "flick: machine %s at %s (the host is %s, host.flick.internal)\n", m.id().c_str(),
+                 net->guest_address.c_str(), net->host_address.c_str());
   if (auto r = m.start(); !r) {
     std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str());
     if (o.rm) (void)m.destroy(true);
