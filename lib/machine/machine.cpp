@@ -344,8 +344,7 @@ void Machine::Impl::supervise() {
       run.reset();
     }
     r.reset();  // joins the waiter and tears the VM down before anyone sees the machine settle
-    ::unlink(vsock_path.c_str());
-    ::unlink((vsock_path.string() + "_" + std::to_string(machine::kEventPort)).c_str());
+    remove_sockets();
 
     MachineState next = MachineState::stopped;
     std::string restart_detail;
@@ -379,6 +378,7 @@ void Machine::Impl::supervise() {
     auto began = Clock::now();
     auto booted = boot_run(began);
     if (!booted) {
+      remove_sockets();
       ExitStatus failed{-1, 0, false, false, booted.error().describe()};
       {
         std::lock_guard lk(mu);
@@ -405,6 +405,11 @@ void Machine::Impl::supervise() {
   }
 }
 
+void Machine::Impl::remove_sockets() {
+  ::unlink(vsock_path.c_str());
+  ::unlink((vsock_path.string() + "_" + std::to_string(machine::kEventPort)).c_str());
+}
+
 Result<void> Machine::Impl::remove_files() {
   {
     std::lock_guard lk(host->mu);
@@ -412,7 +417,7 @@ Result<void> Machine::Impl::remove_files() {
   }
   volumes.clear();  // releases the locks
   subnet.reset();
-  ::unlink(vsock_path.c_str());
+  remove_sockets();
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) return make_error(Errc::io, "removing machine directory " + dir.string() + ": " + ec.message());
@@ -473,6 +478,7 @@ Result<void> Machine::start() {
   {
     std::lock_guard lk(d.mu);
     if (!booted) {
+      d.remove_sockets();
       d.set_state(before);
       return std::move(booted).error();
     }

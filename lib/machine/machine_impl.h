@@ -87,6 +87,7 @@ struct Machine::Impl {
   void on_console(std::string_view bytes);
   std::string telling_console_line() const;  // for error messages
   Result<void> remove_files();
+  void remove_sockets();
   void wake_run();  // with `mu` held
 };
 

@@ -228,6 +228,8 @@ TEST_F(MachineKvm, UnknownImageAndMissingKvmAreClearErrors) {
   ASSERT_FALSE(started.ok());
   EXPECT_EQ(started.error().code, Errc::kvm_unavailable) << started.error().describe();
   EXPECT_EQ((*machine)->state(), MachineState::created);  // unchanged
+  for (const auto& e : fs::directory_iterator(o.run_dir))  // and nothing left behind
+    EXPECT_EQ(e.path().filename().string().find((*machine)->id()), std::string::npos) << e.path();
 }
 
 }  // namespace
