@@ -176,6 +176,7 @@ int run_flick(const Options& o) {
   ho.cache_dir = o.get("cache-dir");
   ho.kernel = o.get("kernel");
   ho.kernel_modules = o.get("kernel-modules");
+  ho.network = HostOptions::Networking::none;  // the QEMU side has no NIC either
   auto host = Host::open(ho);
   if (!host) return fail("opening the host: " + host.error().describe());
 

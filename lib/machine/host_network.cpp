@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -100,10 +101,24 @@ Result<SubnetLease> lease_subnet(const fs::path& run_dir, uint32_t preferred) {
     fs::path file = dir / std::to_string(index);
     UniqueFd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd) return sys_error("opening subnet lock " + file.string(), errno);
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return SubnetLease{index, std::move(fd)};
-    if (errno != EWOULDBLOCK) return sys_error("locking " + file.string(), errno);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) return sys_error("locking " + file.string(), errno);
+      continue;
+    }
+    // Locked; but if its holder removed it meanwhile, this is a stale inode: look again.
+    struct stat held{}, named{};
+    if (::fstat(fd.get(), &held) != 0) return sys_error("inspecting " + file.string(), errno);
+    if (::stat(file.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
+      return SubnetLease(index, file, std::move(fd));
+    --i;  // the same index again
   }
   return make_error(Errc::limit, "every /30 of 172.19.0.0/16 is in use by a machine");
+}
+
+void SubnetLease::release() {
+  if (!lock) return;
+  ::unlink(path.c_str());  // before the lock goes: see lease_subnet
+  lock.reset();
 }
 
 MachineNetwork subnet_addresses(uint32_t index, const std::string& tap) {

@@ -17,8 +17,25 @@ namespace flick::machine {
 // True when this process may create TAP devices (CAP_NET_ADMIN and /dev/net/tun).
 bool can_create_taps();
 
+// Holds /30 number `index` through an flock on run_dir/subnets/<index>; the file is removed
+// (still locked) when the lease ends, and a lease is only taken on a file still in place.
 struct SubnetLease {
+  SubnetLease(uint32_t i, std::filesystem::path p, UniqueFd fd) : index(i), path(std::move(p)), lock(std::move(fd)) {}
+  SubnetLease(SubnetLease&&) = default;
+  SubnetLease& operator=(SubnetLease&& other) noexcept {
+    if (this != &other) {
+      release();
+      index = other.index;
+      path = std::move(other.path);
+      lock = std::move(other.lock);
+    }
+    return *this;
+  }
+  ~SubnetLease() { release(); }
+  void release();
+
   uint32_t index = 0;  // the /30 is 172.19.0.0 + 4 * index
+  std::filesystem::path path;
   UniqueFd lock;
 };
 

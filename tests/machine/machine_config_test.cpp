@@ -3,6 +3,7 @@
 #include <flick/machine.h>
 
 #include "machine/guest_channel.h"
+#include "machine/host_network.h"
 #include "machine/init_config.h"
 #include "machine/volume.h"
 #include "support/command.h"
@@ -17,6 +18,7 @@ namespace {
 
 using namespace flick;
 using namespace flick::machine;
+namespace fs = std::filesystem;
 using flick::testing::run_command;
 using flick::testing::TempDir;
 using flick::testing::write_file;
@@ -279,6 +281,28 @@ TEST(Volumes, CreateCheckLeaseAndDestroy) {
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, Errc::invalid_argument);
   }
+}
+
+TEST(Subnets, LeasedOnceRemovedWhenReleased) {
+  TempDir t;
+  auto a = lease_subnet(t.path(), 7);
+  ASSERT_TRUE(a.ok()) << a.error().describe();
+  EXPECT_EQ(a->index, 7u);
+  auto b = lease_subnet(t.path(), 7);  // taken: the next one
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->index, 8u);
+  auto net = subnet_addresses(a->index, "flk0");
+  EXPECT_EQ(net.host_address, "172.19.0.29");
+  EXPECT_EQ(net.guest_address, "172.19.0.30");
+  EXPECT_EQ(net.prefix, 30);
+  EXPECT_EQ(subnet_addresses(16383, "x").guest_address, "172.19.255.254");
+  fs::path file = a->path;
+  EXPECT_TRUE(fs::exists(file));
+  a = Error{};  // released: the lock file goes with it
+  EXPECT_FALSE(fs::exists(file));
+  auto c = lease_subnet(t.path(), 7);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->index, 7u);
 }
 
 }  // namespace
