@@ -5,6 +5,8 @@
 #include "machine/host_impl.h"
 #include "machine/host_network.h"
 #include "machine/initramfs.h"
+#include "machine/pvh_kernel.h"
+#include "base/log.h"
 #include "machine/machine_impl.h"
 #include "machine/volume.h"
 
@@ -68,7 +70,13 @@ Result<BootFiles> boot_files_for(const machine::GuestKernel& kernel, const fs::p
   auto initramfs = machine::build_base_initramfs(kernel, machine::embedded_init(),
                                                  machine::default_guest_modules(), cache_dir);
   if (!initramfs) return std::move(initramfs).error().with_context("building the initramfs for " + kernel.vmlinuz.string());
-  return BootFiles{kernel.vmlinuz, *initramfs};
+  // Its vmlinux, when it has a PVH entry: then no start decompresses the kernel in the guest.
+  fs::path boot = kernel.vmlinuz;
+  if (auto pvh = machine::pvh_vmlinux(kernel.vmlinuz, cache_dir); !pvh)
+    LOG_INFO("booting %s as it is: %s", kernel.vmlinuz.c_str(), pvh.error().describe().c_str());
+  else if (*pvh)
+    boot = **pvh;
+  return BootFiles{boot, *initramfs};
 }
 
 }  // namespace
