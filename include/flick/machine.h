@@ -13,8 +13,9 @@
 // The root filesystem is a blank slate on every start: a copy-on-write view of the cached
 // image. Volumes keep their data across starts and after the machine is destroyed.
 //
-// Every method is safe to call from any thread. Configs are plain values (JSON-ready, with
-// Fly's field names) so that a machine store and a daemon can keep them.
+// Every method is safe to call from any thread, except a machine's own handlers (they run on
+// its threads: call back into it from elsewhere). Configs are plain values with Fly's field
+// names, so that a machine store and a daemon can keep them.
 #pragma once
 
 #include <flick/export.h>
