@@ -1,4 +1,5 @@
 // flick image pull|ls|rootfs|prune: the image cache from the command line.
+#include "args.h"
 #include "command.h"
 
 #include <flick/image.h>
@@ -80,18 +81,8 @@ bool copy_sparse(const std::string& from, const std::string& to) {
 }
 
 int image_main(int argc, char** argv) {
-  flick::StoreOptions opts;
+  flick::StoreOptions opts = flick::cli::store_options_from_env();
   std::filesystem::path store_dir = flick::ImageStore::default_dir();
-  if (const char* r = std::getenv("FLICK_DEFAULT_REGISTRY"); r && *r) opts.default_registry = r;
-  if (const char* list = std::getenv("FLICK_INSECURE_REGISTRIES")) {
-    std::string s = list;
-    for (size_t pos = 0; pos <= s.size();) {
-      size_t comma = s.find(',', pos);
-      if (comma == std::string::npos) comma = s.size();
-      if (comma > pos) opts.insecure_registries.push_back(s.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
-  }
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; ++i) {
     if (!std::strcmp(argv[i], "--store") && i + 1 < argc) store_dir = argv[++i];

@@ -181,15 +181,7 @@ int parse(int argc, char** argv, Options* o) {
     }
   }
   if (c.image.empty()) return usage_error(std::string("an IMAGE is required\n") + kUsage);
-  if (const char* insecure = std::getenv("FLICK_INSECURE_REGISTRIES")) {
-    std::string list = insecure;
-    for (size_t start = 0; start <= list.size();) {
-      size_t comma = list.find(',', start);
-      if (comma == std::string::npos) comma = list.size();
-      if (comma > start) o->host.images.insecure_registries.push_back(list.substr(start, comma - start));
-      start = comma + 1;
-    }
-  }
+  o->host.images = flick::cli::store_options_from_env();
   return -1;
 }
 

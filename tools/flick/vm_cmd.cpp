@@ -20,6 +20,7 @@
 namespace {
 
 using flick::cli::parse_uint;
+using flick::cli::split_commas;
 using flick::cli::write_all;
 
 constexpr const char* kUsage =
@@ -32,18 +33,6 @@ constexpr const char* kUsage =
     "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n";
 
 std::atomic<int> g_signal{0};
-
-// Splits "a,b,c" on commas.
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t comma = s.find(',', start);
-    out.push_back(s.substr(start, comma - start));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
 
 // --disk PATH[,ro][,cow][,serial=S]
 bool parse_disk(const std::string& arg, flick::DiskConfig* d) {
