@@ -1,9 +1,7 @@
 #include "machine/initramfs.h"
 
 #include "cpio_reader.h"
-
-#include <archive.h>
-#include <archive_entry.h>
+#include "support/compress.h"
 #include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -178,24 +176,7 @@ TEST(BaseInitramfs, EmptyInitIsAnError) {
 }
 
 // `data` compressed with xz, as Debian trixie and Fedora ship modules.
-std::string xz(const std::string& data) {
-  archive* a = archive_write_new();
-  archive_write_set_format_raw(a);
-  archive_write_add_filter_xz(a);
-  archive_write_set_bytes_in_last_block(a, 1);
-  std::vector<char> buf(data.size() + 4096);
-  size_t used = 0;
-  archive_write_open_memory(a, buf.data(), buf.size(), &used);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
-  archive_write_header(a, e);
-  archive_write_data(a, data.data(), data.size());
-  archive_write_close(a);
-  archive_entry_free(e);
-  archive_write_free(a);
-  return std::string(buf.data(), used);
-}
+std::string xz(const std::string& data) { return flick::testing::compress(data, archive_write_add_filter_xz); }
 
 TEST(BaseInitramfs, CompressedModulesAreStoredPlain) {
   TempDir t;

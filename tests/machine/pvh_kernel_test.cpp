@@ -2,10 +2,9 @@
 // compressed, and the ways it can fail to qualify.
 #include "machine/pvh_kernel.h"
 
+#include "support/compress.h"
 #include "support/temp_dir.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -20,23 +19,7 @@ using flick::testing::write_file;
 namespace fs = std::filesystem;
 
 std::string gzip(const std::string& data) {
-  archive* a = archive_write_new();
-  archive_write_set_format_raw(a);
-  archive_write_add_filter_gzip(a);
-  archive_write_set_bytes_in_last_block(a, 1);
-  std::string buf(data.size() + 65536, '\0');
-  size_t used = 0;
-  archive_write_open_memory(a, buf.data(), buf.size(), &used);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
-  archive_write_header(a, e);
-  archive_write_data(a, data.data(), data.size());
-  archive_write_close(a);
-  archive_entry_free(e);
-  archive_write_free(a);
-  buf.resize(used);
-  return buf;
+  return flick::testing::compress(data, archive_write_add_filter_gzip);
 }
 
 // Setup sectors with a boot protocol 2.15 header, then `payload` where payload_offset says.
