@@ -82,26 +82,24 @@ Result<BootFiles> boot_files_for(const machine::GuestKernel& kernel, const fs::p
 }  // namespace
 
 Result<BootFiles> Host::Impl::boot_files(const GuestConfig& guest) {
-  if (!guest.kernel.empty()) {
-    std::optional<fs::path> modules;
-    if (!guest.kernel_modules.empty()) modules = guest.kernel_modules;
-    FLICK_TRY_ASSIGN(auto kernel, machine::GuestKernel::from_dir(guest.kernel, modules));
-    return boot_files_for(kernel, options.cache_dir);
-  }
+  // The machine's own kernel, else the Host's: given, or fetched on first use.
+  const std::string& kernel_path = guest.kernel.empty() ? options.kernel : guest.kernel;
+  const std::string& modules_path = guest.kernel.empty() ? options.kernel_modules : guest.kernel_modules;
   std::lock_guard lk(mu);
-  if (default_boot) return *default_boot;
+  std::string key = kernel_path + '\n' + modules_path;
+  if (auto it = boot.find(key); it != boot.end()) return it->second;
   machine::GuestKernel kernel;
-  if (!options.kernel.empty()) {
+  if (!kernel_path.empty()) {
     std::optional<fs::path> modules;
-    if (!options.kernel_modules.empty()) modules = options.kernel_modules;
-    FLICK_TRY_ASSIGN(kernel, machine::GuestKernel::from_dir(options.kernel, modules));
+    if (!modules_path.empty()) modules = modules_path;
+    FLICK_TRY_ASSIGN(kernel, machine::GuestKernel::from_dir(kernel_path, modules));
   } else {
     auto fetched = machine::fetch_guest_kernel(options.cache_dir);
     if (!fetched) return std::move(fetched).error().with_context("fetching the default guest kernel");
     kernel = std::move(fetched).value();
   }
-  FLICK_TRY_ASSIGN(default_boot, boot_files_for(kernel, options.cache_dir));
-  return *default_boot;
+  FLICK_TRY_ASSIGN(auto files, boot_files_for(kernel, options.cache_dir));
+  return boot.emplace(std::move(key), std::move(files)).first->second;
 }
 
 Host::Host(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -24,7 +24,9 @@ struct Host::Impl {
   ImageStore images;
 
   std::mutex mu;
-  std::optional<BootFiles> default_boot;        // resolved on the first create()
+  // Per kernel and modules path (empty: the Host's default), made on the first create()
+  // that boots it: the kernel to load and its base initramfs.
+  std::map<std::string, BootFiles> boot;
   std::map<std::string, std::string> attached;  // volume name -> machine id, this process
 
   Impl(HostOptions o, ImageStore s) : options(std::move(o)), images(std::move(s)) {}

@@ -76,8 +76,15 @@ Machine::Impl::~Impl() {
     wake_run();
   }
   if (supervisor.joinable()) supervisor.join();
-  std::lock_guard lk(host->mu);
-  for (const auto& v : volumes) host->attached.erase(v.name);
+  release_volumes();
+}
+
+void Machine::Impl::release_volumes() {
+  {
+    std::lock_guard lk(host->mu);
+    for (const auto& v : volumes) host->attached.erase(v.name);
+  }
+  volumes.clear();  // releases the locks
 }
 
 void Machine::Impl::set_state(MachineState s) {
@@ -411,11 +418,7 @@ void Machine::Impl::remove_sockets() {
 }
 
 Result<void> Machine::Impl::remove_files() {
-  {
-    std::lock_guard lk(host->mu);
-    for (const auto& v : volumes) host->attached.erase(v.name);
-  }
-  volumes.clear();  // releases the locks
+  release_volumes();
   subnet.reset();
   remove_sockets();
   std::error_code ec;

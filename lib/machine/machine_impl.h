@@ -88,6 +88,7 @@ struct Machine::Impl {
   std::string telling_console_line() const;  // for error messages
   Result<void> remove_files();
   void remove_sockets();
+  void release_volumes();  // from the Host's list, and their locks
   void wake_run();  // with `mu` held
 };
 
