@@ -219,7 +219,7 @@ struct HostOptions {
   // fetch Debian's linux-image-cloud-amd64 into the cache on first use.
   std::string kernel;
   std::string kernel_modules;
-  std::string kvm_device = "/dev/kvm";
+  std::string kvm_device;  // empty: $FLICK_KVM_DEVICE, else /dev/kvm (VmConfig::kvm_device)
   // Machine networking: `automatic` gives each machine a MachineNetwork when this process may
   // create TAP devices (CAP_NET_ADMIN), `required` fails create() when it may not, `none`
   // leaves machines with loopback only.

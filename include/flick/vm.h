@@ -55,7 +55,9 @@ struct VmConfig {
   // Back guest RAM with a memfd other processes can map; otherwise private anonymous memory,
   // which hosts back with transparent huge pages (faster boots).
   bool shared_memory = false;
-  std::string kvm_device = "/dev/kvm";
+  // The KVM device; empty means $FLICK_KVM_DEVICE, else /dev/kvm. It is opened only after
+  // every input (kernel, initrds, disks, TAPs) has been read and checked.
+  std::string kvm_device;
   std::vector<DiskConfig> disks;   // /dev/vda, /dev/vdb, ... in this order
   std::vector<NetConfig> nets;     // eth0, eth1, ...
   std::optional<VsockConfig> vsock;
@@ -92,7 +94,9 @@ struct VmTimings {
 
 class FLICK_API Vm {
  public:
-  // Opens KVM, maps memory, loads the kernel and initrd, builds boot data and devices.
+  // Checks the inputs and loads the kernel and initrds into fresh guest memory, opens the
+  // devices' host sides, then opens KVM and builds boot data and vCPUs. Bad input is reported
+  // by name before KVM is touched.
   static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
   ~Vm();
   Vm(const Vm&) = delete;
@@ -115,6 +119,13 @@ class FLICK_API Vm {
 
   VmTimings timings() const;
   uint64_t guest_memory_bytes() const;
+
+  // For debugging a stuck guest: several lines with each vCPU's registers, run state, pending
+  // events and local APIC vectors (each vCPU is briefly kicked out of the guest for it), and
+  // each virtio device's status and ring indices. When $FLICK_DUMP_SIGNAL names a signal
+  // (e.g. SIGUSR2) at the first create(), that signal makes every live VM in the process
+  // write this to stderr as `flick-dump:` lines.
+  std::string describe_state();
 
   struct Impl;
 

@@ -2,6 +2,7 @@
 #include <flick/vm.h>
 
 #include "base/event_fd.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "vmm/acpi/tables.h"
 #include "vmm/bus.h"
@@ -12,6 +13,7 @@
 #include "vmm/layout.h"
 #include "vmm/loader/boot_params.h"
 #include "vmm/loader/kernel.h"
+#include "vmm/state_dump.h"
 #include "vmm/vcpu.h"
 #include "virtio/block/block_device.h"
 #include "virtio/mmio_transport.h"
@@ -27,6 +29,7 @@
 #include <array>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 namespace flick {
@@ -132,14 +135,23 @@ struct Vm::Impl {
   std::atomic<unsigned> unhandled_accesses{0};
   Clock::time_point exited{};
 
+  // Read in load_inputs(), before KVM is opened; used by build().
+  std::optional<vmm::LoadedKernel> kernel;
+  std::vector<std::byte> initrd;
+  std::vector<std::pair<std::shared_ptr<virtio::VirtioDevice>, std::string>> pending_virtio;
+
   Result<void> build();
+  Result<void> load_inputs();
+  Result<void> open_virtio_devices();
   Result<void> add_devices();
-  Result<void> add_virtio_devices();
   Result<void> add_virtio(std::shared_ptr<virtio::VirtioDevice> device, const std::string& what);
   void request_exit(VmExit e);
   void on_platform_event(vmm::PlatformEvent ev);
   void join_vcpus();
+  std::string describe();
+  vmm::StateDumpRegistration dump_registration;
   ~Impl() {
+    dump_registration.reset();
     if (started) {
       request_exit({VmExitReason::stopped, "stopped by the host"});
       join_vcpus();
@@ -195,7 +207,7 @@ Result<void> Vm::Impl::add_virtio(std::shared_ptr<virtio::VirtioDevice> device, 
   return {};
 }
 
-Result<void> Vm::Impl::add_virtio_devices() {
+Result<void> Vm::Impl::open_virtio_devices() {
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const auto& d = config.disks[i];
     virtio::BlockDeviceOptions o;
@@ -205,7 +217,7 @@ Result<void> Vm::Impl::add_virtio_devices() {
     o.serial = d.serial;
     auto dev = virtio::BlockDevice::open(o);
     if (!dev) return std::move(dev).error().with_context("disk " + std::to_string(i) + " (" + d.path + ")");
-    FLICK_TRY(add_virtio(std::move(dev).value(), "disk " + d.path));
+    pending_virtio.push_back({std::move(dev).value(), "disk " + d.path});
   }
   for (const auto& n : config.nets) {
     FLICK_TRY_ASSIGN(auto mac, parse_mac(n.mac, n.tap));
@@ -213,21 +225,21 @@ Result<void> Vm::Impl::add_virtio_devices() {
     if (!tap) return std::move(tap).error().with_context("network interface on TAP " + n.tap);
     virtio::NetDeviceOptions o;
     o.mac = mac;
-    FLICK_TRY(add_virtio(virtio::NetDevice::create(std::move(tap).value(), o), "network interface " + n.tap));
+    pending_virtio.push_back({virtio::NetDevice::create(std::move(tap).value(), o), "network interface " + n.tap});
   }
-  if (config.rng) FLICK_TRY(add_virtio(std::make_shared<virtio::RngDevice>(), "entropy device"));
+  if (config.rng) pending_virtio.push_back({std::make_shared<virtio::RngDevice>(), "entropy device"});
   if (config.vsock) {
     virtio::VsockOptions o;
     o.uds_path = config.vsock->uds_path;
     o.guest_cid = config.vsock->guest_cid;
     auto dev = virtio::VsockDevice::create(o);
     if (!dev) return std::move(dev).error().with_context("vsock device at " + o.uds_path);
-    FLICK_TRY(add_virtio(std::move(dev).value(), "vsock device"));
+    pending_virtio.push_back({std::move(dev).value(), "vsock device"});
   }
   return {};
 }
 
-Result<void> Vm::Impl::build() {
+Result<void> Vm::Impl::load_inputs() {
   using namespace vmm;
   if (config.cpus == 0 || config.cpus > 254)
     return make_error(Errc::invalid_argument, "cpus must be between 1 and 254, got " + std::to_string(config.cpus));
@@ -235,42 +247,53 @@ Result<void> Vm::Impl::build() {
     return make_error(Errc::invalid_argument,
                       "memory must be between 16 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
   if (config.kernel.empty()) return make_error(Errc::invalid_argument, "no kernel given");
+  if (!config.initrd_append.empty() && config.initrd.empty())
+    return make_error(Errc::invalid_argument, "initrd_append given without an initrd");
 
-  FLICK_TRY_ASSIGN(kvm, KvmSystem::open(config.kvm_device));
+  const uint64_t mem_bytes = config.memory_mib << 20;
+  FLICK_TRY_ASSIGN(auto kernel_file, read_file(config.kernel, "kernel", mem_bytes));
+  FLICK_TRY_ASSIGN(memory, GuestMemory::create(layout::ram_ranges(mem_bytes),
+                                               config.shared_memory ? GuestMemory::Backing::memfd
+                                                                    : GuestMemory::Backing::anonymous));
+  auto loaded = load_kernel(memory, kernel_file);
+  if (!loaded) return std::move(loaded).error().with_context("loading the kernel " + config.kernel);
+  kernel = std::move(loaded).value();
+
+  if (!config.initrd.empty()) {
+    FLICK_TRY_ASSIGN(initrd, read_file(config.initrd, "initrd", mem_bytes));
+  }
+  for (const auto& path : config.initrd_append) {
+    FLICK_TRY_ASSIGN(auto part, read_file(path, "initrd", mem_bytes));
+    initrd.resize((initrd.size() + 3) & ~size_t{3});  // archives start 4-byte aligned; zeros are skipped
+    initrd.insert(initrd.end(), part.begin(), part.end());
+  }
+  return open_virtio_devices();
+}
+
+Result<void> Vm::Impl::build() {
+  using namespace vmm;
+  // Everything the user gave is read and checked first: bad input never touches KVM.
+  FLICK_TRY(load_inputs());
+
+  std::string kvm_path = config.kvm_device;
+  if (kvm_path.empty()) {
+    const char* env = std::getenv("FLICK_KVM_DEVICE");
+    kvm_path = env && *env ? env : "/dev/kvm";
+  }
+  FLICK_TRY_ASSIGN(kvm, KvmSystem::open(kvm_path));
   FLICK_TRY_ASSIGN(vm, kvm->create_vm());
   FLICK_TRY(vm->set_tss_addr(layout::kTss));
   if (kvm->check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR)) FLICK_TRY(vm->set_identity_map_addr(layout::kIdentityMapPage));
   FLICK_TRY(vm->create_irqchip());
   FLICK_TRY(vm->create_pit2());
-
-  const uint64_t mem_bytes = config.memory_mib << 20;
-  auto ranges = layout::ram_ranges(mem_bytes);
-  FLICK_TRY_ASSIGN(memory, GuestMemory::create(ranges, config.shared_memory ? GuestMemory::Backing::memfd
-                                                                             : GuestMemory::Backing::anonymous));
   for (size_t i = 0; i < memory.regions().size(); ++i) {
     const auto& r = memory.regions()[i];
     FLICK_TRY(vm->set_user_memory_region(static_cast<uint32_t>(i), r.start.value, r.size, r.host));
   }
 
-  FLICK_TRY_ASSIGN(auto kernel_file, read_file(config.kernel, "kernel", mem_bytes));
-  auto kernel = load_kernel(memory, kernel_file);
-  if (!kernel) return std::move(kernel).error().with_context("loading the kernel " + config.kernel);
-  kernel_file = {};
-
-  std::vector<std::byte> initrd;
-  if (!config.initrd.empty()) {
-    FLICK_TRY_ASSIGN(initrd, read_file(config.initrd, "initrd", mem_bytes));
-  }
-  for (const auto& path : config.initrd_append) {
-    if (initrd.empty() && config.initrd.empty())
-      return make_error(Errc::invalid_argument, "initrd_append given without an initrd");
-    FLICK_TRY_ASSIGN(auto part, read_file(path, "initrd", mem_bytes));
-    initrd.resize((initrd.size() + 3) & ~size_t{3});  // archives start 4-byte aligned; zeros are skipped
-    initrd.insert(initrd.end(), part.begin(), part.end());
-  }
-
   FLICK_TRY(add_devices());
-  FLICK_TRY(add_virtio_devices());
+  for (auto& [device, what] : pending_virtio) FLICK_TRY(add_virtio(std::move(device), what));
+  pending_virtio.clear();
 
   acpi::AcpiConfig acpi_cfg;
   acpi_cfg.cpus = config.cpus;
@@ -300,6 +323,7 @@ Result<void> Vm::Impl::build() {
   if (!initrd.empty()) boot.initrd = std::span<const std::byte>(initrd);
   boot.rsdp = rsdp.value;
   FLICK_TRY_ASSIGN(BootRegisters regs, write_boot_params(memory, *kernel, boot));
+  initrd = {};
 
   FLICK_TRY_ASSIGN(CpuidTable cpuid, kvm->supported_cpuid());
   FLICK_TRY_ASSIGN(auto msr_list, kvm->msr_index_list());
@@ -358,6 +382,22 @@ void Vm::Impl::join_vcpus() {
   for (auto& v : vcpus) v->join();
 }
 
+std::string Vm::Impl::describe() {
+  std::string s = std::to_string(vcpus.size()) + " vCPU(s), " + std::to_string(config.memory_mib) +
+                  " MiB, kernel " + config.kernel;
+  {
+    std::lock_guard lk(mu);
+    s += exit ? ", ended: " + std::string(to_string(exit->reason)) + ": " + exit->detail
+              : started ? ", running" : ", not started";
+  }
+  for (auto& v : vcpus) s += "\n" + v->describe(std::chrono::seconds(1));
+  for (size_t i = 0; i < virtio.size(); ++i)
+    s += "\nvirtio-mmio at " + hex(virtio_windows[i].base) + " irq " + std::to_string(virtio_windows[i].gsi) +
+         ": " + virtio[i]->describe();
+  s += "\nunhandled guest accesses " + std::to_string(unhandled_accesses.load());
+  return s;
+}
+
 Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Vm::~Vm() = default;
 
@@ -365,6 +405,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   FLICK_TRY(impl->build());
+  impl->dump_registration = vmm::StateDumpRegistration::add([d = impl.get()] { return d->describe(); });
   return std::unique_ptr<Vm>(new Vm(std::move(impl)));
 }
 
@@ -440,5 +481,7 @@ VmTimings Vm::timings() const {
 }
 
 uint64_t Vm::guest_memory_bytes() const { return impl_->memory.total_size(); }
+
+std::string Vm::describe_state() { return impl_->describe(); }
 
 }  // namespace flick

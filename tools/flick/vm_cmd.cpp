@@ -27,10 +27,12 @@ constexpr const char* kUsage =
     "usage: flick vm run --kernel PATH [--initrd PATH]... [--cmdline STR] [--cpus N]\n"
     "                    [--memory MIB] [--disk PATH[,ro][,cow][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
     "                    [--vsock PATH] [--no-rng] [--shared-memory] [--boot-time]\n"
-    "                    [--timeout SECONDS]\n"
+    "                    [--timeout SECONDS] [--kvm-device PATH]\n"
     "\n"
     "Boots PATH (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
-    "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n";
+    "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n"
+    "The KVM device is --kvm-device, else $FLICK_KVM_DEVICE, else /dev/kvm; it is opened\n"
+    "only once every input has been read and checked.\n";
 
 std::atomic<int> g_signal{0};
 
@@ -106,6 +108,8 @@ int vm_run(int argc, char** argv) {
       cfg.nets.push_back(net);
     } else if (a == "--vsock") {
       cfg.vsock = flick::VsockConfig{value("--vsock"), 3};
+    } else if (a == "--kvm-device") {
+      cfg.kvm_device = value("--kvm-device");
     } else if (a == "--shared-memory") {
       cfg.shared_memory = true;
     } else if (a == "--no-rng") {
