@@ -1,5 +1,7 @@
 #include "virtio/mmio_transport.h"
 
+#include "base/hex.h"
+
 #include "virtio/io_thread.h"
 #include "virtio/spec.h"
 
@@ -65,6 +67,28 @@ std::vector<std::pair<uint32_t, int>> MmioTransport::queue_notifiers() const {
 uint32_t MmioTransport::status() const {
   std::lock_guard lock(mu_);
   return status_;
+}
+
+std::string MmioTransport::describe() const {
+  std::lock_guard lock(mu_);
+  std::string s = "virtio device type " + std::to_string(device_->device_type()) + ": status " +
+                  hex(status_) + " interrupt status " + hex(interrupt_status_.load()) +
+                  (active_ ? ", active" : ", inactive");
+  // The ring indices as the guest sees them (§2.7.6, §2.7.8): avail.idx ahead of used.idx
+  // means buffers the device has not returned yet.
+  auto index = [&](GuestAddress ring, const char* name) {
+    auto flags = mem_->read_obj<uint16_t>(ring);
+    auto idx = mem_->read_obj<uint16_t>(GuestAddress{ring.value + 2});
+    if (!flags || !idx) return std::string(" ") + name + " unreadable";
+    return std::string(" ") + name + ".idx " + std::to_string(*idx) + " " + name + ".flags " + hex(*flags);
+  };
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const auto& q = queues_[i];
+    s += "; queue " + std::to_string(i) + (q.ready ? "" : " not ready");
+    if (!q.ready || !active_) continue;
+    s += " size " + std::to_string(q.size) + index(q.avail_ring, "avail") + index(q.used_ring, "used");
+  }
+  return s;
 }
 
 uint64_t MmioTransport::acked_features() const {

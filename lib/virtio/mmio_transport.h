@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,8 @@ class MmioTransport : public BusDevice {
   uint32_t status() const;
   uint32_t interrupt_status() const { return interrupt_status_.load(); }
   uint64_t acked_features() const;
+  // One line for debugging: status, interrupt status, and each ready queue's ring indices.
+  std::string describe() const;
   VirtioDevice& device() { return *device_; }
 
  private:

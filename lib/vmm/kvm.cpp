@@ -281,4 +281,10 @@ Result<kvm_mp_state> KvmVcpu::get_mp_state() const {
   return s;
 }
 
+Result<kvm_vcpu_events> KvmVcpu::get_vcpu_events() const {
+  kvm_vcpu_events e{};
+  if (xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) return ioctl_error("KVM_GET_VCPU_EVENTS");
+  return e;
+}
+
 }  // namespace flick::vmm

@@ -107,6 +107,7 @@ class KvmVcpu {
   Result<kvm_lapic_state> get_lapic() const;
   Result<void> set_lapic(const kvm_lapic_state& lapic);
   Result<kvm_mp_state> get_mp_state() const;
+  Result<kvm_vcpu_events> get_vcpu_events() const;
 
  private:
   UniqueFd fd_;

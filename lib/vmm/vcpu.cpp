@@ -79,7 +79,7 @@ void Vcpu::post(Message m) {
   {
     std::lock_guard lk(mu_);
     if (state_ == State::finished) return;
-    mailbox_.push_back({m, nullptr});
+    mailbox_.push_back({m, nullptr, nullptr});
   }
   cv_.notify_all();
   kick();
@@ -91,7 +91,7 @@ void Vcpu::send(Message m) {
   {
     std::lock_guard lk(mu_);
     if (state_ == State::finished) return;
-    mailbox_.push_back({m, ack});
+    mailbox_.push_back({m, ack, nullptr});
   }
   cv_.notify_all();
   kick();
@@ -124,11 +124,75 @@ Vcpu::State Vcpu::drain_mailbox(std::unique_lock<std::mutex>& lk) {
         case Message::resume: state_ = State::running; break;
         case Message::pause: state_ = State::paused; break;
         case Message::finish: state_ = State::finished; break;
+        case Message::describe: break;
       }
     }
+    if (p.message == Message::describe && p.description) *p.description = snapshot();
     if (p.ack) p.ack->set_value();
   }
   return state_;
+}
+
+std::string Vcpu::describe(std::chrono::milliseconds timeout) {
+  const std::string name = "vcpu " + std::to_string(kvm_.id());
+  auto ack = std::make_shared<std::promise<void>>();
+  auto done = ack->get_future();
+  auto out = std::make_shared<std::string>();
+  {
+    std::lock_guard lk(mu_);
+    if (state_ == State::finished) return name + ": finished";
+    mailbox_.push_back({Message::describe, ack, out});
+  }
+  cv_.notify_all();
+  kick();
+  if (done.wait_for(timeout) != std::future_status::ready)
+    return name + ": did not answer within " + std::to_string(timeout.count()) +
+           " ms (its thread is busy in the VMM: see its stack)";
+  return out->empty() ? name + ": finished" : *out;
+}
+
+std::string Vcpu::snapshot() {
+  static constexpr const char* kStates[] = {"paused", "running", "finished"};
+  static constexpr const char* kMpStates[] = {"runnable", "uninitialized", "init-received", "halted",
+                                              "sipi-received"};
+  std::string s = "vcpu " + std::to_string(kvm_.id()) + " (" + kStates[static_cast<int>(state_)] +
+                  ", " + std::to_string(exits_) + " exits, last reason " + std::to_string(last_exit_reason_) + ")";
+  if (auto r = kvm_.get_regs(); r) {
+    s += ": rip " + hex(r->rip) + " rsp " + hex(r->rsp) + " rflags " + hex(r->rflags) +
+         ((r->rflags & 0x200) ? " (IF=1)" : " (IF=0)");
+  } else {
+    s += ": " + r.error().describe();
+  }
+  if (auto r = kvm_.get_sregs(); r)
+    s += " cs " + hex(r->cs.selector) + " cr0 " + hex(r->cr0) + " cr3 " + hex(r->cr3) + " cr4 " +
+         hex(r->cr4) + " efer " + hex(r->efer);
+  if (auto r = kvm_.get_mp_state(); r)
+    s += "; mp_state " + std::string(r->mp_state < 5 ? kMpStates[r->mp_state] : "?");
+  if (auto r = kvm_.get_vcpu_events(); r) {
+    s += "; events: exception " + (r->exception.injected || r->exception.pending
+                                       ? std::to_string(r->exception.nr) : std::string("none"));
+    s += " interrupt " + (r->interrupt.injected ? std::to_string(r->interrupt.nr) : std::string("none"));
+    s += " nmi " + std::string(r->nmi.pending ? "pending" : r->nmi.injected ? "injected" : "none");
+    if (r->interrupt.shadow) s += " shadow";
+  }
+  if (auto r = kvm_.get_lapic(); r) {
+    auto reg = [&](size_t off) {
+      uint32_t v;
+      std::memcpy(&v, r->regs + off, sizeof v);
+      return v;
+    };
+    // The vectors set in a 256-bit APIC register (IRR at 0x200, ISR at 0x100), 32 bits per 16 bytes.
+    auto vectors = [&](size_t base) {
+      std::string v;
+      for (unsigned i = 0; i < 256; ++i)
+        if (reg(base + (i / 32) * 0x10) & (1u << (i % 32))) v += (v.empty() ? "" : ",") + std::to_string(i);
+      return v.empty() ? std::string("-") : v;
+    };
+    s += "; lapic tpr " + hex(reg(0x80)) + " irr " + vectors(0x200) + " isr " + vectors(0x100) +
+         " timer lvt " + hex(reg(0x320)) + " initial " + std::to_string(reg(0x380)) + " current " +
+         std::to_string(reg(0x390));
+  }
+  return s;
 }
 
 void Vcpu::thread_main() {
@@ -203,6 +267,8 @@ Vcpu::Action Vcpu::handle_mmio() {
 
 Vcpu::Action Vcpu::handle_exit() {
   kvm_run* run = kvm_.run_state();
+  ++exits_;
+  last_exit_reason_ = run->exit_reason;
   switch (run->exit_reason) {
     case KVM_EXIT_IO:
       unknown_exits_ = 0;

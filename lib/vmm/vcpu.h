@@ -8,12 +8,14 @@
 #include <flick/vm.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 namespace flick::vmm {
@@ -21,7 +23,7 @@ namespace flick::vmm {
 class Vcpu {
  public:
   enum class State { paused, running, finished };
-  enum class Message { resume, pause, finish };
+  enum class Message { resume, pause, finish, describe };
 
   struct Hooks {
     const Bus* pio = nullptr;
@@ -51,6 +53,10 @@ class Vcpu {
   void post(Message m);
   void join();
   State state() const;
+  // One line for debugging: registers, run state, pending events and the local APIC's pending
+  // and in-service vectors, taken on this vCPU's thread (kicked out of the guest for it). Says
+  // so when the thread does not answer within `timeout` (busy in the VMM) or has ended.
+  std::string describe(std::chrono::milliseconds timeout);
 
  private:
   enum class Action { keep_running, stop };
@@ -64,6 +70,7 @@ class Vcpu {
   Action handle_mmio();
   Action fail(VmExitReason reason, std::string detail);
   std::string describe_location();
+  std::string snapshot();
 
   KvmVcpu kvm_;
   Hooks hooks_;
@@ -73,11 +80,15 @@ class Vcpu {
   struct Pending {
     Message message;
     std::shared_ptr<std::promise<void>> ack;
+    std::shared_ptr<std::string> description;  // filled for Message::describe
   };
   std::deque<Pending> mailbox_;
   State state_ = State::paused;
   bool first_run_done_ = false;
   unsigned unknown_exits_ = 0;
+  // Written and read on this vCPU's thread only.
+  uint64_t exits_ = 0;
+  uint32_t last_exit_reason_ = 0;
 };
 
 // Counts (in `count`) and reports guest accesses nothing handles, without flooding the log.
