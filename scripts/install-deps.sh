@@ -10,6 +10,7 @@ packages=(
   libcurl4-openssl-dev nlohmann-json3-dev
   acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd
   iproute2 fio skopeo umoci docker-registry mmdebstrap
+  elfutils gdb  # the test host watchdog's thread stacks (eu-stack, gdb -batch)
   python3
 )
 

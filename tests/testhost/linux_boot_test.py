@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
            "--qemu-cpus", a.qemu_cpus, "--inside", str(kernel.vmlinuz), str(vmlinux), str(initrd)]
     if not testhost.needed():
         return main(cmd[2:])
-    return testhost.run(cmd, timeout=900)
+    return testhost.run(cmd, timeout=480)
 
 
 if __name__ == "__main__":

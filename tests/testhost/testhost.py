@@ -8,6 +8,7 @@ one command with the same cwd; the work folder is shared writable. See docs/test
 
   testhost.py fetch-kernel PACKAGE        download + unpack a Debian kernel into the cache
   testhost.py run [opts] -- CMD ARGS...   run CMD inside the test host, exit with its status
+                                          (a hung CMD is dumped and killed: --timeout, --stall)
   testhost.py needed                      exit 0 if real Linux guests need the test host here
   testhost.py exec [opts] -- CMD ARGS...  run CMD in the test host when needed, else directly
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import extract_vmlinux  # noqa: E402
 import guest_initramfs  # noqa: E402
 import kernel_cache  # noqa: E402
+import placement  # noqa: E402
 
 HOST_KERNEL_PACKAGE = "linux-image-amd64"
 QEMU = "qemu-system-x86_64"
@@ -45,6 +49,17 @@ KERNEL_CMDLINE = "console=ttyS0 quiet loglevel=1 panic=-1 random.trust_cpu=on"
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TERM")
 
+# The watchdog. Limits are per command: --timeout (total) and --stall (no output for that long).
+# When one is hit: the outer QEMU's registers from its monitor (first: they show the hang before
+# the dump disturbs it), the agent's dump (testhost_agent.sh), then QEMU is killed. Each step has
+# its own bound, so a hung command fails within its limit + WATCHDOG_MARGIN seconds.
+DEFAULT_TIMEOUT = 600
+DEFAULT_STALL = 300
+MONITOR_WAIT = 10
+AGENT_WAIT = 45  # eu-stack takes a few seconds a process under TCG, gdb ~10 s or more
+WATCHDOG_MARGIN = 60
+MONITOR_COMMANDS = ("info cpus", "info registers -a")
+
 EXIT_TIMEOUT = 124
 EXIT_INFRA = 125
 EXIT_NOT_FOUND = 127
@@ -54,27 +69,17 @@ class TestHostError(RuntimeError):
     pass
 
 
-def needed() -> bool:
-    """True when real Linux guests cannot run on this machine's /dev/kvm directly."""
-    override = os.environ.get("FLICK_TESTHOST", "").lower()
-    if override in ("always", "never"):
-        return override == "always"
-    if Path("/sys/module/kvm_pvm").exists() or not Path("/dev/kvm").exists():
-        return True
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return not ({"vmx", "svm"} & flags)
+def needed(root: Path = Path("/")) -> bool:
+    """True when real Linux guests cannot run on this machine's /dev/kvm directly
+    (placement.py decides, FLICK_TESTHOST=always|never overrides)."""
+    return placement.place("linux", root).in_testhost
 
 
 def host_initramfs(kernel: kernel_cache.Kernel) -> Path:
-    init = (Path(__file__).resolve().parent / "testhost_init.sh").read_bytes()
-    return guest_initramfs.build(kernel.root, HOST_MODULES, init)
+    here = Path(__file__).resolve().parent
+    init = (here / "testhost_init.sh").read_bytes()
+    agent = (here / "testhost_agent.sh").read_bytes()
+    return guest_initramfs.build(kernel.root, HOST_MODULES, init, {"bin/testhost_agent.sh": agent})
 
 
 def _command_script(cmd: list[str], cwd: str, env: dict[str, str]) -> str:
@@ -98,6 +103,8 @@ def _guest_env(workdir: Path, kernel_root: Path, extra: dict[str, str]) -> dict[
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     env["FLICK_IN_TESTHOST"] = "1"
     env["FLICK_TESTHOST_KERNEL"] = str(kernel_root)
+    # flick answers this signal with its vCPU state; the watchdog's agent sends it.
+    env.setdefault("FLICK_DUMP_SIGNAL", "SIGUSR2")
     env.update(extra)
     return env
 
@@ -124,12 +131,19 @@ class _ConsoleFilter:
         self.boot_log = bytearray()
         self.partial = b""
         self.started_at: float | None = None
+        self.last_output: float | None = None  # the command's start counts as output
 
     def feed(self, data: bytes) -> None:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
         for line in lines:
             self._line(line.rstrip(b"\r") + b"\n")
+        if self.state == "command":  # any byte is progress, a partial line too
+            self.last_output = time.monotonic()
+
+    def stalled_since(self) -> float | None:
+        """When the command last made progress; None unless it runs (boot has --timeout only)."""
+        return self.last_output if self.state == "command" else None
 
     def finish(self) -> None:
         if self.partial:
@@ -140,7 +154,7 @@ class _ConsoleFilter:
         if self.state == "boot":
             if self.start in line:
                 self.state = "command"
-                self.started_at = time.monotonic()
+                self.started_at = self.last_output = time.monotonic()
             else:
                 self.boot_log += line
         elif self.state == "command":
@@ -164,13 +178,16 @@ def default_workdir(cwd: Path) -> Path:
     return REPO_ROOT if cwd.is_relative_to(REPO_ROOT) else cwd
 
 
-def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: int = 1,
-        workdir: Path | None = None, env: dict[str, str] | None = None,
-        out: BinaryIO | None = None, verbose: bool = False) -> int:
+def run(cmd: list[str], *, timeout: float = DEFAULT_TIMEOUT, stall: float = DEFAULT_STALL,
+        memory_mib: int = 2048, smp: int = 1, workdir: Path | None = None,
+        env: dict[str, str] | None = None, out: BinaryIO | None = None,
+        verbose: bool = False) -> int:
     """Runs cmd inside the test host and returns its exit status.
 
     Output (stdout and stderr together) is written to `out` as it arrives. Failures of the test
-    host itself print a message to stderr and return EXIT_TIMEOUT or EXIT_INFRA."""
+    host itself print a message to stderr and return EXIT_TIMEOUT or EXIT_INFRA. The watchdog
+    fires after `timeout` seconds in all, or when the command prints nothing for `stall`
+    seconds (0: never); it prints a dump to stderr and returns EXIT_TIMEOUT."""
     out = out or sys.stdout.buffer
     cwd = Path.cwd()
     workdir = (workdir or default_workdir(cwd)).resolve()
@@ -196,6 +213,11 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
             qemu, "-accel", "tcg", "-cpu", "EPYC,+svm,+npt", "-smp", str(smp),
             "-m", str(memory_mib), "-nodefaults", "-no-user-config", "-nographic",
             "-serial", "stdio", "-no-reboot", *(["-bios", str(QBOOT)] if QBOOT.exists() else []),
+            # ttyS1 inside: the watchdog agent's port. QEMU listens; we connect only to ask.
+            "-chardev", f"socket,id=agent,path={_qemu_opt(ctl)}/agent.sock,server=on,wait=off",
+            "-serial", "chardev:agent",
+            "-chardev", f"socket,id=mon,path={_qemu_opt(ctl)}/monitor.sock,server=on,wait=off",
+            "-mon", "chardev=mon,mode=readline",
             "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", KERNEL_CMDLINE,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on",
             "-virtfs", f"local,path={_qemu_opt(ctl)},mount_tag=ctl,security_model=none",
@@ -203,7 +225,7 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
         ]
         if verbose:
             print("testhost: " + " ".join(shlex.quote(a) for a in argv), file=sys.stderr)
-        status = _run_qemu(argv, nonce, out, timeout, verbose)
+        status = _run_qemu(argv, nonce, Path(ctl), out, timeout, stall, verbose)
         if status is not None:
             return status
         code_file = Path(ctl, "status")
@@ -212,8 +234,83 @@ def run(cmd: list[str], *, timeout: float = 600, memory_mib: int = 2048, smp: in
         return int(code_file.read_text().strip() or EXIT_INFRA)
 
 
-def _run_qemu(argv: list[str], nonce: str, out: BinaryIO, timeout: float,
-              verbose: bool) -> int | None:
+def watchdog_reason(now: float, started: float, last_output: float | None, timeout: float,
+                    stall: float) -> str | None:
+    """Why the watchdog fires at `now`, or None. last_output: the command's last progress
+    (None while the test host boots); a limit of 0 is off."""
+    if timeout and now - started >= timeout:
+        return f"timed out after {timeout:g} s"
+    if stall and last_output is not None and now - last_output >= stall:
+        return f"no output for {stall:g} s"
+    return None
+
+
+def _read_until(sock: socket.socket, marker: bytes, deadline: float) -> tuple[bytes, bool]:
+    """Bytes from sock up to and including marker; False if the deadline or EOF came first."""
+    data = b""
+    while marker not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            return data, False
+        if not chunk:
+            return data, False
+        data += chunk
+    return data[:data.index(marker) + len(marker)], True
+
+
+def _ask(path: Path, wait: float, talk) -> str:
+    """Runs talk(sock, deadline) -> str on a connection to the unix socket at path; a failure or
+    an answer cut short is described, never raised: the watchdog must go on to kill QEMU."""
+    deadline = time.monotonic() + wait
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(wait)
+            sock.connect(str(path))
+            return talk(sock, deadline)
+    except OSError as e:
+        return f"(no answer from {path.name}: {e})\n"
+
+
+def clean_monitor_output(raw: bytes, command: str) -> str:
+    """The text of one HMP answer: without the echoed command, terminal escapes and prompt."""
+    text = raw.decode(errors="replace").replace("\r", "")
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\x1b[78]", "", text).removesuffix("(qemu) ")
+    lines = text.split("\n")
+    if lines and lines[0].strip().endswith(command):  # readline echoes what it reads
+        lines = lines[1:]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _monitor_query(path: Path, commands: tuple[str, ...], wait: float) -> str:
+    def talk(sock: socket.socket, deadline: float) -> str:
+        answer = ""
+        _, ok = _read_until(sock, b"(qemu) ", deadline)  # the banner and first prompt
+        for command in commands:
+            if ok:
+                sock.sendall(command.encode() + b"\n")
+                raw, ok = _read_until(sock, b"(qemu) ", deadline)
+                answer += f"({command})\n" + clean_monitor_output(raw, command)
+        return answer + ("" if ok else f"(the monitor did not answer within {wait:g} s)\n")
+    return _ask(path, wait, talk)
+
+
+def _agent_dump(path: Path, nonce: str, wait: float) -> str:
+    def talk(sock: socket.socket, deadline: float) -> str:
+        sock.sendall(f"@@testhost-dump-{nonce}@@\n".encode())
+        end = f"@@testhost-dump-end-{nonce}@@".encode()
+        raw, ok = _read_until(sock, end, deadline)
+        text = raw.removesuffix(end).decode(errors="replace").replace("\r", "")
+        return text + ("" if ok else f"\n(the agent did not finish within {wait:g} s)\n")
+    return _ask(path, wait, talk)
+
+
+def _run_qemu(argv: list[str], nonce: str, ctl: Path, out: BinaryIO, timeout: float,
+              stall: float, verbose: bool) -> int | None:
     """Runs QEMU to completion; returns an exit status if the test host itself failed."""
     console = _ConsoleFilter(nonce, out)
     t0 = time.monotonic()
@@ -230,11 +327,22 @@ def _run_qemu(argv: list[str], nonce: str, out: BinaryIO, timeout: float,
 
     reader = threading.Thread(target=pump)
     reader.start()
-    timed_out = False
+    reason = None
+    registers = dump = ""
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+        while reason is None:
+            try:
+                proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                reason = watchdog_reason(time.monotonic(), t0, console.stalled_since(), timeout,
+                                         stall)
+        if reason:
+            print(f"testhost: watchdog: {reason}; collecting a dump, then killing QEMU",
+                  file=sys.stderr, flush=True)
+            registers = _monitor_query(ctl / "monitor.sock", MONITOR_COMMANDS, MONITOR_WAIT)
+            dump = (_agent_dump(ctl / "agent.sock", nonce, AGENT_WAIT)
+                    if console.state == "command" else "(none: the command was not running)\n")
     finally:  # also on KeyboardInterrupt: never leave QEMU behind
         if proc.poll() is None:
             proc.kill()
@@ -253,10 +361,13 @@ def _run_qemu(argv: list[str], nonce: str, out: BinaryIO, timeout: float,
         sys.stderr.write(console.boot_log.decode(errors="replace"))
         sys.stderr.write(b"".join(stderr_chunks).decode(errors="replace"))
 
-    if timed_out:
-        print(f"testhost: timed out after {timeout:g} s; QEMU killed", file=sys.stderr)
+    if reason:
+        sys.stderr.write(f"testhost: agent dump:\n{dump}"
+                         f"testhost: outer QEMU registers:\n{registers}")
         if console.state == "boot":
             show_logs()
+        print(f"testhost: watchdog: {reason}; QEMU killed after {elapsed:.1f} s",
+              file=sys.stderr)
         return EXIT_TIMEOUT
     if console.state != "done":
         where = "while booting" if console.state == "boot" else "while the command ran"
@@ -281,8 +392,8 @@ def _run_cli(args: argparse.Namespace, direct_ok: bool) -> int:
             return EXIT_NOT_FOUND
     extra = dict(e.split("=", 1) if "=" in e else (e, os.environ.get(e, "")) for e in args.env)
     try:
-        return run(cmd, timeout=args.timeout, memory_mib=args.memory, smp=args.smp,
-                   workdir=args.workdir, env=extra, verbose=args.verbose)
+        return run(cmd, timeout=args.timeout, stall=args.stall, memory_mib=args.memory,
+                   smp=args.smp, workdir=args.workdir, env=extra, verbose=args.verbose)
     except FileNotFoundError as e:
         print(f"testhost: command not found: {e.args[0]}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -302,7 +413,11 @@ def main(argv: list[str]) -> int:
     for name in ("run", "exec"):
         p = sub.add_parser(name, help="run a command in the test host"
                            + (" if needed" if name == "exec" else ""))
-        p.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"seconds in all (default {DEFAULT_TIMEOUT}); then dump and kill")
+        p.add_argument("--stall", type=float, default=DEFAULT_STALL,
+                       help=f"seconds without output from CMD (default {DEFAULT_STALL}, 0: off)"
+                       "; then dump and kill")
         p.add_argument("--memory", type=int, default=2048, help="MiB (default 2048)")
         p.add_argument("--smp", type=int, default=1, help="vCPUs (default 1)")
         p.add_argument("--workdir", type=Path, help="writable share (default: the checkout when inside it, else the cwd)")

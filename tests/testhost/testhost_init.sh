@@ -1,7 +1,8 @@
 #!/bin/sh
 # /init.user of the test host initramfs (modules are already loaded by the generated /init).
 # Mounts this machine's root (9p "hostroot", read-only), the control share ("ctl": command,
-# settings, exit status) and the writable work share ("work"), then runs the command chrooted.
+# settings, exit status) and the writable work share ("work"), then runs the command chrooted
+# next to the watchdog agent (testhost_agent.sh).
 fail() { echo "testhost-init: $*" >/dev/console; poweroff -f; }
 
 mount -t proc proc /proc
@@ -30,9 +31,16 @@ if [ -n "$WORKDIR" ]; then
 fi
 ip link set lo up 2>/dev/null
 
+# The watchdog agent answers testhost.py's dump requests on the second serial port.
+NONCE=$NONCE sh /bin/testhost_agent.sh /dev/ttyS1 $R /command.pid </dev/null >/dev/null 2>&1 &
+agent=$!
+
 echo "@@testhost-start-$NONCE@@" >/dev/console
-chroot $R /bin/sh /run/testhost/cmd.sh </dev/null >/dev/console 2>&1
+# In the foreground (a background job would ignore SIGINT); the agent learns its pid from a file.
+sh -c 'echo $$ >/command.pid; exec chroot "$0" /bin/sh /run/testhost/cmd.sh' $R \
+  </dev/null >/dev/console 2>&1
 echo $? >/ctl/status
+kill $agent
 sync
 echo "@@testhost-end-$NONCE@@" >/dev/console
 poweroff -f

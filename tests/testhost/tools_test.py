@@ -6,10 +6,16 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import pty
+import select
+import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from pathlib import Path
 from unittest import mock
@@ -18,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import extract_vmlinux  # noqa: E402
 import guest_initramfs  # noqa: E402
 import testhost  # noqa: E402
+import watchdog_test  # noqa: E402
 
 
 def fake_modules_dir(root: Path) -> Path:
@@ -156,6 +163,158 @@ class ConsoleFilterTest(unittest.TestCase):
         self.assertEqual(f.state, "command")
 
 
+class WatchdogTest(unittest.TestCase):
+    def test_limits(self):
+        reason = testhost.watchdog_reason
+        self.assertIsNone(reason(100, 0, 90, timeout=600, stall=300))
+        self.assertEqual(reason(600, 0, 590, timeout=600, stall=300), "timed out after 600 s")
+        self.assertEqual(reason(400, 0, 100, timeout=600, stall=300), "no output for 300 s")
+        self.assertIsNone(reason(400, 0, None, timeout=600, stall=300))  # still booting
+        self.assertIsNone(reason(5000, 0, 0, timeout=0, stall=0))  # both off
+
+    def test_progress_is_any_output_of_the_running_command(self):
+        f = testhost._ConsoleFilter("n1", io.BytesIO())
+        f.feed(b"boot noise\n")
+        self.assertIsNone(f.stalled_since())
+        f.feed(b"@@testhost-start-n1@@\n")
+        started = f.stalled_since()
+        self.assertIsNotNone(started)
+        time.sleep(0.01)
+        f.feed(b"a partial line")
+        self.assertGreater(f.stalled_since(), started)
+        f.feed(b"\n@@testhost-end-n1@@\n")
+        self.assertIsNone(f.stalled_since())
+
+    def test_monitor_echo_and_escapes_are_dropped(self):
+        raw = (b"i\x1b[K\x1b[Din\x1b[K\x1b[D\x1b[Dinfo cpus\x1b[K\r\n"
+               b"* CPU #0: thread_id=8373\r\n(qemu) ")
+        self.assertEqual(testhost.clean_monitor_output(raw, "info cpus"),
+                         "* CPU #0: thread_id=8373\n")
+
+    def serve(self, path: Path, answer) -> None:
+        """A one-connection unix socket server sending what answer(connection) yields."""
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(str(path))
+        srv.listen(1)
+        self.addCleanup(srv.close)
+
+        def loop():
+            conn, _ = srv.accept()
+            with conn:
+                for reply in answer(conn):
+                    conn.sendall(reply)
+                time.sleep(2)  # keeps the connection open like a hung peer
+        threading.Thread(target=loop, daemon=True).start()
+
+    def test_monitor_query(self):
+        with tempfile.TemporaryDirectory() as t:
+            sock = Path(t, "monitor.sock")
+
+            def monitor(conn):
+                yield b"QEMU 7.2 monitor\r\n(qemu) "
+                conn.recv(100)
+                yield b"info cpus\r\n* CPU #0: thread_id=1\r\n(qemu) "
+                # no answer to the second command
+            self.serve(sock, monitor)
+            t0 = time.monotonic()
+            text = testhost._monitor_query(sock, ("info cpus", "info registers"), wait=0.5)
+            self.assertLess(time.monotonic() - t0, 1.5)
+            self.assertIn("(info cpus)\n* CPU #0: thread_id=1\n", text)
+            self.assertIn("did not answer within 0.5 s", text)
+
+    def test_agent_dump_is_bounded_and_partial_answers_are_kept(self):
+        with tempfile.TemporaryDirectory() as t:
+            sock = Path(t, "agent.sock")
+            requests = []
+
+            def agent(conn):
+                requests.append(conn.recv(100))
+                yield b"== process tree\r\n1 0 S\r\n"
+            self.serve(sock, agent)
+            text = testhost._agent_dump(sock, "n1", wait=0.5)
+            self.assertEqual(requests, [b"@@testhost-dump-n1@@\n"])
+            self.assertIn("== process tree\n1 0 S\n", text)
+            self.assertIn("the agent did not finish within 0.5 s", text)
+            text = testhost._agent_dump(Path(t, "none.sock"), "n1", wait=0.5)
+            self.assertIn("no answer from none.sock", text)
+
+
+class AgentTest(unittest.TestCase):
+    """testhost_agent.sh on this machine: a pty stands in for ttyS1, the root is /."""
+
+    def test_dump(self):
+        # The command: a shell with two children, one answering FLICK_DUMP_SIGNAL like flick.
+        responder = ("import signal, sys, time\n"
+                     "signal.signal(signal.SIGUSR2, lambda *a: print('flick-dump: vcpu 0',"
+                     " file=sys.stderr, flush=True))\n"
+                     "print('ready', flush=True)\n"
+                     "time.sleep(60)\n")
+        with tempfile.TemporaryDirectory() as t:
+            out = Path(t, "out")
+            with open(out, "wb") as f:
+                cmd = subprocess.Popen(
+                    ["sh", "-c", 'sleep 60 & exec "$0" -c "$1"', sys.executable, responder],
+                    stdout=f, stderr=f, env={**os.environ, "FLICK_DUMP_SIGNAL": "SIGUSR2"},
+                    start_new_session=True)
+            self.addCleanup(lambda: (os.killpg(cmd.pid, signal.SIGKILL), cmd.wait()))
+            Path(t, "pid").write_text(f"{cmd.pid}\n")
+            master, slave = pty.openpty()
+            self.addCleanup(os.close, master)
+            agent = subprocess.Popen(
+                ["busybox", "sh", str(Path(__file__).resolve().parent / "testhost_agent.sh"),
+                 os.ttyname(slave), "/", str(Path(t, "pid"))],
+                env={"NONCE": "n1", "PATH": os.environ["PATH"]}, stdin=subprocess.DEVNULL)
+            self.addCleanup(lambda: (agent.kill(), agent.wait()))
+            os.close(slave)
+            deadline = time.monotonic() + 20
+            while b"ready" not in out.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # the agent sets the pty to raw mode first
+            os.write(master, b"@@testhost-dump-n1@@\n")
+            answer = b""
+            while b"@@testhost-dump-end-n1@@" not in answer and time.monotonic() < deadline:
+                if select.select([master], [], [], 1)[0]:
+                    answer += os.read(master, 65536)
+            text = answer.decode(errors="replace")
+            self.assertIn("@@testhost-dump-end-n1@@", text)
+            sections = watchdog_test.dump_sections(text)
+            tree = sections["process tree of the command (pid ppid state wchan command)"]
+            self.assertRegex(tree, rf"^{cmd.pid} {os.getpid()} S \S+ \S*python3")
+            self.assertRegex(tree, rf"\n\d+ {cmd.pid} S \S+ sleep 60")
+            self.assertEqual(len(tree.splitlines()), 2)
+            self.assertIn(f"kernel stack of pid {cmd.pid} thread {cmd.pid} (python3)", sections)
+            self.assertIn(f"sent SIGUSR2 to pid {cmd.pid}"
+                          " (its FLICK_DUMP_SIGNAL; its answer goes to the console)", sections)
+            self.assertIn(f"thread stacks of pid {cmd.pid} (python3)", sections)
+            self.assertIn("flick-dump: vcpu 0", out.read_text())
+
+
+class WatchdogTestChecksTest(unittest.TestCase):
+    GOOD = """flick-testguest: PASS
+testhost: watchdog: no output for 20 s; collecting a dump, then killing QEMU
+flick-dump: vm 1: vcpu 0 (running): rip 0x10054a
+testhost: agent dump:
+== process tree of the command (pid ppid state wchan command)
+121 1 S 0 /b/flick vm run --kernel g.elf
+== thread stacks of pid 121 (flick)
+#0  0x00007f112ee37d6b ioctl
+#1  0x00005609981fa0ee flick::vmm::KvmVcpu::run()
+testhost: outer QEMU registers:
+RIP=ffffffff81a592eb RFL=00000212 [----A--] CPL=0
+testhost: watchdog: no output for 20 s; QEMU killed after 37.4 s
+"""
+
+    def test_a_complete_dump_passes(self):
+        self.assertEqual(watchdog_test.problems(self.GOOD, 124, 40, 20, 180), [])
+
+    def test_missing_parts_are_named(self):
+        bad = self.GOOD.replace("flick-dump: vm 1: vcpu 0", "flick-dump: vm 1").replace(
+            "ioctl", "read").replace("flick::vmm::KvmVcpu::run()", "main")
+        found = watchdog_test.problems(bad, 1, 300, 20, 180)
+        self.assertEqual(len(found), 4, found)
+        self.assertIn("exit status 1, expected 124", found)
+
+
 class NeededTest(unittest.TestCase):
     def test_override(self):
         with mock.patch.dict(os.environ, {"FLICK_TESTHOST": "always"}):
@@ -164,10 +323,17 @@ class NeededTest(unittest.TestCase):
             self.assertFalse(testhost.needed())
 
     def test_pvm_needs_the_test_host(self):
-        if not Path("/sys/module/kvm_pvm").exists():
-            self.skipTest("not a PVM machine")
-        with mock.patch.dict(os.environ, {"FLICK_TESTHOST": ""}):
-            self.assertTrue(testhost.needed())
+        # placement_test.py covers every kind of machine; this checks that needed() asks it.
+        with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ, {"FLICK_TESTHOST": ""}):
+            root = Path(d)
+            (root / "dev").mkdir()
+            (root / "dev/kvm").touch()
+            (root / "sys/module/kvm_pvm").mkdir(parents=True)
+            self.assertTrue(testhost.needed(root))
+            (root / "proc").mkdir()
+            (root / "proc/cpuinfo").write_text("flags\t: fpu svm\n")
+            (root / "sys/module/kvm_pvm").rmdir()
+            self.assertFalse(testhost.needed(root))
 
 
 if __name__ == "__main__":
