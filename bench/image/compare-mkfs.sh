@@ -13,17 +13,24 @@ build=${1:-build/release}
 reps=${2:-3}
 bench=$build/bench/image/image_rootfs_bench
 [[ -x $bench ]] || { echo "build the image_rootfs_bench target in $build first" >&2; exit 1; }
-cache=${FLICK_BENCH_CACHE:-$build/bench-cache}
+# In flick's cache, where tests/image/debian_test.cpp makes and finds the same tarball.
+cache=${FLICK_BENCH_CACHE:-${FLICK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flick}/debian}
 work=$(mktemp -d "${TMPDIR:-/tmp}/flick-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$cache"
 
+# The lock is the one debian_test.cpp takes, so only one of them runs mmdebstrap; the rename
+# means an interrupted run leaves at most the .part file, never a short tarball.
 tarball=$cache/debian-bookworm-minbase.tar
+exec 9>"$tarball.lock"
+flock 9
 if [[ ! -s $tarball ]]; then
   echo "creating $tarball with mmdebstrap (one-off)..." >&2
+  rm -f "$tarball.part"
   mmdebstrap --quiet --variant=minbase --mode=root --format=tar bookworm "$tarball.part" http://deb.debian.org/debian
   mv "$tarball.part" "$tarball"
 fi
+exec 9>&-
 layout=$cache/debian-oci
 if [[ ! -f $layout/index.json ]] || ! grep -q '"bench"' "$layout/index.json"; then
   rm -rf "$layout"

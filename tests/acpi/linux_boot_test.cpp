@@ -5,8 +5,10 @@
 // The machine is QEMU's microvm under TCG, with QEMU's own ACPI off and our tables loaded at
 // 0xe0000, where Linux finds the RSDP by scanning. The tables describe microvm's layout
 // (virtio-mmio transports at 0xfeb00000, 512 bytes apart, GSI 5 up), not flick's.
-// Needs qemu-system-x86, busybox-static, cpio and the kernel package unpacked under
-// ~/.cache/flick/kernels (or FLICK_TEST_KERNEL=/path/to/vmlinuz); skips otherwise.
+// Needs qemu-system-x86, busybox-static and cpio (scripts/install-deps.sh). The kernel is
+// FLICK_TEST_KERNEL=/path/to/boot/vmlinuz-<release> in an unpacked kernel package, else
+// Debian's cloud kernel, fetched into flick's cache as machines fetch it.
+#include "machine/guest_kernel.h"
 #include "vmm/acpi/tables.h"
 
 #include "support/command.h"
@@ -57,17 +59,21 @@ std::string run_guest(const std::string& command, const fs::path& pidfile,
   return out;
 }
 
-fs::path find_kernel() {
-  if (const char* k = std::getenv("FLICK_TEST_KERNEL")) return k;
-  const char* home = std::getenv("HOME");
-  fs::path cache = fs::path(home ? home : "/root") / ".cache/flick/kernels";
-  std::error_code ec;
-  for (const auto& pkg : fs::directory_iterator(cache, ec)) {
-    if (pkg.path().filename().string().find("cloud-amd64") == std::string::npos) continue;
-    for (const auto& f : fs::directory_iterator(pkg.path() / "boot", ec))
-      if (f.path().filename().string().rfind("vmlinuz-", 0) == 0) return f.path();
+// The bzImage and its lib/modules/<release>/kernel folder.
+struct Kernel {
+  fs::path vmlinuz, modules;
+};
+
+Result<Kernel> find_kernel() {
+  if (const char* k = std::getenv("FLICK_TEST_KERNEL"); k && *k) {
+    fs::path vmlinuz = k;
+    std::string release = vmlinuz.filename().string().substr(std::string("vmlinuz-").size());
+    return Kernel{vmlinuz, vmlinuz.parent_path().parent_path() / "lib/modules" / release / "kernel"};
   }
-  return {};
+  auto k = flick::machine::fetch_guest_kernel(flick::machine::default_cache_dir());
+  if (!k.ok()) return k.error();
+  if (!k->modules_dir) return make_error(Errc::not_found, "the cloud kernel has no modules");
+  return Kernel{k->vmlinuz, *k->modules_dir / "kernel"};
 }
 
 constexpr char kInit[] = R"sh(#!/bin/busybox sh
@@ -85,13 +91,14 @@ exec sleep 600
 )sh";
 
 TEST(LinuxBoot, StockCloudKernelFindsCpusAndVirtioMmioDevicesFromTheTables) {
-  fs::path kernel = find_kernel();
-  if (kernel.empty() || !fs::exists(kernel)) GTEST_SKIP() << "no Debian cloud kernel unpacked";
+  auto found = find_kernel();
+  ASSERT_TRUE(found.ok()) << found.error().describe();
+  const fs::path kernel = found->vmlinuz, modules = found->modules;
+  ASSERT_TRUE(fs::is_regular_file(kernel)) << kernel;
   for (const char* tool : {"qemu-system-x86_64", "busybox", "cpio", "gzip"}) {
-    if (run(std::string("command -v ") + tool).status != 0) GTEST_SKIP() << tool << " missing";
+    ASSERT_EQ(run(std::string("command -v ") + tool).status, 0)
+        << tool << " missing (scripts/install-deps.sh installs it)";
   }
-  std::string version = kernel.filename().string().substr(std::string("vmlinuz-").size());
-  fs::path modules = kernel.parent_path().parent_path() / "lib/modules" / version / "kernel";
 
   char tmpl[] = "/tmp/flick-acpi-boot-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Runs the loader's real-kernel tests on Debian's cloud kernel: fetches it into flick's cache
-(apt-get download, never installed), extracts the vmlinux, and runs
-`LOADER_TEST --gtest_filter=RealKernel.*` with FLICK_TEST_KERNEL / FLICK_TEST_VMLINUX set.
+(apt-get download, never installed), extracts the vmlinux, and runs LOADER_REAL_KERNEL_TEST
+(tests/loader/real_kernel_test.cpp) with FLICK_TEST_KERNEL / FLICK_TEST_VMLINUX set.
 
-  real_kernel_test.py LOADER_TEST
+  real_kernel_test.py LOADER_REAL_KERNEL_TEST
 """
 
 import os
@@ -23,8 +23,7 @@ def main(argv: list[str]) -> int:
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
     env = dict(os.environ, FLICK_TEST_KERNEL=str(kernel.vmlinuz),
                FLICK_TEST_VMLINUX=str(extract_vmlinux.cached_vmlinux(kernel.vmlinuz)))
-    r = subprocess.run([argv[1], "--gtest_filter=RealKernel.*"], env=env, capture_output=True,
-                       text=True)
+    r = subprocess.run([argv[1]], env=env, capture_output=True, text=True)
     print(r.stdout + r.stderr)
     if "[  SKIPPED ]" in r.stdout:
         print("real_kernel_test: a test skipped although the kernel was given")

@@ -180,7 +180,7 @@ def main(argv: list[str]) -> int:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, api_test, image, image_conf,
            str(kernel.vmlinuz), str(modules)]
     if testhost.needed():
-        return testhost.run(cmd, timeout=1800, memory_mib=3072)
+        return testhost.run(cmd, timeout=1680, memory_mib=3072)
     return subprocess.run(cmd).returncode
 
 
