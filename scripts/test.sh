@@ -3,8 +3,11 @@
 #   1. the whole suite on the dev preset (warnings as errors), real Linux guests included;
 #   2. the unit tests again under ASan + UBSan (asan preset);
 #   3. a short run of every libFuzzer target (fuzz preset, clang-14).
-# Extra arguments go to the first ctest, e.g. scripts/test.sh -LE 'slow|testhost'.
+# Extra arguments go to the first ctest, e.g. scripts/test.sh -LE 'slow|testhost|kvm'.
 # FLICK_TEST_STAGES picks stages (default "dev asan fuzz").
+# Tests that need KVM run where KVM can run them (tests/testhost/kvm_test.py: directly, or in
+# the QEMU test host). A skipped or not-run test fails the run (tests/check_skips.py) unless
+# tests/allowed-skips.txt lists it with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=${FLICK_TEST_STAGES:-dev asan fuzz}
@@ -14,16 +17,19 @@ scripts/install-deps.sh
 if [[ " $stages " == *" dev "* ]]; then
   cmake --preset dev
   cmake --build --preset dev
-  ctest --preset dev --timeout 1800 "$@"
+  ctest --preset dev --timeout 1800 --output-junit "$PWD/build/dev/ctest-junit.xml" "$@"
+  python3 tests/check_skips.py build/dev/ctest-junit.xml
 fi
 if [[ " $stages " == *" asan "* ]]; then
   cmake --preset asan
   cmake --build --preset asan
-  ctest --preset asan --timeout 900
+  ctest --preset asan --timeout 900 --output-junit "$PWD/build/asan/ctest-junit.xml"
+  python3 tests/check_skips.py build/asan/ctest-junit.xml
 fi
 if [[ " $stages " == *" fuzz "* ]]; then
   cmake --preset fuzz
   cmake --build --preset fuzz --target fuzz_queue_walker fuzz_blk_request fuzz_vsock_packet \
     fuzz_mmio_device loader_fuzz image_layer_fuzz guest_events_fuzz
-  ctest --preset fuzz --timeout 300
+  ctest --preset fuzz --timeout 300 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
+  python3 tests/check_skips.py build/fuzz/ctest-junit.xml
 fi

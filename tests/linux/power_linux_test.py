@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     initrd = guest_initramfs.build(kernel.root, ["pvpanic_mmio"], GUEST_INIT)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, str(kernel.vmlinuz), str(initrd)]
     if testhost.needed():
-        return testhost.run(cmd, timeout=600)
+        return testhost.run(cmd, timeout=780)
     return subprocess.run(cmd).returncode
 
 

@@ -202,7 +202,7 @@ def main(argv: list[str]) -> int:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flick, str(kernel.vmlinuz),
            str(initrd), str(appended)]
     if testhost.needed():
-        return testhost.run(cmd, timeout=600)
+        return testhost.run(cmd, timeout=780)
     return subprocess.run(cmd).returncode
 
 
