@@ -23,13 +23,13 @@ fi
 if [[ " $stages " == *" asan "* ]]; then
   cmake --preset asan
   cmake --build --preset asan
-  ctest --preset asan --timeout 900 --output-junit "$PWD/build/asan/ctest-junit.xml"
+  ctest --preset asan --timeout 900 -j 2 --output-junit "$PWD/build/asan/ctest-junit.xml"
   python3 tests/check_skips.py build/asan/ctest-junit.xml
 fi
 if [[ " $stages " == *" fuzz "* ]]; then
   cmake --preset fuzz
   cmake --build --preset fuzz --target fuzz_queue_walker fuzz_blk_request fuzz_vsock_packet \
     fuzz_mmio_device loader_fuzz image_layer_fuzz guest_events_fuzz
-  ctest --preset fuzz --timeout 300 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
+  ctest --preset fuzz --timeout 300 -j 2 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
   python3 tests/check_skips.py build/fuzz/ctest-junit.xml
 fi
