@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a test command that needs KVM where KVM can run it (placement.py): directly, or in
 the test host — one test-host boot for the whole command, so a gtest binary's cases share it.
-Says where on stderr first, so the log shows where each test ran.
+Either way the log says where each test ran, and why.
 
   kvm_test.py --needs small|linux [--timeout S] [--memory MIB] [--smp N] -- CMD ARGS...
 
@@ -36,9 +36,9 @@ def main(argv: list[str]) -> int:
     if not cmd:
         ap.error("no command given")
     where = placement.place(args.needs)
-    name = Path(cmd[0]).name
-    print(f"kvm_test: {name}: running {where.describe()}", file=sys.stderr, flush=True)
-    if not where.in_testhost:
+    if not where.in_testhost:  # (testhost.run() says so itself when it boots the test host)
+        print(f"kvm_test: running {Path(cmd[0]).name} {where.describe()}", file=sys.stderr,
+              flush=True)
         try:
             os.execvp(cmd[0], cmd)
         except OSError as e:
