@@ -11,25 +11,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=${FLICK_TEST_STAGES:-dev asan fuzz}
+# Each stage's time, for the log: CI has a budget.
+stage_started=$SECONDS
+stage_done() { echo "test.sh: $1 took $((SECONDS - stage_started)) s"; stage_started=$SECONDS; }
 
 scripts/install-deps.sh
+stage_done "installing dependencies"
 
 if [[ " $stages " == *" dev "* ]]; then
   cmake --preset dev
   cmake --build --preset dev
+  stage_done "the dev build"
   ctest --preset dev --timeout 1800 --output-junit "$PWD/build/dev/ctest-junit.xml" "$@"
   python3 tests/check_skips.py build/dev/ctest-junit.xml
+  stage_done "the dev tests"
 fi
 if [[ " $stages " == *" asan "* ]]; then
   cmake --preset asan
   cmake --build --preset asan
+  stage_done "the asan build"
   ctest --preset asan --timeout 900 -j 2 --output-junit "$PWD/build/asan/ctest-junit.xml"
   python3 tests/check_skips.py build/asan/ctest-junit.xml
+  stage_done "the asan tests"
 fi
 if [[ " $stages " == *" fuzz "* ]]; then
   cmake --preset fuzz
   cmake --build --preset fuzz --target fuzz_queue_walker fuzz_blk_request fuzz_vsock_packet \
     fuzz_mmio_device loader_fuzz image_layer_fuzz guest_events_fuzz
+  stage_done "the fuzz build"
   ctest --preset fuzz --timeout 300 -j 2 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
   python3 tests/check_skips.py build/fuzz/ctest-junit.xml
+  stage_done "the fuzzers"
 fi
