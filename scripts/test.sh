@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 stages=${FLICK_TEST_STAGES:-dev asan fuzz}
 # Each stage's time, for the log: CI has a budget.
 stage_started=$SECONDS
+junits=()
 stage_done() { echo "test.sh: $1 took $((SECONDS - stage_started)) s"; stage_started=$SECONDS; }
 
 scripts/install-deps.sh
@@ -24,6 +25,7 @@ if [[ " $stages " == *" dev "* ]]; then
   stage_done "the dev build"
   ctest --preset dev --timeout 1800 --output-junit "$PWD/build/dev/ctest-junit.xml" "$@"
   python3 tests/check_skips.py build/dev/ctest-junit.xml
+  junits+=(build/dev/ctest-junit.xml)
   stage_done "the dev tests"
 fi
 if [[ " $stages " == *" asan "* ]]; then
@@ -32,6 +34,7 @@ if [[ " $stages " == *" asan "* ]]; then
   stage_done "the asan build"
   ctest --preset asan --timeout 900 -j 2 --output-junit "$PWD/build/asan/ctest-junit.xml"
   python3 tests/check_skips.py build/asan/ctest-junit.xml
+  junits+=(build/asan/ctest-junit.xml)
   stage_done "the asan tests"
 fi
 if [[ " $stages " == *" fuzz "* ]]; then
@@ -41,5 +44,8 @@ if [[ " $stages " == *" fuzz "* ]]; then
   stage_done "the fuzz build"
   ctest --preset fuzz --timeout 300 -j 2 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
   python3 tests/check_skips.py build/fuzz/ctest-junit.xml
+  junits+=(build/fuzz/ctest-junit.xml)
   stage_done "the fuzzers"
 fi
+# The closing line, over every stage that ran.
+python3 tests/check_skips.py --summary "${junits[@]}"

@@ -2,6 +2,7 @@
 """Fails when ctest skipped or did not run a test, unless tests/allowed-skips.txt lists it.
 
   check_skips.py [--allowed FILE] JUNIT_XML...   (files written by `ctest --output-junit`)
+  check_skips.py --summary JUNIT_XML...          one closing line: "tests: N passed, N failed"
 
 A skipped test proves nothing: on a machine without /dev/kvm a silent skip would let CI pass
 without ever running the VMM. Each line of allowed-skips.txt is a regular expression matched
@@ -39,7 +40,22 @@ def not_run(junit: Path) -> list[tuple[str, str]]:
     return found
 
 
+def summary(junits: list[Path]) -> str:
+    passed = failed = 0
+    for junit in junits:
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            status = case.get("status", "run")
+            if status == "fail" or case.find("failure") is not None:
+                failed += 1
+            elif status == "run":
+                passed += 1
+    return f"tests: {passed} passed, {failed} failed"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--summary"]:
+        print(summary([Path(a) for a in argv[1:]]))
+        return 0
     allowed = ALLOWED
     if argv[:1] == ["--allowed"] and len(argv) >= 2:
         allowed, argv = Path(argv[1]), argv[2:]

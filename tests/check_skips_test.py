@@ -60,6 +60,10 @@ class CheckSkips(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("skips_by_code: not run", r.stdout)
 
+    def test_summary_counts_what_ran(self) -> None:
+        r = subprocess.run([*CHECK, "--summary", self.junit], capture_output=True, text=True)
+        self.assertEqual(r.stdout.strip(), "tests: 1 passed, 0 failed")
+
     def test_a_pattern_matches_whole_names_only(self) -> None:
         r = self.check("skips\ncannot\n")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
