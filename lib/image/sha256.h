@@ -1,12 +1,15 @@
-// SHA-256 (FIPS 180-4), streaming: every blob's digest is checked as it is read or written.
+// SHA-256 (FIPS 180-4), streaming, from OpenSSL's libcrypto: every blob's digest is checked
+// as it is read or written.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <span>
+#include <memory>
 #include <string>
 #include <string_view>
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
 
 namespace flick::image {
 
@@ -19,11 +22,10 @@ class Sha256 {
   std::string digest();
 
  private:
-  void block(const uint8_t* p);
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buf_{};
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;
+  struct Free {
+    void operator()(evp_md_ctx_st* c) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, Free> ctx_;
 };
 
 std::string sha256_digest(std::string_view data);
