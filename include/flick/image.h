@@ -117,6 +117,9 @@ struct PruneStats {
   uint64_t bytes_freed = 0;
 };
 
+// Registry credentials are the user's own, read where podman and Docker keep them:
+// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json (their
+// "auths", "credHelpers" and "credsStore"; helpers are docker-credential-* programs on PATH).
 struct StoreOptions {
   std::string default_registry = "docker.io";
   // Registries (host[:port]) spoken to over plain http, e.g. "127.0.0.1:5000".

@@ -1,6 +1,9 @@
 // Pulls over the OCI distribution spec v2 (spec/spec.md "Pulling manifests" and "Pulling
-// blobs") with libcurl, with the anonymous bearer-token flow of Docker's token
-// authentication spec. Every byte is hashed as it streams and checked before it is published.
+// blobs") with libcurl: basic auth or the bearer-token flow of Docker's token authentication
+// spec, with the user's registry credentials (credentials.h). Every byte is hashed as it
+// streams and checked before it is published.
+#include "base/log.h"
+#include "image/credentials.h"
 #include "image/source.h"
 
 #include <curl/curl.h>
@@ -86,7 +89,8 @@ std::string challenge_param(const std::string& header, const std::string& key) {
 
 class Registry {
  public:
-  Registry(const ImageReference& ref, const StoreOptions& opt) : ref_(ref), opt_(opt) {
+  Registry(const ImageReference& ref, const StoreOptions& opt)
+      : ref_(ref), opt_(opt), credentials_(CredentialStore::from_environment()) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     std::string host = ref.registry == "docker.io" ? "registry-1.docker.io" : ref.registry;
@@ -98,7 +102,7 @@ class Registry {
   Result<Response> get(const std::string& path, const std::string& accept,
                        const BlobStore* store, std::string_view expected, std::string* digest_out) {
     const std::string url = base_ + path;
-    bool tried_token = false;
+    bool tried_auth = false;
     for (int attempt = 1;; ++attempt) {
       std::optional<BlobStore::Writer> writer;
       if (store) {
@@ -114,17 +118,11 @@ class Registry {
         curl_slist* headers = nullptr;
         if (!accept.empty()) headers = curl_slist_append(headers, ("Accept: " + accept).c_str());
         if (!token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
-        curl_easy_setopt(t.curl, CURLOPT_URL, url.c_str());
+        else if (basic_) set_basic_auth(t.curl);
+        configure(t.curl, url);
         curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, headers);
-        // Blob downloads may redirect to storage; curl drops Authorization on other hosts.
-        curl_easy_setopt(t.curl, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(t.curl, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(t.curl, CURLOPT_CONNECTTIMEOUT, 15L);
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_TIME, 60L);
-        curl_easy_setopt(t.curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(t.curl, CURLOPT_USERAGENT, "flick");
-        curl_easy_setopt(t.curl, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(t.curl, CURLOPT_WRITEDATA, &t);
         curl_easy_setopt(t.curl, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(t.curl, CURLOPT_HEADERDATA, &t);
@@ -151,15 +149,11 @@ class Registry {
                                              " after " + std::to_string(attempt) + " attempts");
       }
       if (resp.status == 401) {
-        if (!tried_token && resp.www_authenticate.rfind("Bearer ", 0) == 0) {
-          tried_token = true;
-          FLICK_TRY(fetch_token(resp.www_authenticate));
-          --attempt;
-          continue;
-        }
-        return make_error(Errc::invalid_argument,
-                          "GET " + url + ": HTTP 401 unauthorized (the image may be private; flick only "
-                          "does anonymous pulls)");
+        if (tried_auth) return unauthorized("GET " + url);
+        tried_auth = true;
+        FLICK_TRY(authenticate(resp.www_authenticate, url));
+        --attempt;
+        continue;
       }
       if (resp.status == 404)
         return make_error(Errc::not_found, "GET " + url + ": HTTP 404, no such image or blob");
@@ -174,6 +168,57 @@ class Registry {
     }
   }
 
+ private:
+  // Options every request shares.
+  void configure(CURL* c, const std::string& url) {
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    // Blob downloads may redirect to storage; curl drops credentials on other hosts.
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "flick");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  }
+
+  // Sent on the first request (no challenge round trip); curl drops it on redirects to other hosts.
+  void set_basic_auth(CURL* c) {
+    curl_easy_setopt(c, CURLOPT_HTTPAUTH, long(CURLAUTH_BASIC));
+    curl_easy_setopt(c, CURLOPT_USERNAME, cred_->username.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, cred_->secret.c_str());
+  }
+
+  Error unauthorized(const std::string& what) {
+    if (!cred_)
+      return make_error(Errc::invalid_argument,
+                        what + ": HTTP 401 unauthorized: no credentials found for " + ref_.registry + " in " +
+                            credentials_.searched() + " (log in with `podman login " + ref_.registry +
+                            "` or `docker login " + ref_.registry + "`)");
+    return make_error(Errc::invalid_argument, what + ": HTTP 401 unauthorized: the credentials for " +
+                                                  ref_.registry + " from " + cred_->source + " were refused");
+  }
+
+  // Answers a 401's challenge: a bearer token (anonymous or with credentials) or basic auth.
+  Result<void> authenticate(const std::string& challenge, const std::string& url) {
+    if (!looked_up_) {
+      looked_up_ = true;
+      auto c = credentials_.find(ref_.registry);
+      if (!c) return std::move(c).error().with_context("looking up credentials for " + ref_.registry);
+      cred_ = std::move(*c);
+      if (cred_) LOG_DEBUG("registry %s: credentials from %s", ref_.registry.c_str(), cred_->source.c_str());
+    }
+    auto scheme = challenge.substr(0, challenge.find(' '));
+    for (auto& ch : scheme) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (scheme == "bearer") return fetch_token(challenge);
+    if (scheme == "basic" && cred_ && !cred_->identity_token) {
+      basic_ = true;
+      return {};
+    }
+    return unauthorized("GET " + url);
+  }
+
+  // Docker's token authentication spec: GET the realm (with basic credentials when there are
+  // some), or POST an identity token as an OAuth2 refresh token ("grant_type=refresh_token").
   Result<void> fetch_token(const std::string& challenge) {
     std::string realm = challenge_param(challenge, "realm");
     std::string service = challenge_param(challenge, "service");
@@ -181,39 +226,59 @@ class Registry {
     if (scope.empty()) scope = "repository:" + ref_.repository + ":pull";
     if (realm.empty()) return make_error(Errc::network, "registry bearer challenge without a realm: " + challenge);
     CURL* c = curl_easy_init();
+    if (!c) return make_error(Errc::no_memory, "creating a curl handle");
     auto esc = [&](const std::string& s) {
       char* e = curl_easy_escape(c, s.c_str(), int(s.size()));
       std::string out = e ? e : "";
       curl_free(e);
       return out;
     };
-    std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + "scope=" + esc(scope);
-    if (!service.empty()) url += "&service=" + esc(service);
+    std::string url = realm, form;
+    if (cred_ && cred_->identity_token) {
+      form = "grant_type=refresh_token&client_id=flick&refresh_token=" + esc(cred_->secret) +
+             "&scope=" + esc(scope) + (service.empty() ? "" : "&service=" + esc(service));
+    } else {
+      url += (realm.find('?') == std::string::npos ? "?" : "&") + std::string("scope=") + esc(scope);
+      if (!service.empty()) url += "&service=" + esc(service);
+    }
     Response resp;
     Transfer t{&resp, nullptr, c, std::nullopt};
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
+    configure(c, url);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    if (!form.empty()) curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.c_str());
+    else if (cred_) set_basic_auth(c);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_cleanup(c);
-    if (rc != CURLE_OK)
-      return make_error(Errc::network, "fetching a registry token from " + realm + ": " + curl_easy_strerror(rc));
-    if (resp.status != 200)
-      return make_error(Errc::network, "fetching a registry token from " + realm + ": HTTP " + std::to_string(resp.status));
+    const std::string what = "fetching a registry token from " + realm;
+    if (rc != CURLE_OK) return make_error(Errc::network, what + ": " + curl_easy_strerror(rc));
+    if (resp.status == 401 || resp.status == 403) {
+      if (!cred_) return unauthorized(what);
+      return make_error(Errc::invalid_argument, what + ": HTTP " + std::to_string(resp.status) +
+                                                    ": the credentials for " + ref_.registry + " from " +
+                                                    cred_->source + " were refused");
+    }
+    if (resp.status != 200) return make_error(Errc::network, what + ": HTTP " + std::to_string(resp.status));
     auto j = nlohmann::json::parse(resp.body, nullptr, false);
-    if (j.is_object()) token_ = j.value("token", j.value("access_token", ""));
+    if (j.is_object()) {
+      auto field = [&](const char* k) {
+        auto it = j.find(k);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      token_ = field("token");
+      if (token_.empty()) token_ = field("access_token");
+    }
     if (token_.empty()) return make_error(Errc::network, "token response from " + realm + " has no token");
     return {};
   }
 
- private:
   const ImageReference& ref_;
   const StoreOptions& opt_;
+  CredentialStore credentials_;
+  std::optional<Credential> cred_;
+  bool looked_up_ = false;
+  bool basic_ = false;
   std::string base_;
   std::string token_;
 };

@@ -1,5 +1,6 @@
 // Pulls over HTTP from a real registry (Debian's docker-registry) on loopback, filled with
-// skopeo, and through token_proxy.py for the bearer-token flow and misbehaving servers.
+// skopeo, and through token_proxy.py for the bearer-token flow (anonymous and with credentials
+// from auth files) and misbehaving servers. HOME and the auth variables point into temp dirs.
 #include <flick/image.h>
 
 #include "fixtures.h"
@@ -28,6 +29,19 @@ namespace {
 using test::q;
 using test::run;
 namespace fs = std::filesystem;
+
+// Secrets the tests hand flick.
+const std::string kUser = "flick";
+const std::string kPassword = "s3cret-Flick-pw-7";
+const std::string kWrongPassword = "wr0ng-Flick-pw-3";
+const std::string kIdentityToken = "flick-identity-token-9";
+const std::string kWrongIdentityToken = "flick-wrong-identity-5";
+
+std::string base64(const std::string& s) {
+  std::string out;
+  EXPECT_EQ(run("printf %s " + q(s) + " | base64 -w0", &out), 0);
+  return out;
+}
 
 int free_port() {
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -133,15 +147,18 @@ EOF
                   q("docker://127.0.0.1:" + std::to_string(zstd_port_) + "/oci:zstd")), 0);
 
     proxy_ = new Child();
-    proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/token_proxy.py", std::to_string(port_), (d / "proxy.log").string()}, d / "proxy.err");
+    proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/token_proxy.py", std::to_string(port_), (d / "proxy.log").string(),
+                   kUser, kPassword, kIdentityToken}, d / "proxy.err");
     proxy_port_ = std::stoi(proxy_->read_line());
   }
-  static int start_registry(const std::string& name) {
+  // `extra` is more configuration (TLS, auth); `storage` may be another registry's.
+  static int start_registry(const std::string& name, const std::string& storage = "", const std::string& extra = "") {
     const fs::path d = dir_->path();
     int port = free_port();
     std::ofstream(d / (name + ".yml")) << "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-                                       << "storage:\n  filesystem:\n    rootdirectory: " << (d / name).string()
-                                       << "\nhttp:\n  addr: 127.0.0.1:" << port << "\n";
+                                       << "storage:\n  filesystem:\n    rootdirectory: "
+                                       << (d / (storage.empty() ? name : storage)).string()
+                                       << "\nhttp:\n  addr: 127.0.0.1:" << port << "\n" << extra;
     children_.emplace_back(std::make_unique<Child>());
     children_.back()->start({"docker-registry", "serve", (d / (name + ".yml")).string()}, d / (name + ".log"));
     for (int i = 0; i < 500 && !port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -155,6 +172,26 @@ EOF
     delete dir_;
   }
 
+  // Nothing of the user's: no auth files, no certs.d beyond /etc's.
+  void SetUp() override {
+    fs::create_directories(tmp_ / "home");
+    setenv("HOME", (tmp_ / "home").c_str(), 1);
+    for (const char* v : {"XDG_RUNTIME_DIR", "REGISTRY_AUTH_FILE", "FLICK_CERTS_DIR"}) unsetenv(v);
+  }
+  // Writes `json` to an auth file in the test's temp dir and names it in $REGISTRY_AUTH_FILE.
+  fs::path auth_file(const std::string& json) {
+    fs::path p = tmp_ / "auth.json";
+    std::ofstream(p) << json;
+    setenv("REGISTRY_AUTH_FILE", p.c_str(), 1);
+    return p;
+  }
+  static std::string auths(const std::string& host, const std::string& entry) {
+    return R"({"auths":{")" + host + R"(":)" + entry + "}}";
+  }
+  static std::string basic(const std::string& password) {
+    return R"({"auth":")" + base64(kUser + ":" + password) + R"("})";
+  }
+
   ImageStore open() {
     StoreOptions o;
     for (int p : {port_, zstd_port_, proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
@@ -164,7 +201,8 @@ EOF
     return std::move(s).value();
   }
   static std::string reg(const std::string& rest) { return "127.0.0.1:" + std::to_string(port_) + "/" + rest; }
-  static std::string proxied(const std::string& rest) { return "127.0.0.1:" + std::to_string(proxy_port_) + "/" + rest; }
+  static std::string proxied(const std::string& rest) { return proxy_host() + "/" + rest; }
+  static std::string proxy_host() { return "127.0.0.1:" + std::to_string(proxy_port_); }
   static std::string proxy_log() {
     std::ifstream in(dir_->path() / "proxy.log");
     std::stringstream ss;
@@ -243,6 +281,35 @@ TEST_F(Registry, UnauthorizedEvenWithATokenIsAClearError) {
   EXPECT_EQ(r.error().code, Errc::invalid_argument);
   EXPECT_NE(r.error().message.find("401"), std::string::npos) << r.error().describe();
   EXPECT_NE(proxy_log().find("200 /token?scope=repository%3Adenied"), std::string::npos) << proxy_log();
+}
+
+TEST_F(Registry, BearerTokenWithPasswordCredentials) {
+  auth_file(auths(proxy_host(), basic(kPassword)));
+  auto r = open().rootfs(proxied("private/oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  EXPECT_NE(proxy_log().find("200 /token?scope=repository%3Aprivate%2Foci%3Apull&service=flick-test"), std::string::npos)
+      << proxy_log();
+}
+
+TEST_F(Registry, BearerTokenWithAnIdentityToken) {
+  auth_file(auths(proxy_host(), R"({"identitytoken":")" + kIdentityToken + R"("})"));
+  auto r = open().pull(proxied("private/oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_NE(proxy_log().find("200 POST /token"), std::string::npos) << proxy_log();
+}
+
+TEST_F(Registry, BearerTokenRefusedOrMissingCredentialsAreClearErrors) {
+  auto none = open().pull(proxied("private/oci:gzip"));
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no credentials found for " + proxy_host() + " in " + (tmp_ / "home").string()),
+            std::string::npos) << none.error().describe();
+  fs::path f = auth_file(auths(proxy_host(), basic(kWrongPassword)));
+  auto refused = open().pull(proxied("private/oci:gzip"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::invalid_argument);
+  EXPECT_NE(refused.error().message.find("the credentials for " + proxy_host() + " from " + f.string() + " were refused"),
+            std::string::npos) << refused.error().describe();
 }
 
 TEST_F(Registry, RetriesTransientFailures) {

@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""A registry front door for tests: demands an anonymous bearer token (Docker token auth
-flow: 401 + WWW-Authenticate, GET the realm for a token, retry with it), then proxies to the
-real registry. Repositories named flaky/*, limited/*, corrupt/* and denied/* misbehave on purpose.
-Usage: token_proxy.py UPSTREAM_PORT LOGFILE; prints its own port on stdout."""
+"""A registry front door for tests: demands a bearer token (Docker token auth flow: 401 +
+WWW-Authenticate, GET the realm for a token, retry with it), then proxies to the real
+registry. Tokens are anonymous, except for private/*: those need USER:PASSWORD as basic auth
+on the GET, or IDENTITY_TOKEN POSTed as an OAuth2 refresh token (docs/spec/auth/oauth.md).
+Repositories named flaky/*, limited/*, corrupt/* and denied/* misbehave on purpose.
+Usage: token_proxy.py UPSTREAM_PORT LOGFILE [USER PASSWORD IDENTITY_TOKEN]; prints its own port
+on stdout. The log has status and path (and POST), never credentials."""
+import base64
 import http.client
 import http.server
 import json
+import re
 import sys
 import threading
+import urllib.parse
 
 UPSTREAM = int(sys.argv[1])
 LOG = open(sys.argv[2], "a", buffering=1)
+USER, PASSWORD, IDENTITY = (sys.argv[3:6] + ["", "", ""])[:3]
 TOKEN = "flick-test-token"
+PRIVATE_TOKEN = "flick-test-private-token"
 flaky_left = {"n": 2}
 lock = threading.Lock()
 
@@ -29,14 +37,36 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        LOG.write("%d %s\n" % (code, self.path))
+        LOG.write("%d %s%s\n" % (code, "POST " if self.command == "POST" else "", self.path))
+
+    def token(self, scope, form):
+        if "repository:private/" not in scope:
+            return self.reply(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
+        if form is not None:
+            ok = IDENTITY and form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [IDENTITY]
+        else:
+            basic = "Basic " + base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
+            ok = USER and self.headers.get("Authorization") == basic
+        if not ok:
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": 'Basic realm="token"'})
+        key = "access_token" if form is not None else "token"
+        self.reply(200, json.dumps({key: PRIVATE_TOKEN}).encode(), {"Content-Type": "application/json"})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        if not self.path.startswith("/token"):
+            return self.reply(405)
+        form = urllib.parse.parse_qs(body)
+        self.token(form.get("scope", [""])[0], form)
 
     def do_GET(self):
         host = "127.0.0.1:%d" % self.server.server_port
         if self.path.startswith("/token"):
-            return self.reply(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
-        if self.headers.get("Authorization") != "Bearer " + TOKEN or self.path.startswith("/v2/denied/"):
-            repo = self.path.split("/")[2] if self.path.count("/") > 2 else ""
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            return self.token(query.get("scope", [""])[0], None)
+        wanted = PRIVATE_TOKEN if self.path.startswith("/v2/private/") else TOKEN
+        if self.headers.get("Authorization") != "Bearer " + wanted or self.path.startswith("/v2/denied/"):
+            repo = re.sub(r"^/v2/(.*?)/(manifests|blobs)/.*$", r"\1", self.path)
             challenge = 'Bearer realm="http://%s/token",service="flick-test",scope="repository:%s:pull"' % (host, repo)
             return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
         if self.path.startswith("/v2/limited/"):
@@ -47,7 +77,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                     flaky_left["n"] -= 1
                     return self.reply(503, b"try again")
         upstream_path = self.path
-        for prefix in ("/v2/flaky/", "/v2/corrupt/"):
+        for prefix in ("/v2/flaky/", "/v2/corrupt/", "/v2/private/"):
             if upstream_path.startswith(prefix):
                 upstream_path = "/v2/" + upstream_path[len(prefix):]
         conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM)
