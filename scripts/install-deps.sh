@@ -10,6 +10,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd
   iproute2 fio skopeo umoci docker-registry mmdebstrap
+  apache2-utils openssl  # htpasswd -B and a test CA for the registry tests
   elfutils gdb  # the test host watchdog's thread stacks (eu-stack, gdb -batch)
   python3
 )

@@ -1,15 +1,21 @@
 // Pulls over the OCI distribution spec v2 (spec/spec.md "Pulling manifests" and "Pulling
 // blobs") with libcurl: basic auth or the bearer-token flow of Docker's token authentication
-// spec, with the user's registry credentials (credentials.h). Every byte is hashed as it
-// streams and checked before it is published.
+// spec, with the user's registry credentials (credentials.h), over TLS verified against the
+// system CA store plus the registry's certs.d CAs. Every byte is hashed as it streams and
+// checked before it is published.
 #include "base/log.h"
 #include "image/credentials.h"
 #include "image/source.h"
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -17,6 +23,8 @@
 namespace flick::image {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 constexpr size_t kMaxDocument = 4 << 20;
 
@@ -87,6 +95,49 @@ std::string challenge_param(const std::string& header, const std::string& key) {
   return {};
 }
 
+bool is_tls_failure(CURLcode rc) {
+  switch (rc) {
+    case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_ENGINE_INITFAILED: case CURLE_SSL_CRL_BADFILE: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// certs.d as in containers-certs.d(5) and Docker: the first directory with a subdirectory
+// for the registry gives it extra CA certificates (its *.crt files), on top of the system's.
+std::vector<fs::path> certs_d_dirs() {
+  std::vector<fs::path> dirs;
+  if (const char* d = std::getenv("FLICK_CERTS_DIR"); d && *d) dirs.emplace_back(d);
+  if (const char* h = std::getenv("HOME"); h && *h) dirs.push_back(fs::path(h) / ".config/containers/certs.d");
+  dirs.emplace_back("/etc/containers/certs.d");
+  dirs.emplace_back("/etc/docker/certs.d");
+  return dirs;
+}
+
+std::vector<fs::path> ca_files_for(const std::string& host) {
+  std::error_code ec;
+  for (const auto& dir : certs_d_dirs()) {
+    if (!fs::is_directory(dir / host, ec)) continue;
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir / host, ec))
+      if (e.path().extension() == ".crt") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+  return {};
+}
+
+// Adds the registry's certs.d CAs to the store curl has already filled with the system's.
+CURLcode add_registry_cas(CURL*, void* ssl_ctx, void* files) {
+  X509_STORE* store = SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx));
+  for (const auto& f : *static_cast<const std::vector<fs::path>*>(files))
+    if (X509_STORE_load_file(store, f.c_str()) != 1) return CURLE_SSL_CACERT_BADFILE;
+  return CURLE_OK;
+}
+
 class Registry {
  public:
   Registry(const ImageReference& ref, const StoreOptions& opt)
@@ -97,6 +148,7 @@ class Registry {
     bool insecure = false;
     for (const auto& r : opt.insecure_registries) insecure |= r == ref.registry;
     base_ = (insecure ? "http://" : "https://") + host + "/v2/" + ref.repository;
+    if (!insecure) ca_files_ = ca_files_for(ref.registry);
   }
 
   Result<Response> get(const std::string& path, const std::string& accept,
@@ -112,14 +164,18 @@ class Registry {
       Response resp;
       CURLcode rc = CURLE_OK;
       std::optional<Error> stream_error;
+      char tls_detail[CURL_ERROR_SIZE] = "";
       {
         Transfer t{&resp, writer ? &*writer : nullptr, curl_easy_init(), std::nullopt};
         if (!t.curl) return make_error(Errc::no_memory, "creating a curl handle");
+        if (auto r = configure(t.curl, url, tls_detail); !r) {
+          curl_easy_cleanup(t.curl);
+          return std::move(r).error();
+        }
         curl_slist* headers = nullptr;
         if (!accept.empty()) headers = curl_slist_append(headers, ("Accept: " + accept).c_str());
         if (!token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
         else if (basic_) set_basic_auth(t.curl);
-        configure(t.curl, url);
         curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_TIME, 60L);
@@ -133,6 +189,7 @@ class Registry {
         stream_error = std::move(t.error);
       }
       if (stream_error) return *stream_error;
+      if (is_tls_failure(rc)) return tls_error(url, rc, tls_detail);
       const bool transient = (rc != CURLE_OK) || resp.status == 429 || resp.status >= 500;
       if (transient) {
         if (attempt < opt_.max_attempts) {
@@ -169,9 +226,10 @@ class Registry {
   }
 
  private:
-  // Options every request shares.
-  void configure(CURL* c, const std::string& url) {
+  // Options every request shares; `errbuf` receives curl's details of a TLS failure.
+  Result<void> configure(CURL* c, const std::string& url, char* errbuf) {
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     // Blob downloads may redirect to storage; curl drops credentials on other hosts.
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
@@ -179,6 +237,14 @@ class Registry {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "flick");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    if (!ca_files_.empty()) {
+      curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &ca_files_);
+      if (curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, add_registry_cas) != CURLE_OK)
+        return make_error(Errc::unsupported, "CA certificates for " + ref_.registry + " in " +
+                                                 ca_files_.front().parent_path().string() +
+                                                 " need libcurl built with OpenSSL");
+    }
+    return {};
   }
 
   // Sent on the first request (no challenge round trip); curl drops it on redirects to other hosts.
@@ -186,6 +252,19 @@ class Registry {
     curl_easy_setopt(c, CURLOPT_HTTPAUTH, long(CURLAUTH_BASIC));
     curl_easy_setopt(c, CURLOPT_USERNAME, cred_->username.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, cred_->secret.c_str());
+  }
+
+  Error tls_error(const std::string& url, CURLcode rc, const char* detail) {
+    std::string cas;
+    for (const auto& f : ca_files_) cas += (cas.empty() ? "" : ", ") + f.string();
+    std::string dirs;
+    for (const auto& d : certs_d_dirs()) dirs += (dirs.empty() ? "" : ", ") + d.string();
+    return make_error(Errc::network,
+                      "TLS with registry " + ref_.registry + " failed (" + url + "): " + curl_easy_strerror(rc) +
+                          (*detail ? std::string(": ") + detail : "") +
+                          (cas.empty() ? "; it was checked against the system CA store only. A registry with its own CA "
+                                         "needs it in <dir>/" + ref_.registry + "/ca.crt, for one of " + dirs
+                                       : "; it was checked against the system CA store and " + cas));
   }
 
   Error unauthorized(const std::string& what) {
@@ -243,7 +322,11 @@ class Registry {
     }
     Response resp;
     Transfer t{&resp, nullptr, c, std::nullopt};
-    configure(c, url);
+    char tls_detail[CURL_ERROR_SIZE] = "";
+    if (auto r = configure(c, url, tls_detail); !r) {
+      curl_easy_cleanup(c);
+      return std::move(r).error();
+    }
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
     if (!form.empty()) curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.c_str());
@@ -252,6 +335,7 @@ class Registry {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_cleanup(c);
     const std::string what = "fetching a registry token from " + realm;
+    if (is_tls_failure(rc)) return tls_error(realm, rc, tls_detail);
     if (rc != CURLE_OK) return make_error(Errc::network, what + ": " + curl_easy_strerror(rc));
     if (resp.status == 401 || resp.status == 403) {
       if (!cred_) return unauthorized(what);
@@ -279,6 +363,7 @@ class Registry {
   std::optional<Credential> cred_;
   bool looked_up_ = false;
   bool basic_ = false;
+  std::vector<fs::path> ca_files_;  // the registry's certs.d CAs
   std::string base_;
   std::string token_;
 };

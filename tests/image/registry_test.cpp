@@ -1,8 +1,10 @@
 // Pulls over HTTP from a real registry (Debian's docker-registry) on loopback, filled with
-// skopeo, and through token_proxy.py for the bearer-token flow (anonymous and with credentials
-// from auth files) and misbehaving servers. HOME and the auth variables point into temp dirs.
+// skopeo, and through token_proxy.py for the bearer-token flow and misbehaving servers; and
+// over TLS (a CA the test makes) from a docker-registry with htpasswd auth, with credentials
+// from auth files and a credential helper. HOME and the auth variables point into temp dirs.
 #include <flick/image.h>
 
+#include "base/log.h"
 #include "fixtures.h"
 
 #include <arpa/inet.h>
@@ -30,7 +32,7 @@ using test::q;
 using test::run;
 namespace fs = std::filesystem;
 
-// Secrets the tests hand flick.
+// Secrets the tests hand flick; NoSecretInAnyErrorOrOutput looks for each of them.
 const std::string kUser = "flick";
 const std::string kPassword = "s3cret-Flick-pw-7";
 const std::string kWrongPassword = "wr0ng-Flick-pw-3";
@@ -349,6 +351,145 @@ TEST_F(Registry, ConnectionRefusedIsANetworkError) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::network);
   EXPECT_NE(r.error().message.find("127.0.0.1:1"), std::string::npos) << r.error().describe();
+}
+
+// docker-registry with htpasswd (bcrypt) auth over TLS, serving the plain registry's storage.
+class AuthRegistry : public Registry {
+ protected:
+  static void SetUpTestSuite() {
+    Registry::SetUpTestSuite();
+    const fs::path d = dir_->path() / "tls";
+    fs::create_directories(d);
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    for (const char* ca : {"ca", "other-ca"})
+      ASSERT_EQ(run("cd " + q(d) + " && openssl req -x509" + ec + "-keyout " + ca + ".key -out " + ca +
+                    ".crt -days 2 -subj /CN=flick-test-" + ca), 0);
+    std::ofstream(d / "ext") << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    ASSERT_EQ(run("cd " + q(d) + " && openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=127.0.0.1"
+                  " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
+                  " -extfile ext -out server.crt"), 0);
+    ASSERT_EQ(run("htpasswd -Bbn " + kUser + " " + q(kPassword) + " > " + q(d / "htpasswd")), 0);
+    tls_port_ = start_registry("registry-tls", "registry",
+                               "  tls:\n    certificate: " + (d / "server.crt").string() + "\n    key: " +
+                                   (d / "server.key").string() + "\nauth:\n  htpasswd:\n    realm: flick-test\n"
+                                   "    path: " + (d / "htpasswd").string() + "\n");
+  }
+  static std::string tls_host() { return "127.0.0.1:" + std::to_string(tls_port_); }
+  static std::string tls(const std::string& rest) { return tls_host() + "/" + rest; }
+  // Makes `ca` the registry's CA in a certs.d under the test's temp dir.
+  void trust(const std::string& ca) {
+    fs::create_directories(tmp_ / "certs.d" / tls_host());
+    fs::copy_file(dir_->path() / "tls" / (ca + ".crt"), tmp_ / "certs.d" / tls_host() / "ca.crt",
+                  fs::copy_options::overwrite_existing);
+    setenv("FLICK_CERTS_DIR", (tmp_ / "certs.d").c_str(), 1);
+  }
+  static inline int tls_port_ = 0;
+};
+
+TEST_F(AuthRegistry, PullsOverTlsWithAnAuthFileEntry) {
+  trust("ca");
+  auth_file(auths(tls_host(), basic(kPassword)));
+  auto r = open().rootfs(tls("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+}
+
+TEST_F(AuthRegistry, PullsWithACredentialHelperNamedInDockerConfig) {
+  trust("ca");
+  fs::create_directories(tmp_ / "bin");
+  fs::create_directories(tmp_ / "home/.docker");
+  std::ofstream(tmp_ / "bin/docker-credential-flicktest")
+      << "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n[ \"$server\" = " << tls_host()
+      << " ] || { echo 'credentials not found in native keychain'; exit 1; }\n"
+      << "printf '{\"ServerURL\":\"%s\",\"Username\":\"" << kUser << "\",\"Secret\":\"" << kPassword
+      << "\"}' \"$server\"\n";
+  fs::permissions(tmp_ / "bin/docker-credential-flicktest", fs::perms::owner_all);
+  std::ofstream(tmp_ / "home/.docker/config.json") << R"({"credHelpers":{")" << tls_host() << R"(":"flicktest"}})";
+  const std::string path = std::getenv("PATH");
+  setenv("PATH", ((tmp_ / "bin").string() + ":" + path).c_str(), 1);
+  auto r = open().pull(tls("oci:gzip"));
+  setenv("PATH", path.c_str(), 1);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+}
+
+TEST_F(AuthRegistry, NoCredentialsIsA401NamingTheRegistryAndWhereFlickLooked) {
+  trust("ca");
+  auto r = open().pull(tls("oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("HTTP 401"), std::string::npos) << r.error().describe();
+  EXPECT_NE(r.error().message.find("no credentials found for " + tls_host() + " in " +
+                                   (tmp_ / "home/.docker/config.json").string()), std::string::npos)
+      << r.error().describe();
+}
+
+TEST_F(AuthRegistry, RefusedCredentialsNameTheirFile) {
+  trust("ca");
+  fs::path f = auth_file(auths(tls_host(), basic(kWrongPassword)));
+  auto r = open().pull(tls("oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("the credentials for " + tls_host() + " from " + f.string() + " were refused"),
+            std::string::npos) << r.error().describe();
+}
+
+TEST_F(AuthRegistry, AnUntrustedCertificateIsATlsErrorNamingTheRegistry) {
+  auth_file(auths(tls_host(), basic(kPassword)));
+  auto system_only = open().pull(tls("oci:gzip"));
+  ASSERT_FALSE(system_only.ok());
+  EXPECT_EQ(system_only.error().code, Errc::network);
+  EXPECT_NE(system_only.error().message.find("TLS with registry " + tls_host() + " failed"), std::string::npos)
+      << system_only.error().describe();
+  EXPECT_NE(system_only.error().message.find("system CA store only"), std::string::npos) << system_only.error().describe();
+  trust("other-ca");
+  auto wrong_ca = open().pull(tls("oci:gzip"));
+  ASSERT_FALSE(wrong_ca.ok());
+  EXPECT_EQ(wrong_ca.error().code, Errc::network);
+  EXPECT_NE(wrong_ca.error().message.find("TLS with registry " + tls_host() + " failed"), std::string::npos)
+      << wrong_ca.error().describe();
+  EXPECT_NE(wrong_ca.error().message.find((tmp_ / "certs.d" / tls_host() / "ca.crt").string()), std::string::npos)
+      << wrong_ca.error().describe();
+}
+
+// Every way these tests give flick a secret, right and wrong: none may show in an error, a
+// log line (at debug level) or anything printed.
+TEST_F(AuthRegistry, NoSecretInAnyErrorOrOutput) {
+  std::string seen;
+  log::set_level(log::Level::debug);
+  log::set_sink([&](log::Level, std::string_view line) { seen.append(line).append("\n"); });
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  auto pull = [&](const std::string& ref) {
+    auto r = open().pull(ref);
+    if (!r.ok()) seen += r.error().describe() + "\n";
+  };
+  trust("ca");
+  for (const auto& pw : {kPassword, kWrongPassword}) {
+    auth_file(auths(tls_host(), basic(pw)));
+    pull(tls("oci:gzip"));
+    auth_file(auths(proxy_host(), basic(pw)));
+    pull(proxied("private/oci:gzip"));
+  }
+  for (const auto& token : {kIdentityToken, kWrongIdentityToken}) {
+    auth_file(auths(proxy_host(), R"({"identitytoken":")" + token + R"("})"));
+    pull(proxied("private/oci:gzip"));
+    pull(proxied("denied/oci:gzip"));
+  }
+  auth_file(auths(tls_host(), R"({"auth":")" + base64(kPassword) + R"("})"));  // no "user:"
+  pull(tls("oci:gzip"));
+  auth_file(auths(tls_host(), R"({"auth":")" + kPassword + R"(!"})"));  // not base64
+  pull(tls("oci:gzip"));
+  auth_file(auths(tls_host(), basic(kPassword)));
+  trust("other-ca");
+  pull(tls("oci:gzip"));
+  seen += testing::internal::GetCapturedStdout() + testing::internal::GetCapturedStderr() + proxy_log();
+  log::set_sink(nullptr);
+  log::set_level(log::Level::warn);
+  EXPECT_NE(seen.find("were refused"), std::string::npos) << seen;  // the failures did happen
+  EXPECT_NE(seen.find("TLS with registry"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("not valid base64"), std::string::npos) << seen;
+  for (const auto& secret : {kPassword, kWrongPassword, kIdentityToken, kWrongIdentityToken,
+                             base64(kUser + ":" + kPassword), base64(kUser + ":" + kWrongPassword), base64(kPassword)})
+    EXPECT_EQ(seen.find(secret), std::string::npos) << secret << " appears in:\n" << seen;
 }
 
 }  // namespace
