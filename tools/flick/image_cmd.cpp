@@ -28,7 +28,11 @@ void usage(FILE* out) {
                "REF: busybox, library/alpine:3.19, localhost:5000/app@sha256:..., oci:DIR[:TAG],\n"
                "     oci-archive:FILE[:TAG], docker-archive:FILE. SIZE: bytes, or with K, M, G suffix.\n"
                "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
-               "(comma-separated hosts spoken to over plain http).\n");
+               "(comma-separated hosts spoken to over plain http).\n"
+               "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
+               "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
+               "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
+               "/etc/docker/certs.d with such a directory.\n");
 }
 
 bool parse_size(const char* s, uint64_t* out) {
