@@ -4,6 +4,9 @@
   check_skips.py [--allowed FILE] JUNIT_XML...   (files written by `ctest --output-junit`)
   check_skips.py --summary JUNIT_XML...          one closing line: "tests: N passed, N failed"
 
+It also prints where each test that needs KVM ran (the lines kvm_test.py and testhost.py
+write), so the log shows it although ctest keeps passing tests' output to itself.
+
 A skipped test proves nothing: on a machine without /dev/kvm a silent skip would let CI pass
 without ever running the VMM. Each line of allowed-skips.txt is a regular expression matched
 against the whole test name, then `#` and the reason.
@@ -40,6 +43,20 @@ def not_run(junit: Path) -> list[tuple[str, str]]:
     return found
 
 
+WHERE_PREFIXES = ("testhost: running ", "kvm_test: running ")
+
+
+def where_tests_ran(junit: Path) -> list[str]:
+    """'TEST: where' for each test whose output says where it ran."""
+    found = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        out = case.findtext("system-out") or ""
+        for line in out.splitlines():
+            if line.startswith(WHERE_PREFIXES):
+                found.append(f"{case.get('name', '?')}: {line.split(': ', 1)[1]}")
+    return found
+
+
 def summary(junits: list[Path]) -> str:
     passed = failed = 0
     for junit in junits:
@@ -65,6 +82,8 @@ def main(argv: list[str]) -> int:
     patterns = allowed_patterns(allowed)
     bad = []
     for junit in map(Path, argv):
+        for where in where_tests_ran(junit):
+            print(f"check_skips: where: {where}")
         for name, why in not_run(junit):
             if any(p.fullmatch(name) for p in patterns):
                 print(f"check_skips: {name}: not run ({why}), allowed by {allowed}")

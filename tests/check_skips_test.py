@@ -17,7 +17,7 @@ PROJECT = r"""
 cmake_minimum_required(VERSION 3.20)
 project(skips NONE)
 enable_testing()
-add_test(NAME passes COMMAND sh -c "exit 0")
+add_test(NAME passes COMMAND sh -c "echo 'kvm_test: running probe directly on /dev/kvm (fixture)'")
 add_test(NAME skips_by_code COMMAND sh -c "exit 77")
 set_tests_properties(skips_by_code PROPERTIES SKIP_RETURN_CODE 77)
 add_test(NAME skips_by_output COMMAND sh -c "echo '[  SKIPPED ] Foo.Bar'")
@@ -59,6 +59,10 @@ class CheckSkips(unittest.TestCase):
         r = self.check("skips_by_.*  # tested elsewhere\ncannot_run # needs a binary\n")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("skips_by_code: not run", r.stdout)
+
+    def test_where_each_test_ran_is_printed(self) -> None:
+        r = self.check("skips_by_.*\ncannot_run\n")
+        self.assertIn("where: passes: running probe directly on /dev/kvm (fixture)", r.stdout)
 
     def test_summary_counts_what_ran(self) -> None:
         r = subprocess.run([*CHECK, "--summary", self.junit], capture_output=True, text=True)

@@ -200,7 +200,8 @@ def run(cmd: list[str], *, timeout: float = DEFAULT_TIMEOUT, stall: float = DEFA
         raise TestHostError(f"{QEMU} not found: install qemu-system-x86 (scripts/install-deps.sh)")
     kernel = kernel_cache.fetch_kernel(HOST_KERNEL_PACKAGE)
     # The log says where each test ran (placement.py explains why).
-    print(f"testhost: running {Path(cmd[0]).name} in the test host "
+    name = Path(cmd[1] if Path(cmd[0]).name.startswith("python") and len(cmd) > 1 else cmd[0]).name
+    print(f"testhost: running {name} in the test host "
           f"({placement.place('linux').why})", file=sys.stderr, flush=True)
     guest_env = _guest_env(workdir, kernel.root, env or {})
     _check_command(cmd, cwd, guest_env["PATH"])
