@@ -53,11 +53,12 @@ Result<bool> TempFile::publish(const fs::path& dest) {
   return true;
 }
 
-BlobStore::BlobStore(fs::path root) : blobs_(root / "blobs" / "sha256"), tmp_(root / "tmp") {}
+BlobStore::BlobStore(fs::path root)
+    : blobs_(root / "blobs" / "sha256"), tmp_(root / "tmp"), locks_(root / "locks") {}
 
 Result<void> BlobStore::init() const {
   std::error_code ec;
-  for (const auto& d : {blobs_, tmp_}) {
+  for (const auto& d : {blobs_, tmp_, locks_}) {
     fs::create_directories(d, ec);
     if (ec) return sys_error("creating " + d.string(), ec.value());
   }
@@ -100,6 +101,90 @@ Result<std::string> BlobStore::Writer::commit(std::string_view expected, std::st
                                            std::string(expected) + ", got " + got);
   FLICK_TRY(file_.publish(store_->path_of(got)));
   return got;
+}
+
+Result<BlobStore::Download> BlobStore::download(std::string_view digest) const {
+  if (!is_sha256_digest(digest)) return make_error(Errc::invalid_argument, "not a sha256 digest: " + std::string(digest));
+  const fs::path lock = locks_ / (digest_hex(digest) + ".blob");
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return sys_error("creating lock file " + lock.string(), errno);
+  while (::flock(fd, LOCK_EX) < 0) {
+    if (errno == EINTR) continue;
+    int err = errno;
+    ::close(fd);
+    return sys_error("locking " + lock.string(), err);
+  }
+  Download d(*this, std::string(digest), fd);
+  if (!has(digest)) FLICK_TRY(d.open_partial());
+  return d;
+}
+
+BlobStore::Download::Download(Download&& o) noexcept
+    : store_(o.store_), digest_(std::move(o.digest_)), partial_(std::move(o.partial_)), lock_fd_(o.lock_fd_),
+      fd_(o.fd_), hash_(std::move(o.hash_)), size_(o.size_) {
+  o.lock_fd_ = o.fd_ = -1;
+}
+
+BlobStore::Download::~Download() {
+  if (fd_ >= 0) ::close(fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+// Opens (or creates) the partial file and hashes what an earlier attempt left in it.
+Result<void> BlobStore::Download::open_partial() {
+  partial_ = store_->tmp_ / (digest_hex(digest_) + ".partial");
+  fd_ = ::open(partial_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) return sys_error("opening " + partial_.string(), errno);
+  // Locked too, so prune() leaves a live download alone (it removes unlocked tmp files).
+  if (::flock(fd_, LOCK_EX | LOCK_NB) < 0) return sys_error("locking " + partial_.string(), errno);
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd_, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("reading " + partial_.string(), errno);
+    if (n == 0) break;
+    hash_.update(buf.data(), size_t(n));
+    size_ += uint64_t(n);
+  }
+  return {};
+}
+
+Result<void> BlobStore::Download::write(std::span<const uint8_t> bytes) {
+  hash_.update(bytes.data(), bytes.size());
+  size_ += bytes.size();
+  const uint8_t* p = bytes.data();
+  size_t left = bytes.size();
+  while (left) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("writing " + partial_.string(), errno);
+    }
+    p += n;
+    left -= size_t(n);
+  }
+  return {};
+}
+
+Result<void> BlobStore::Download::restart() {
+  if (::ftruncate(fd_, 0) < 0) return sys_error("truncating " + partial_.string(), errno);
+  hash_ = Sha256();
+  size_ = 0;
+  return {};
+}
+
+Result<void> BlobStore::Download::commit(std::string_view what) {
+  std::string got = hash_.digest();
+  if (got != digest_) {
+    ::unlink(partial_.c_str());
+    return make_error(Errc::integrity, std::string(what) + ": digest mismatch: expected " + digest_ + ", got " +
+                                           got + " (" + std::to_string(size_) + " bytes; the download was discarded)");
+  }
+  if (::fsync(fd_) < 0) return sys_error("flushing " + partial_.string(), errno);
+  if (::link(partial_.c_str(), store_->path_of(digest_).c_str()) < 0 && errno != EEXIST)
+    return sys_error("publishing " + store_->path_of(digest_).string(), errno);
+  ::unlink(partial_.c_str());
+  return {};
 }
 
 Result<void> BlobStore::import_file(const fs::path& src, std::string_view expected) const {

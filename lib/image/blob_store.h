@@ -60,6 +60,38 @@ class BlobStore {
   };
   Result<Writer> writer() const;
 
+  // A registry download of one blob into <tmp>/<hex>.partial, which outlives a dropped
+  // connection or a killed process so the next attempt resumes from the bytes on disk.
+  // Holds an exclusive flock on <root>/locks/<hex>.blob for its lifetime, so concurrent
+  // processes fetch each blob once: the second waits, then finds the blob present.
+  class Download {
+   public:
+    Download(Download&&) noexcept;
+    Download& operator=(Download&&) = delete;
+    ~Download();
+    uint64_t size() const { return size_; }  // bytes on disk (already hashed)
+    Result<void> write(std::span<const uint8_t> bytes);
+    // Starts over from zero bytes (the server ignored a Range request).
+    Result<void> restart();
+    // Verifies the digest and publishes. On a mismatch the partial file is removed, so a
+    // corrupted download never poisons the next attempt.
+    Result<void> commit(std::string_view what);
+
+   private:
+    friend class BlobStore;
+    Download(const BlobStore& s, std::string digest, int lock_fd)
+        : store_(&s), digest_(std::move(digest)), lock_fd_(lock_fd) {}
+    Result<void> open_partial();
+    const BlobStore* store_;
+    std::string digest_;
+    std::filesystem::path partial_;
+    int lock_fd_ = -1, fd_ = -1;
+    Sha256 hash_;
+    uint64_t size_ = 0;
+  };
+  // Waits for the blob's lock; a download is unneeded when has(digest) is true afterwards.
+  Result<Download> download(std::string_view digest) const;
+
   // Copies a file into the store, verifying `expected`.
   Result<void> import_file(const std::filesystem::path& src, std::string_view expected) const;
   Result<std::string> put(std::string_view bytes, std::string_view expected = {}) const;
@@ -67,7 +99,7 @@ class BlobStore {
   Result<std::string> read(std::string_view digest) const;
 
  private:
-  std::filesystem::path blobs_, tmp_;
+  std::filesystem::path blobs_, tmp_, locks_;
 };
 
 std::string digest_hex(std::string_view digest);

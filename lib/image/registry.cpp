@@ -2,7 +2,7 @@
 // blobs") with libcurl: basic auth or the bearer-token flow of Docker's token authentication
 // spec, with the user's registry credentials (credentials.h), over TLS verified against the
 // system CA store plus the registry's certs.d CAs. Every byte is hashed as it streams and
-// checked before it is published.
+// checked before it is published; an interrupted blob download resumes from its partial file.
 #include "base/log.h"
 #include "image/credentials.h"
 #include "image/source.h"
@@ -37,9 +37,10 @@ struct Response {
 
 struct Transfer {
   Response* resp;
-  BlobStore::Writer* sink;  // streamed when the final response is a 2xx
+  BlobStore::Download* sink;  // streamed when the final response is a 2xx
   CURL* curl;
   std::optional<Error> error;
+  bool body_started = false;
 };
 
 size_t on_body(char* p, size_t, size_t n, void* ud) {
@@ -47,6 +48,14 @@ size_t on_body(char* p, size_t, size_t n, void* ud) {
   long status = 0;
   curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->sink && status >= 200 && status < 300) {
+    // A 200 to a Range request is the whole blob again: start the partial file over.
+    if (!t->body_started && status == 200 && t->sink->size() > 0) {
+      if (auto r = t->sink->restart(); !r) {
+        t->error = r.error();
+        return 0;
+      }
+    }
+    t->body_started = true;
     if (auto r = t->sink->write({reinterpret_cast<const uint8_t*>(p), n}); !r) {
       t->error = r.error();
       return 0;
@@ -151,22 +160,18 @@ class Registry {
     if (!insecure) ca_files_ = ca_files_for(ref.registry);
   }
 
-  Result<Response> get(const std::string& path, const std::string& accept,
-                       const BlobStore* store, std::string_view expected, std::string* digest_out) {
+  // GETs a document, or with `blob` streams a blob into its partial file, resuming with a
+  // Range request from the bytes already there after a transient failure.
+  Result<Response> get(const std::string& path, const std::string& accept, BlobStore::Download* blob) {
     const std::string url = base_ + path;
     bool tried_auth = false;
     for (int attempt = 1;; ++attempt) {
-      std::optional<BlobStore::Writer> writer;
-      if (store) {
-        FLICK_TRY_ASSIGN(auto w, store->writer());
-        writer.emplace(std::move(w));
-      }
       Response resp;
       CURLcode rc = CURLE_OK;
       std::optional<Error> stream_error;
       char tls_detail[CURL_ERROR_SIZE] = "";
       {
-        Transfer t{&resp, writer ? &*writer : nullptr, curl_easy_init(), std::nullopt};
+        Transfer t{&resp, blob, curl_easy_init(), std::nullopt};
         if (!t.curl) return make_error(Errc::no_memory, "creating a curl handle");
         if (auto r = configure(t.curl, url, tls_detail); !r) {
           curl_easy_cleanup(t.curl);
@@ -177,6 +182,11 @@ class Registry {
         if (!token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
         else if (basic_) set_basic_auth(t.curl);
         curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, headers);
+        const std::string range = blob && blob->size() ? std::to_string(blob->size()) + "-" : "";
+        if (!range.empty()) {
+          LOG_DEBUG("GET %s: resuming from byte %s", url.c_str(), range.c_str());
+          curl_easy_setopt(t.curl, CURLOPT_RANGE, range.c_str());
+        }
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(t.curl, CURLOPT_LOW_SPEED_TIME, 60L);
         curl_easy_setopt(t.curl, CURLOPT_WRITEDATA, &t);
@@ -190,7 +200,10 @@ class Registry {
       }
       if (stream_error) return *stream_error;
       if (is_tls_failure(rc)) return tls_error(url, rc, tls_detail);
-      const bool transient = (rc != CURLE_OK) || resp.status == 429 || resp.status >= 500;
+      // 416: the partial file is not a prefix the server can continue (it is complete or
+      // longer than the blob); retried from zero.
+      if (blob && resp.status == 416) FLICK_TRY(blob->restart());
+      const bool transient = (rc != CURLE_OK) || resp.status == 429 || resp.status == 416 || resp.status >= 500;
       if (transient) {
         if (attempt < opt_.max_attempts) {
           std::this_thread::sleep_for(std::chrono::milliseconds(opt_.retry_base_delay_ms << (attempt - 1)));
@@ -217,10 +230,7 @@ class Registry {
       if (resp.status < 200 || resp.status >= 300)
         return make_error(Errc::network, "GET " + url + ": HTTP " + std::to_string(resp.status) + " " +
                                              resp.body.substr(0, 200));
-      if (writer) {
-        FLICK_TRY_ASSIGN(std::string d, writer->commit(expected, "blob " + url));
-        if (digest_out) *digest_out = d;
-      }
+      if (blob) FLICK_TRY(blob->commit("blob from " + ref_.registry + "/" + ref_.repository + " (" + url + ")"));
       return resp;
     }
   }
@@ -375,7 +385,7 @@ const std::string kManifestAccept = std::string(media::kOciIndex) + ", " + std::
 // GETs a manifest or index, verifies its digest and stores it; returns its descriptor.
 Result<Descriptor> fetch_manifest(Registry& reg, const BlobStore& store, const std::string& reference,
                                   std::string_view expected) {
-  FLICK_TRY_ASSIGN(auto resp, reg.get("/manifests/" + reference, kManifestAccept, nullptr, {}, nullptr));
+  FLICK_TRY_ASSIGN(auto resp, reg.get("/manifests/" + reference, kManifestAccept, nullptr));
   FLICK_TRY_ASSIGN(std::string digest, store.put(resp.body, {}));
   if (!expected.empty() && digest != expected)
     return make_error(Errc::integrity, "manifest " + reference + ": digest mismatch: expected " +
@@ -402,7 +412,10 @@ Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference
       FLICK_TRY(fetch_manifest(reg, store, d.digest, d.digest));
       return {};
     }
-    FLICK_TRY(reg.get("/blobs/" + d.digest, {}, &store, d.digest, nullptr));
+    // Under the blob's lock: a concurrent pull of the same blob waits here, then finds it.
+    FLICK_TRY_ASSIGN(auto download, store.download(d.digest));
+    if (store.has(d.digest)) return {};
+    FLICK_TRY(reg.get("/blobs/" + d.digest, {}, &download));
     return {};
   });
   if (!r) return std::move(r).error().with_context("pulling " + ref.to_string());
