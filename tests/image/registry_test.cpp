@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -152,6 +153,10 @@ EOF
     proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/token_proxy.py", std::to_string(port_), (d / "proxy.log").string(),
                    kUser, kPassword, kIdentityToken}, d / "proxy.err");
     proxy_port_ = std::stoi(proxy_->read_line());
+    blob_proxy_ = new Child();
+    blob_proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/blob_proxy.py", std::to_string(port_),
+                        (d / "blob_proxy.log").string(), std::to_string(kDropAfter)}, d / "blob_proxy.err");
+    blob_proxy_port_ = std::stoi(blob_proxy_->read_line());
   }
   // `extra` is more configuration (TLS, auth); `storage` may be another registry's.
   static int start_registry(const std::string& name, const std::string& storage = "", const std::string& extra = "") {
@@ -169,6 +174,7 @@ EOF
   }
   static void TearDownTestSuite() {
     delete proxy_;
+    delete blob_proxy_;
     children_.clear();
     delete expected_;
     delete dir_;
@@ -196,7 +202,7 @@ EOF
 
   ImageStore open() {
     StoreOptions o;
-    for (int p : {port_, zstd_port_, proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
+    for (int p : {port_, zstd_port_, proxy_port_, blob_proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
     o.retry_base_delay_ms = 10;
     auto s = ImageStore::open(tmp_ / "store", o);
     EXPECT_TRUE(s.ok());
@@ -205,6 +211,16 @@ EOF
   static std::string reg(const std::string& rest) { return "127.0.0.1:" + std::to_string(port_) + "/" + rest; }
   static std::string proxied(const std::string& rest) { return proxy_host() + "/" + rest; }
   static std::string proxy_host() { return "127.0.0.1:" + std::to_string(proxy_port_); }
+  static std::string blob_proxied(const std::string& rest) {
+    return "127.0.0.1:" + std::to_string(blob_proxy_port_) + "/" + rest;
+  }
+  static std::vector<std::string> blob_proxy_log(const std::string& prefix) {
+    std::ifstream in(dir_->path() / "blob_proxy.log");
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);)
+      if (l.find(" " + prefix) != std::string::npos) lines.push_back(l);
+    return lines;
+  }
   static std::string proxy_log() {
     std::ifstream in(dir_->path() / "proxy.log");
     std::stringstream ss;
@@ -220,7 +236,9 @@ EOF
   static inline test::Tree* expected_ = nullptr;
   static inline std::vector<std::unique_ptr<Child>> children_;
   static inline Child* proxy_ = nullptr;
-  static inline int port_ = 0, zstd_port_ = 0, proxy_port_ = 0;
+  static inline Child* blob_proxy_ = nullptr;
+  static constexpr int kDropAfter = 100;  // blob_proxy.py cuts /v2/drop/ blobs after this many bytes
+  static inline int port_ = 0, zstd_port_ = 0, proxy_port_ = 0, blob_proxy_port_ = 0;
   test::TempDir tmp_;
 };
 
@@ -339,6 +357,48 @@ TEST_F(Registry, CorruptBlobFailsDigestCheckAndLeavesNothing) {
   EXPECT_EQ(files, 0u);
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp_ / "store/rootfs")) ++files;
   EXPECT_EQ(files, 0u);
+}
+
+TEST_F(Registry, DroppedBlobDownloadResumesWithARangeRequest) {
+  auto store = open();
+  auto r = store.rootfs(blob_proxied("drop/oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  size_t resumed = 0;
+  for (const auto& l : blob_proxy_log("/v2/drop/oci/blobs/"))
+    resumed += l.rfind("206 ", 0) == 0 && l.ends_with(" bytes=" + std::to_string(kDropAfter) + "-");
+  EXPECT_GT(resumed, 0u) << "no resumed download in the proxy's log";
+  for (const auto& e : fs::directory_iterator(tmp_ / "store/tmp")) ADD_FAILURE() << "left over: " << e.path();
+}
+
+TEST_F(Registry, FlippedBlobByteFailsNamingBothDigestsAndLeavesNothing) {
+  auto r = open().pull(blob_proxied("flip/oci:gzip"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::integrity) << r.error().describe();
+  const std::string& m = r.error().message;
+  const size_t at = m.find("expected sha256:");
+  ASSERT_NE(at, std::string::npos) << m;
+  const std::string hex = m.substr(at + 16, 64);
+  EXPECT_NE(m.find(", got sha256:"), std::string::npos) << m;
+  EXPECT_EQ(m.find(", got sha256:" + hex), std::string::npos) << m;
+  EXPECT_NE(m.find(blob_proxied("flip/oci")), std::string::npos) << m;
+  EXPECT_FALSE(fs::exists(tmp_ / "store/blobs/sha256" / hex));
+  EXPECT_FALSE(fs::exists(tmp_ / "store/tmp" / (hex + ".partial")));
+}
+
+TEST_F(Registry, ConcurrentPullsFetchEachBlobOnce) {
+  // Separate stores on one directory, as two processes would have: the blob locks are flocks
+  // on separately opened files, which exclude each other within a process too.
+  std::optional<Result<PulledImage>> results[2];
+  {
+    std::vector<std::jthread> pulls;
+    for (auto& result : results) pulls.emplace_back([&] { result.emplace(open().pull(blob_proxied("plain/oci:gzip"))); });
+  }
+  for (const auto& r : results) ASSERT_TRUE(r->ok()) << r->error().describe();
+  std::map<std::string, int> fetches;
+  for (const auto& l : blob_proxy_log("/v2/plain/oci/blobs/")) ++fetches[l.substr(l.find(' ') + 1)];
+  EXPECT_FALSE(fetches.empty());
+  for (const auto& [line, n] : fetches) EXPECT_EQ(n, 1) << line;
 }
 
 TEST_F(Registry, ConnectionRefusedIsANetworkError) {
