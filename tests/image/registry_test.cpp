@@ -371,6 +371,26 @@ TEST_F(Registry, DroppedBlobDownloadResumesWithARangeRequest) {
   for (const auto& e : fs::directory_iterator(tmp_ / "store/tmp")) ADD_FAILURE() << "left over: " << e.path();
 }
 
+// What a `flick image pull` killed mid-layer leaves behind: the layer's first bytes in its
+// partial file. The next pull re-hashes them and asks only for the rest.
+TEST_F(Registry, PullResumesFromAPartialFileLeftByAnEarlierRun) {
+  auto store = open();
+  const std::string v2 = "http://" + reg("v2/oci");
+  std::string digest;
+  ASSERT_EQ(run("curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' " + q(v2 + "/manifests/gzip") +
+                    " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"layers\"][0][\"digest\"], end=\"\")'",
+                &digest), 0);
+  const fs::path partial = tmp_ / "store/tmp" / (digest.substr(7) + ".partial");
+  ASSERT_EQ(run("curl -sf -r 0-49 -o " + q(partial) + " " + q(v2 + "/blobs/" + digest)), 0);
+  auto r = store.rootfs(blob_proxied("plain/oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  auto fetches = blob_proxy_log("/v2/plain/oci/blobs/" + digest);
+  ASSERT_EQ(fetches.size(), 1u);
+  EXPECT_EQ(fetches[0], "206 /v2/plain/oci/blobs/" + digest + " bytes=50-");
+  EXPECT_FALSE(fs::exists(partial));
+}
+
 TEST_F(Registry, FlippedBlobByteFailsNamingBothDigestsAndLeavesNothing) {
   auto r = open().pull(blob_proxied("flip/oci:gzip"));
   ASSERT_FALSE(r.ok());
