@@ -31,13 +31,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
     def reply(self, code, body=b"", headers=None):
+        # Logged before the client can see the answer, so a test that reads the log right
+        # after its request finds the line (the server is threaded: no other order holds).
+        LOG.write("%d %s%s\n" % (code, "POST " if self.command == "POST" else "", self.path))
         self.send_response(code)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        LOG.write("%d %s%s\n" % (code, "POST " if self.command == "POST" else "", self.path))
 
     def token(self, scope, form):
         if "repository:private/" not in scope:
