@@ -10,6 +10,25 @@
 #include <vector>
 
 namespace flick::image {
+namespace {
+
+// Writes all of `bytes` to `fd`, the file at `path` (named in the error).
+Result<void> write_all(int fd, std::span<const uint8_t> bytes, const std::filesystem::path& path) {
+  const uint8_t* p = bytes.data();
+  size_t left = bytes.size();
+  while (left) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("writing " + path.string(), errno);
+    }
+    p += n;
+    left -= size_t(n);
+  }
+  return {};
+}
+
+}  // namespace
 
 namespace fs = std::filesystem;
 
@@ -80,18 +99,7 @@ Result<BlobStore::Writer> BlobStore::writer() const {
 Result<void> BlobStore::Writer::write(std::span<const uint8_t> bytes) {
   hash_.update(bytes.data(), bytes.size());
   size_ += bytes.size();
-  const uint8_t* p = bytes.data();
-  size_t left = bytes.size();
-  while (left) {
-    ssize_t n = ::write(file_.fd(), p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("writing " + file_.path().string(), errno);
-    }
-    p += n;
-    left -= size_t(n);
-  }
-  return {};
+  return write_all(file_.fd(), bytes, file_.path());
 }
 
 Result<std::string> BlobStore::Writer::commit(std::string_view expected, std::string_view what) {
@@ -152,18 +160,7 @@ Result<void> BlobStore::Download::open_partial() {
 Result<void> BlobStore::Download::write(std::span<const uint8_t> bytes) {
   hash_.update(bytes.data(), bytes.size());
   size_ += bytes.size();
-  const uint8_t* p = bytes.data();
-  size_t left = bytes.size();
-  while (left) {
-    ssize_t n = ::write(fd_, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("writing " + partial_.string(), errno);
-    }
-    p += n;
-    left -= size_t(n);
-  }
-  return {};
+  return write_all(fd_, bytes, partial_);
 }
 
 Result<void> BlobStore::Download::restart() {
