@@ -134,7 +134,8 @@ Result<void> MachineStore::insert_volume(const VolumeRow& volume) {
   if (volume.id.empty())
     return make_error(Errc::invalid_argument, "creating volume " + volume.name + ": it has no id");
   if (!valid_volume_name(volume.name))
-    return make_error(Errc::invalid_argument, "volume name \"" + volume.name + "\" is not valid: use 1-30 of a-z, 0-9 and _");
+    return make_error(Errc::invalid_argument,
+                      "volume name \"" + volume.name + "\" is not valid: use 1-30 of a-z, 0-9 and _");
   FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
   FLICK_TRY_ASSIGN(Stmt app, Stmt::prepare(op, "SELECT 1 FROM apps WHERE name = ?"));
   FLICK_TRY_ASSIGN(bool app_found, app.bind(volume.app).step());

@@ -37,6 +37,11 @@ bool valid_app_name(std::string_view n) {
   });
 }
 
+Error bad_app_name(std::string_view name) {
+  return make_error(Errc::invalid_argument,
+                    "app name \"" + std::string(name) + "\" is not valid: use 1-63 of a-z, 0-9 and -");
+}
+
 Error app_not_found(std::string_view app) {
   return make_error(Errc::not_found, "app " + std::string(app) + " not found");
 }
@@ -125,7 +130,7 @@ Result<void> MachineStore::create_app(const AppRow& app) {
   ConnLock lock(db_);
   Op op{db_, "creating app " + app.name};
   if (!valid_app_name(app.name))
-    return make_error(Errc::invalid_argument, "app name \"" + app.name + "\" is not valid: use 1-63 of a-z, 0-9 and -");
+    return bad_app_name(app.name);
   FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
   FLICK_TRY_ASSIGN(Stmt st, Stmt::prepare(op, "INSERT INTO apps (name, org_slug, created_at) VALUES (?, ?, ?)"));
   st.bind(app.name).bind(app.org_slug.empty() ? "personal" : app.org_slug)
@@ -142,7 +147,7 @@ Result<void> MachineStore::ensure_app(std::string_view name) {
   ConnLock lock(db_);
   Op op{db_, "creating app " + std::string(name)};
   if (!valid_app_name(name))
-    return make_error(Errc::invalid_argument, "app name \"" + std::string(name) + "\" is not valid: use 1-63 of a-z, 0-9 and -");
+    return bad_app_name(name);
   FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
   FLICK_TRY_ASSIGN(Stmt st, Stmt::prepare(op, "INSERT OR IGNORE INTO apps (name, org_slug, created_at) "
                                               "VALUES (?, 'personal', ?)"));
@@ -300,7 +305,8 @@ Result<std::vector<MachineRow>> MachineStore::list_machines(const MachineFilter&
 Result<MachineRow> MachineStore::transition(const Transition& t) {
   ConnLock lock(db_);
   Op op{db_, "moving machine " + t.machine_id + " to " + t.to};
-  if (t.to.empty()) return make_error(Errc::invalid_argument, "moving machine " + t.machine_id + ": no state to move to");
+  if (t.to.empty())
+    return make_error(Errc::invalid_argument, "moving machine " + t.machine_id + ": no state to move to");
   FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
   FLICK_TRY_ASSIGN(MachineRow m, load_machine(op, t.machine_id));
   bool may_leave = t.from.empty() ? m.state != "destroyed"
