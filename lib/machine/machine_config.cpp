@@ -1,4 +1,4 @@
-// MachineConfig::validate and the names of the machine enums.
+// MachineConfig::validate. The names of the machine enums are in lib/store.
 #include <flick/machine.h>
 
 #include "machine/volume.h"
@@ -6,41 +6,6 @@
 #include <filesystem>
 
 namespace flick {
-
-const char* to_string(MachineState state) noexcept {
-  switch (state) {
-    case MachineState::created: return "created";
-    case MachineState::starting: return "starting";
-    case MachineState::started: return "started";
-    case MachineState::stopping: return "stopping";
-    case MachineState::stopped: return "stopped";
-    case MachineState::failed: return "failed";
-    case MachineState::destroying: return "destroying";
-    case MachineState::destroyed: return "destroyed";
-  }
-  return "unknown";
-}
-
-const char* to_string(RestartPolicy policy) noexcept {
-  switch (policy) {
-    case RestartPolicy::no: return "no";
-    case RestartPolicy::always: return "always";
-    case RestartPolicy::on_failure: return "on-failure";
-  }
-  return "unknown";
-}
-
-const char* to_string(MachineEventType type) noexcept {
-  switch (type) {
-    case MachineEventType::launch: return "launch";
-    case MachineEventType::start: return "start";
-    case MachineEventType::exit: return "exit";
-    case MachineEventType::stop: return "stop";
-    case MachineEventType::restart: return "restart";
-    case MachineEventType::destroy: return "destroy";
-  }
-  return "unknown";
-}
 
 namespace {
 
