@@ -1,7 +1,8 @@
-// MachineConfig::validate. The names of the machine enums are in lib/store.
+// MachineConfig::validate. The names of the machine enums and the JSON form are in lib/store.
 #include <flick/machine.h>
 
 #include "machine/volume.h"
+#include "store/machine_config_json.h"
 
 #include <filesystem>
 
@@ -34,6 +35,8 @@ bool clean_absolute(const std::string& p) {
 Result<void> MachineConfig::validate() const {
   if (image.empty()) return invalid("image", "is required");
   if (auto ref = ImageReference::parse(image); !ref) return invalid("image", ref.error().message);
+  if (guest.cpu_kind != "shared" && guest.cpu_kind != "performance")
+    return invalid("guest.cpu_kind", "'" + guest.cpu_kind + "' is not shared or performance");
   if (guest.cpus < 1 || guest.cpus > 254)
     return invalid("guest.cpus", std::to_string(guest.cpus) + " is not in 1..254");
   if (guest.memory_mb < 64 || guest.memory_mb > (1u << 20))
@@ -43,6 +46,9 @@ Result<void> MachineConfig::validate() const {
   for (const auto& arg : guest.kernel_args)
     if (has_nul(arg) || arg.find_first_of("\n") != std::string::npos)
       return invalid("guest.kernel_args", "an argument contains a NUL or newline");
+  for (const auto& arg : init.kernel_args)
+    if (has_nul(arg) || arg.find_first_of("\n") != std::string::npos)
+      return invalid("init.kernel_args", "an argument contains a NUL or newline");
   for (const auto& [key, value] : env)
     if (key.empty() || key.find('=') != std::string::npos || has_nul(key) || has_nul(value))
       return invalid("env", "bad variable name '" + key + "'");
@@ -74,7 +80,7 @@ Result<void> MachineConfig::validate() const {
   if (start_timeout.count() <= 0) return invalid("start_timeout", "must be positive");
   for (const auto& [key, value] : metadata)
     if (key.empty()) return invalid("metadata", "an empty key");
-  return {};
+  return store::check_json_fields(*this);
 }
 
 }  // namespace flick
