@@ -15,7 +15,8 @@
 //
 // Every method is safe to call from any thread, except a machine's own handlers (they run on
 // its threads: call back into it from elsewhere). Configs are plain values with Fly's field
-// names, so that a machine store and a daemon can keep them.
+// names, so that a machine store and a daemon can keep them: MachineConfig reads and writes
+// the JSON of Fly's Machines API (from_json, to_json).
 #pragma once
 
 #include <flick/export.h>
@@ -51,12 +52,15 @@ FLICK_API const char* to_string(MachineState state) noexcept;
 struct GuestConfig {
   uint32_t cpus = 1;         // 1..254
   uint32_t memory_mb = 256;  // >= 64
-  // Optional kernel override (bzImage or vmlinux); default: the Host's kernel. A custom
-  // kernel must have virtio-mmio, virtio-blk, virtio-vsock and ext4 built in or in
-  // `kernel_modules` (its lib/modules/<release> directory).
+  // flick extensions: a kernel (bzImage or vmlinux) instead of the Host's. It must have
+  // virtio-mmio, virtio-blk, virtio-vsock and ext4 built in or in `kernel_modules` (its
+  // lib/modules/<release> directory).
   std::string kernel;
   std::string kernel_modules;
   std::vector<std::string> kernel_args;  // appended to the kernel command line
+  // "shared" or "performance". Kept for Fly's sake: every vCPU is a host thread either way.
+  std::string cpu_kind = "shared";
+  bool operator==(const GuestConfig&) const = default;
 };
 
 // Fly's `init`: what runs in the machine. Unset fields come from the image config.
@@ -66,6 +70,11 @@ struct InitConfig {
   std::vector<std::string> cmd;         // replaces the image's Cmd
   std::string user;                     // flick extension: overrides the image's User
   std::string workdir;                  // flick extension: overrides the image's WorkingDir
+  // Fly's "allocate a TTY". Kept; flick-init always gives the program the console as its
+  // controlling terminal, so it changes nothing yet.
+  bool tty = false;
+  std::vector<std::string> kernel_args;  // appended to the kernel command line after guest's
+  bool operator==(const InitConfig&) const = default;
 };
 
 // Fly's `restart`.
@@ -77,20 +86,25 @@ struct RestartConfig {
   // on-failure: restarts after consecutive failed exits (non-zero code, signal, crash)
   // before the machine is left stopped.
   uint32_t max_retries = 3;
+  bool operator==(const RestartConfig&) const = default;
 };
 
 // Fly's `stop_config`: how stop() asks the program to end before it is killed.
 struct StopConfig {
   int signal = 2;  // SIGINT, as Fly
   std::chrono::milliseconds timeout{5000};
+  bool operator==(const StopConfig&) const = default;
 };
 
 // Fly's `mounts[]`: a volume of this Host mounted at `path` (absolute, not "/").
 struct MountConfig {
   std::string volume;
   std::string path;
+  bool operator==(const MountConfig&) const = default;
 };
 
+// Fly's MachineConfig. flick's extensions to Fly's schema: init.user, init.workdir,
+// guest.kernel, guest.kernel_modules and start_timeout.
 struct MachineConfig {
   std::string image;                          // an ImageReference (registry, oci:, ...)
   GuestConfig guest;
@@ -101,11 +115,43 @@ struct MachineConfig {
   bool auto_destroy = false;                  // destroy once the program exits and no restart follows
   StopConfig stop_config;
   std::map<std::string, std::string> metadata;
-  // How long a start may take to reach `started` before the machine is stopped and failed.
+  // flick extension: how long a start may take to reach `started` before the machine is
+  // stopped and failed.
   std::chrono::milliseconds start_timeout{60000};
+  // Fly's `services` as JSON text (an array), or empty: stored, and used by the networking
+  // work later.
+  std::string services_json;
+  // Fly fields flick accepts and keeps but does not implement yet: field path -> JSON text.
+  // Top-level ("checks", "dns", "files", "processes", "schedule", "statics", "metrics",
+  // "standbys", "rootfs", "containers", "volumes", "spot", "cache_drive", "size",
+  // "disable_machine_autostart") and within guest ("guest.max_memory_mb", "guest.gpus",
+  // "guest.gpu_kind", "guest.host_dedication_id", "guest.persist_rootfs"), init
+  // ("init.swap_size_mb"), restart ("restart.gpu_bid_price") and mounts ("mounts[0].name",
+  // "mounts[0].size_gb", ... "encrypted", "extend_threshold_percent", "add_size_gb",
+  // "size_gb_limit": the index is the mount's in `mounts`).
+  std::map<std::string, std::string> unimplemented;
 
   // Checks every field; the error names the first bad one ("guest.cpus: 0 is not in 1..254").
-  Result<void> validate() const;
+  FLICK_API Result<void> validate() const;
+
+  // Reads Fly's JSON (the `config` of a create or update request). An unknown field, a value
+  // of the wrong type or a malformed document fails (Errc::invalid_argument naming the
+  // field, e.g. "machine config: guest.cpuz: unknown field"; Errc::malformed for bad JSON).
+  // Each field kept in `unimplemented` adds a warning to *warnings ("checks: accepted and
+  // kept, but flick does not implement it yet"). Signals are names ("SIGTERM", "TERM") or
+  // numbers; durations Go's ("5s", "1m30s") or integer nanoseconds, in whole milliseconds.
+  // null is the same as an absent field. It does not validate(): callers do both.
+  FLICK_API static Result<MachineConfig> from_json(std::string_view json,
+                                                   std::vector<std::string>* warnings = nullptr);
+  // Compact JSON, keys in a fixed order. Always written: image, guest's cpu_kind, cpus and
+  // memory_mb, restart, auto_destroy and stop_config; the rest only when set (so a config
+  // that uses no flick extension is plain Fly JSON). Signals as names, durations as Go
+  // writes them ("1m30s"). to_json(from_json(x)) is x with those defaults filled in and
+  // nulls dropped; from_json(to_json(c)) == c when c passes validate() and its JSON texts
+  // are compact, as from_json stores them.
+  FLICK_API std::string to_json() const;
+
+  bool operator==(const MachineConfig&) const = default;
 };
 
 enum class MachineEventType { launch, start, exit, stop, restart, destroy };

@@ -150,6 +150,7 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   vc.initrd_append = {per_start};
   vc.cmdline = kBaseCmdline;
   for (const auto& arg : config.guest.kernel_args) vc.cmdline += " " + arg;
+  for (const auto& arg : config.init.kernel_args) vc.cmdline += " " + arg;
   vc.cpus = config.guest.cpus;
   vc.memory_mib = config.guest.memory_mb;
   vc.kvm_device = host->options.kvm_device;

@@ -1,46 +1,12 @@
-// MachineConfig::validate and the names of the machine enums.
+// MachineConfig::validate. The names of the machine enums and the JSON form are in lib/store.
 #include <flick/machine.h>
 
 #include "machine/volume.h"
+#include "store/machine_config_json.h"
 
 #include <filesystem>
 
 namespace flick {
-
-const char* to_string(MachineState state) noexcept {
-  switch (state) {
-    case MachineState::created: return "created";
-    case MachineState::starting: return "starting";
-    case MachineState::started: return "started";
-    case MachineState::stopping: return "stopping";
-    case MachineState::stopped: return "stopped";
-    case MachineState::failed: return "failed";
-    case MachineState::destroying: return "destroying";
-    case MachineState::destroyed: return "destroyed";
-  }
-  return "unknown";
-}
-
-const char* to_string(RestartPolicy policy) noexcept {
-  switch (policy) {
-    case RestartPolicy::no: return "no";
-    case RestartPolicy::always: return "always";
-    case RestartPolicy::on_failure: return "on-failure";
-  }
-  return "unknown";
-}
-
-const char* to_string(MachineEventType type) noexcept {
-  switch (type) {
-    case MachineEventType::launch: return "launch";
-    case MachineEventType::start: return "start";
-    case MachineEventType::exit: return "exit";
-    case MachineEventType::stop: return "stop";
-    case MachineEventType::restart: return "restart";
-    case MachineEventType::destroy: return "destroy";
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -69,6 +35,8 @@ bool clean_absolute(const std::string& p) {
 Result<void> MachineConfig::validate() const {
   if (image.empty()) return invalid("image", "is required");
   if (auto ref = ImageReference::parse(image); !ref) return invalid("image", ref.error().message);
+  if (guest.cpu_kind != "shared" && guest.cpu_kind != "performance")
+    return invalid("guest.cpu_kind", "'" + guest.cpu_kind + "' is not shared or performance");
   if (guest.cpus < 1 || guest.cpus > 254)
     return invalid("guest.cpus", std::to_string(guest.cpus) + " is not in 1..254");
   if (guest.memory_mb < 64 || guest.memory_mb > (1u << 20))
@@ -78,6 +46,9 @@ Result<void> MachineConfig::validate() const {
   for (const auto& arg : guest.kernel_args)
     if (has_nul(arg) || arg.find_first_of("\n") != std::string::npos)
       return invalid("guest.kernel_args", "an argument contains a NUL or newline");
+  for (const auto& arg : init.kernel_args)
+    if (has_nul(arg) || arg.find_first_of("\n") != std::string::npos)
+      return invalid("init.kernel_args", "an argument contains a NUL or newline");
   for (const auto& [key, value] : env)
     if (key.empty() || key.find('=') != std::string::npos || has_nul(key) || has_nul(value))
       return invalid("env", "bad variable name '" + key + "'");
@@ -109,7 +80,7 @@ Result<void> MachineConfig::validate() const {
   if (start_timeout.count() <= 0) return invalid("start_timeout", "must be positive");
   for (const auto& [key, value] : metadata)
     if (key.empty()) return invalid("metadata", "an empty key");
-  return {};
+  return store::check_json_fields(*this);
 }
 
 }  // namespace flick

@@ -101,6 +101,39 @@ TEST(MachineConfig, ValidatesEveryField) {
   c = good();
   c.start_timeout = std::chrono::milliseconds(0);
   expect_invalid(c, "start_timeout");
+  c = good();
+  c.guest.cpu_kind = "fast";
+  expect_invalid(c, "guest.cpu_kind");
+  c = good();
+  c.init.kernel_args = {"a\nb"};
+  expect_invalid(c, "init.kernel_args");
+}
+
+// The fields kept as JSON text hold JSON, and only the Fly fields flick keeps.
+TEST(MachineConfig, ValidatesTheFieldsKeptAsJson) {
+  auto c = good();
+  c.guest.cpu_kind = "performance";
+  c.services_json = R"([{"protocol":"tcp","internal_port":8080}])";
+  c.unimplemented = {{"checks", "{}"}, {"guest.gpus", "1"}, {"mounts[0].size_gb", "3"}};
+  EXPECT_TRUE(c.validate().ok()) << c.validate().error().message;
+  auto back = MachineConfig::from_json(c.to_json());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, c);
+  c = good();
+  c.services_json = R"({"protocol":"tcp"})";
+  expect_invalid(c, "services");
+  c = good();
+  c.services_json = "[";
+  expect_invalid(c, "services");
+  for (const char* key : {"foo", "guest.cpus", "guest.checks", "mounts[1].size_gb", "mounts[0].volume",
+                          "mounts[00].size_gb", "mounts[].size_gb"}) {
+    c = good();
+    c.unimplemented = {{key, "1"}};
+    expect_invalid(c, key);
+  }
+  c = good();
+  c.unimplemented = {{"checks", "{"}};
+  expect_invalid(c, "checks");
 }
 
 ImageConfig image_config() {
