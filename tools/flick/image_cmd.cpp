@@ -1,6 +1,6 @@
 // flick image pull|ls|rootfs|prune: the image cache from the command line.
-#include "args.h"
 #include "command.h"
+#include "shared.h"
 
 #include <flick/image.h>
 
@@ -9,36 +9,37 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace {
 
-void usage(FILE* out) {
-  std::fprintf(out,
-               "usage: flick image [--store DIR] [--insecure HOST:PORT]... <command>\n\n"
-               "  pull REF                      fetch an image into the cache\n"
-               "  ls                            list cached images\n"
-               "  rootfs REF -o FILE [--size SIZE] [--headroom SIZE]\n"
-               "                                build (or reuse) the image's ext4 rootfs, copy it to FILE\n"
-               "  prune                         remove unused blobs, rootfs images and leftovers\n\n"
-               "REF: busybox, library/alpine:3.19, localhost:5000/app@sha256:..., oci:DIR[:TAG],\n"
-               "     oci-archive:FILE[:TAG], docker-archive:FILE. SIZE: bytes, or with K, M, G suffix.\n"
-               "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
-               "(comma-separated hosts spoken to over plain http).\n"
-               "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
-               "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
-               "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
-               "/etc/docker/certs.d with such a directory.\n");
-}
+constexpr const char* kAbout =
+    "REF: busybox, library/alpine:3.19, localhost:5000/app@sha256:..., oci:DIR[:TAG],\n"
+    "     oci-archive:FILE[:TAG], docker-archive:FILE. SIZE: bytes, or with K, M, G suffix.\n"
+    "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
+    "(comma-separated hosts spoken to over plain http).\n"
+    "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
+    "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
+    "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
+    "/etc/docker/certs.d with such a directory.";
 
-bool parse_size(const char* s, uint64_t* out) {
+// SIZE: bytes, or with a K, M or G suffix (KiB, MB, ... too).
+bool parse_size(const std::string& arg, uint64_t* out) {
+  const char* s = arg.c_str();
+  if (!std::isdigit(static_cast<unsigned char>(*s))) return false;
   char* end = nullptr;
+  errno = 0;
   unsigned long long v = std::strtoull(s, &end, 10);
-  if (end == s) return false;
+  if (errno) return false;
   uint64_t mul = 1;
   switch (*end) {
     case 'k': case 'K': mul = 1ull << 10; ++end; break;
@@ -47,7 +48,7 @@ bool parse_size(const char* s, uint64_t* out) {
     default: break;
   }
   if (*end == 'i' || *end == 'B') ++end;
-  if (*end) return false;
+  if (*end || v > UINT64_MAX / mul) return false;
   *out = v * mul;
   return true;
 }
@@ -84,29 +85,49 @@ bool copy_sparse(const std::string& from, const std::string& to) {
   return ::close(out) == 0 && ok;
 }
 
-int image_main(int argc, char** argv) {
-  flick::StoreOptions opts = flick::cli::store_options_from_env();
-  std::filesystem::path store_dir = flick::ImageStore::default_dir();
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-'; ++i) {
-    if (!std::strcmp(argv[i], "--store") && i + 1 < argc) store_dir = argv[++i];
-    else if (!std::strcmp(argv[i], "--insecure") && i + 1 < argc) opts.insecure_registries.push_back(argv[++i]);
-    else if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-    else { usage(stderr); return 2; }
-  }
-  if (i >= argc) { usage(stderr); return 2; }
-  std::string cmd = argv[i++];
-  auto store = flick::ImageStore::open(store_dir, opts);
-  if (!store) return fail(store.error());
+// `flick image`'s own options, which its subcommands share.
+struct ImageOptions {
+  std::string store_dir;  // default: ImageStore::default_dir()
+  std::vector<std::string> insecure;
+};
 
-  if (cmd == "pull" && i + 1 == argc) {
-    auto r = store->pull(argv[i]);
+flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
+  flick::StoreOptions opts = flick::cli::store_options_from_env();
+  opts.insecure_registries.insert(opts.insecure_registries.end(), o.insecure.begin(), o.insecure.end());
+  return flick::ImageStore::open(
+      o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
+}
+
+// `--size`/`--headroom SIZE` into `*out`.
+CLI::Option* add_size(CLI::App& app, const std::string& name, uint64_t* out, const std::string& help) {
+  return flick::cli::add_value(
+      app, name, "SIZE",
+      [=](const std::string& v) {
+        if (!parse_size(v, out)) flick::cli::usage_error(name + " takes bytes or a K, M, G size, not '" + v + "'");
+      },
+      help);
+}
+
+void add_pull(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  auto* pull = image.add_subcommand("pull", "fetch an image into the cache");
+  auto ref = std::make_shared<std::string>();
+  pull->add_option("REF", *ref, "the image")->required()->type_name("");
+  flick::cli::set_action(pull, [o, ref] {
+    auto store = open_store(*o);
+    if (!store) return fail(store.error());
+    auto r = store->pull(*ref);
     if (!r) return fail(r.error());
     std::printf("%s %s (%llu bytes)\n", r->reference.c_str(), r->image_digest.c_str(),
                 static_cast<unsigned long long>(r->blob_bytes));
     return 0;
-  }
-  if (cmd == "ls" && i == argc) {
+  });
+}
+
+void add_ls(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  auto* ls = image.add_subcommand("ls", "list cached images");
+  flick::cli::set_action(ls, [o] {
+    auto store = open_store(*o);
+    if (!store) return fail(store.error());
     auto r = store->list();
     if (!r) return fail(r.error());
     std::printf("%-50s %-20s %12s %s\n", "REFERENCE", "DIGEST", "BLOB BYTES", "ROOTFS");
@@ -114,38 +135,67 @@ int image_main(int argc, char** argv) {
       std::printf("%-50s %-20s %12llu %zu\n", img.reference.c_str(), img.image_digest.substr(0, 19).c_str(),
                   static_cast<unsigned long long>(img.blob_bytes), img.rootfs.size());
     return 0;
-  }
-  if (cmd == "rootfs" && i < argc) {
-    std::string ref = argv[i++], output;
-    flick::RootfsOptions ro;
-    for (; i < argc; ++i) {
-      if (!std::strcmp(argv[i], "-o") && i + 1 < argc) output = argv[++i];
-      else if (!std::strcmp(argv[i], "--size") && i + 1 < argc && parse_size(argv[i + 1], &ro.size_bytes)) ++i;
-      else if (!std::strcmp(argv[i], "--headroom") && i + 1 < argc && parse_size(argv[i + 1], &ro.headroom_bytes)) ++i;
-      else { usage(stderr); return 2; }
-    }
-    if (output.empty()) { usage(stderr); return 2; }
-    auto r = store->rootfs(ref, ro);
+  });
+}
+
+void add_rootfs(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  struct Args {
+    std::string ref, output;
+    flick::RootfsOptions rootfs;
+  };
+  auto a = std::make_shared<Args>();
+  auto* rootfs = image.add_subcommand("rootfs", "build (or reuse) the image's ext4 rootfs, copy it to FILE");
+  rootfs->add_option("REF", a->ref, "the image")->required()->type_name("");
+  rootfs->add_option("-o,--output", a->output, "where the copy goes")->required()->type_name("FILE");
+  add_size(*rootfs, "--size", &a->rootfs.size_bytes, "the image's size (default: its content plus the headroom)");
+  add_size(*rootfs, "--headroom", &a->rootfs.headroom_bytes, "free space left for the guest (default 256M)");
+  flick::cli::set_action(rootfs, [o, a] {
+    auto store = open_store(*o);
+    if (!store) return fail(store.error());
+    auto r = store->rootfs(a->ref, a->rootfs);
     if (!r) return fail(r.error());
-    if (!copy_sparse(r->path, output)) {
-      std::fprintf(stderr, "flick image: copying %s to %s: %s\n", r->path.c_str(), output.c_str(), std::strerror(errno));
+    if (!copy_sparse(r->path, a->output)) {
+      std::fprintf(stderr, "flick image: copying %s to %s: %s\n", r->path.c_str(), a->output.c_str(),
+                   std::strerror(errno));
       return 1;
     }
-    std::printf("%s %s (%llu bytes)\n", output.c_str(), r->image_digest.c_str(),
+    std::printf("%s %s (%llu bytes)\n", a->output.c_str(), r->image_digest.c_str(),
                 static_cast<unsigned long long>(r->size_bytes));
     return 0;
-  }
-  if (cmd == "prune" && i == argc) {
+  });
+}
+
+void add_prune(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  auto* prune = image.add_subcommand("prune", "remove unused blobs, rootfs images and leftovers");
+  flick::cli::set_action(prune, [o] {
+    auto store = open_store(*o);
+    if (!store) return fail(store.error());
     auto r = store->prune();
     if (!r) return fail(r.error());
     std::printf("removed %llu files, %llu bytes\n", static_cast<unsigned long long>(r->files_removed),
                 static_cast<unsigned long long>(r->bytes_freed));
     return 0;
-  }
-  usage(stderr);
-  return 2;
+  });
+}
+
+void add_image_command(CLI::App& flick) {
+  auto o = std::make_shared<ImageOptions>();
+  auto* image = flick.add_subcommand("image", "pull images and build their ext4 root filesystems");
+  image->require_subcommand(1);
+  image->footer(kAbout);
+  image->add_option("--store", o->store_dir, "the image cache (default $FLICK_HOME, else $XDG_CACHE_HOME/flick)")
+      ->type_name("DIR");
+  image->add_option("--insecure", o->insecure, "also speak plain http to this registry (repeatable)")
+      ->type_name("HOST:PORT")
+      ->allow_extra_args(false);
+  add_pull(*image, o);
+  add_ls(*image, o);
+  add_rootfs(*image, o);
+  add_prune(*image, o);
+  // `flick image pull --store DIR REF` as well as `flick image --store DIR pull REF`.
+  for (auto* sub : image->get_subcommands({})) sub->fallthrough();
 }
 
 }  // namespace
 
-FLICK_COMMAND("image", "pull images and build their ext4 root filesystems", image_main);
+FLICK_COMMAND("image", add_image_command);

@@ -1,7 +1,7 @@
 // flick machine run: create, start, wait for, stop and (with --rm) destroy one machine,
 // streaming its console and exiting with its program's exit code.
-#include "args.h"
 #include "command.h"
+#include "shared.h"
 
 #include <flick/machine.h>
 
@@ -12,53 +12,30 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace {
 
+using flick::cli::add_number;
+using flick::cli::add_value;
+using flick::cli::add_values;
 using flick::cli::parse_uint;
+using flick::cli::usage_error;
 using flick::cli::write_all;
 
-constexpr const char* kUsage =
-    "usage: flick machine run IMAGE [options] [-- CMD ARG...]\n"
-    "\n"
+constexpr const char* kAbout =
     "Runs IMAGE as a microVM until its program exits, streaming the console to stdout, and\n"
     "exits with the program's exit code (128+N if signal N ended it, 125 if flick failed).\n"
-    "\n"
-    "  --cpus N                 vCPUs (default 1)\n"
-    "  --memory MB              guest memory (default 256)\n"
-    "  -e, --env K=V            set an environment variable (repeatable)\n"
-    "  -v, --volume VOL:/PATH   mount volume VOL at PATH, creating it (1 GB) if needed\n"
-    "  --user USER              run as USER (name, uid, name:group or uid:gid)\n"
-    "  --workdir DIR            working directory\n"
-    "  --entrypoint PROG        replace the image's entrypoint\n"
-    "  --restart POLICY         no (default), always, on-failure[:MAX_RETRIES]\n"
-    "  --stop-signal N          signal stop() sends first (default 2, SIGINT)\n"
-    "  --stop-timeout SECONDS   then SIGKILL after this long (default 5)\n"
-    "  --start-timeout SECONDS  fail if the program has not started by then (default 60)\n"
-    "  --rm                     destroy the machine when it stops\n"
-    "  --no-network             no link to the host (default: one when flick may create TAPs)\n"
-    "  --name NAME              the machine's name\n"
-    "  --kernel PATH            guest kernel (bzImage, vmlinux or an unpacked kernel package)\n"
-    "  --kernel-modules DIR     its lib/modules/<release>\n"
-    "  --kernel-arg ARG         append to the kernel command line (repeatable)\n"
-    "  --state-dir DIR          machines and volumes (default $FLICK_STATE_DIR, ~/.local/state/flick)\n"
-    "  --timings                print where the start's time went\n"
-    "\n"
-    "SIGINT/SIGTERM stop the machine gracefully; a second one kills it.\n";
+    "CMD follows \"--\" (or is the first argument after IMAGE that is not an option) and takes\n"
+    "the rest of the line, options and all.\n"
+    "SIGINT/SIGTERM stop the machine gracefully; a second one kills it.";
 
 constexpr int kFlickFailed = 125;
 
 std::atomic<int> g_signals{0};
-
-int usage_error(const std::string& what) {
-  std::fprintf(stderr, "flick machine run: %s\n", what.c_str());
-  return 2;
-}
 
 // The exit code `flick machine run` reports for how the machine ended.
 int exit_code_of(const flick::Machine& m) {
@@ -78,111 +55,25 @@ struct Options {
   flick::MachineConfig config;
   std::string name;
   bool rm = false;
+  bool no_network = false;
   bool timings = false;
 };
 
-// Parses everything after "run"; returns -1 on success, else the exit code.
-int parse(int argc, char** argv, Options* o) {
-  auto& c = o->config;
-  bool cmd = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (cmd) {
-      c.init.cmd.push_back(a);
-      continue;
-    }
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    auto need = [&](const char* v) {
-      if (!v) std::fprintf(stderr, "flick machine run: %s needs a value\n", a.c_str());
-      return v != nullptr;
-    };
-    uint64_t n = 0;
-    const char* v = nullptr;
-    if (a == "--") {
-      cmd = true;
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--rm") {
-      o->rm = true;
-    } else if (a == "--no-network") {
-      o->host.network = flick::HostOptions::Networking::none;
-    } else if (a == "--timings") {
-      o->timings = true;
-    } else if (a == "--cpus") {
-      if (!need(v = value()) || !parse_uint(v, 254, &n)) return usage_error("--cpus takes 1 to 254");
-      c.guest.cpus = static_cast<uint32_t>(n);
-    } else if (a == "--memory") {
-      if (!need(v = value()) || !parse_uint(v, 1u << 20, &n)) return usage_error("--memory takes megabytes");
-      c.guest.memory_mb = static_cast<uint32_t>(n);
-    } else if (a == "-e" || a == "--env") {
-      if (!need(v = value())) return 2;
-      const char* eq = std::strchr(v, '=');
-      if (!eq) return usage_error(std::string("--env takes K=V, not '") + v + "'");
-      c.env[std::string(v, eq)] = eq + 1;
-    } else if (a == "-v" || a == "--volume") {
-      if (!need(v = value())) return 2;
-      const char* colon = std::strchr(v, ':');
-      if (!colon) return usage_error(std::string("--volume takes VOL:/PATH, not '") + v + "'");
-      c.mounts.push_back({std::string(v, colon), colon + 1});
-    } else if (a == "--user") {
-      if (!need(v = value())) return 2;
-      c.init.user = v;
-    } else if (a == "--workdir") {
-      if (!need(v = value())) return 2;
-      c.init.workdir = v;
-    } else if (a == "--entrypoint") {
-      if (!need(v = value())) return 2;
-      c.init.entrypoint = {v};
-    } else if (a == "--restart") {
-      if (!need(v = value())) return 2;
-      std::string p = v;
-      if (p == "no") c.restart.policy = flick::RestartPolicy::no;
-      else if (p == "always") c.restart.policy = flick::RestartPolicy::always;
-      else if (p.rfind("on-failure", 0) == 0) {
-        c.restart.policy = flick::RestartPolicy::on_failure;
-        if (p.size() > 10 && (p[10] != ':' || !parse_uint(p.c_str() + 11, 1000, &n)))
-          return usage_error("--restart on-failure takes :MAX_RETRIES (0 to 1000)");
-        if (p.size() > 10) c.restart.max_retries = static_cast<uint32_t>(n);
-      } else {
-        return usage_error("--restart takes no, always or on-failure[:N]");
-      }
-    } else if (a == "--stop-signal") {
-      if (!need(v = value()) || !parse_uint(v, 64, &n) || n == 0) return usage_error("--stop-signal takes 1 to 64");
-      c.stop_config.signal = static_cast<int>(n);
-    } else if (a == "--stop-timeout") {
-      if (!need(v = value()) || !parse_uint(v, 86400, &n)) return usage_error("--stop-timeout takes seconds");
-      c.stop_config.timeout = std::chrono::seconds(n);
-    } else if (a == "--start-timeout") {
-      if (!need(v = value()) || !parse_uint(v, 86400, &n) || n == 0) return usage_error("--start-timeout takes seconds");
-      c.start_timeout = std::chrono::seconds(n);
-    } else if (a == "--name") {
-      if (!need(v = value())) return 2;
-      o->name = v;
-    } else if (a == "--kernel") {
-      if (!need(v = value())) return 2;
-      o->host.kernel = v;
-    } else if (a == "--kernel-modules") {
-      if (!need(v = value())) return 2;
-      o->host.kernel_modules = v;
-    } else if (a == "--kernel-arg") {
-      if (!need(v = value())) return 2;
-      c.guest.kernel_args.push_back(v);
-    } else if (a == "--state-dir") {
-      if (!need(v = value())) return 2;
-      o->host.state_dir = v;
-    } else if (!a.empty() && a[0] == '-') {
-      return usage_error("unknown option '" + a + "'\n" + kUsage);
-    } else if (c.image.empty()) {
-      c.image = a;
-    } else {
-      c.init.cmd.push_back(a);  // `flick machine run IMAGE CMD...` without "--"
-      cmd = true;
-    }
+// --restart no|always|on-failure[:MAX_RETRIES]
+void parse_restart(const std::string& p, flick::RestartConfig* r) {
+  uint64_t n = 0;
+  if (p == "no") {
+    r->policy = flick::RestartPolicy::no;
+  } else if (p == "always") {
+    r->policy = flick::RestartPolicy::always;
+  } else if (p.rfind("on-failure", 0) == 0) {
+    r->policy = flick::RestartPolicy::on_failure;
+    if (p.size() > 10 && (p[10] != ':' || !parse_uint(p.substr(11), 1000, &n)))
+      usage_error("--restart on-failure takes :MAX_RETRIES (0 to 1000), not '" + p + "'");
+    if (p.size() > 10) r->max_retries = static_cast<uint32_t>(n);
+  } else {
+    usage_error("--restart takes no, always or on-failure[:N], not '" + p + "'");
   }
-  if (c.image.empty()) return usage_error(std::string("an IMAGE is required\n") + kUsage);
-  o->host.images = flick::cli::store_options_from_env();
-  return -1;
 }
 
 // Creates the volumes named in the mounts that do not exist yet.
@@ -210,10 +101,10 @@ void print_timings(const flick::Machine& m) {
   std::fprintf(stderr, " (from start())\n");
 }
 
-int machine_run(int argc, char** argv) {
-  Options o;
-  if (int rc = parse(argc, argv, &o); rc >= 0) return rc;
+int machine_run(Options& o) {
   o.config.auto_destroy = o.rm;
+  if (o.no_network) o.host.network = flick::HostOptions::Networking::none;
+  o.host.images = flick::cli::store_options_from_env();
 
   auto host = flick::Host::open(o.host);
   if (!host) return std::fprintf(stderr, "flick: %s\n", host.error().describe().c_str()), kFlickFailed;
@@ -280,12 +171,107 @@ int machine_run(int argc, char** argv) {
   return rc;
 }
 
-int machine_command(int argc, char** argv) {
-  if (argc >= 2 && !std::strcmp(argv[1], "run")) return machine_run(argc - 1, argv + 1);
-  std::fputs(kUsage, argc >= 2 && !std::strcmp(argv[1], "--help") ? stdout : stderr);
-  return 2;
+void add_run(CLI::App& machine) {
+  auto o = std::make_shared<Options>();
+  flick::MachineConfig& c = o->config;
+  auto* run = machine.add_subcommand("run", "run IMAGE as a microVM until its program exits");
+  run->footer(kAbout);
+
+  // CMD. The first argument after IMAGE that is not an option ends CLI11's parse of this
+  // command (a prefix command): it and the rest of the line are left, unparsed, in remaining(),
+  // so CMD may have options of its own. The CMD positional never takes a value (its check
+  // refuses every one, and validate_positionals() makes CLI11 pass over it); it names CMD in
+  // --help and keeps a "--" after IMAGE inside this command, where CLI11 would otherwise hand
+  // the rest of the line back to `flick machine`, having no positional left to fill.
+  run->prefix_command();
+  run->validate_positionals();
+  run->add_option("IMAGE", c.image, "the image: busybox, localhost:5000/app:1, oci:DIR[:TAG], ...")
+      ->required()
+      ->type_name("");
+  run->add_option("CMD")
+      ->description("the program and its arguments (default: the image's)")
+      ->expected(1, CLI::detail::expected_max_vector_size)
+      ->type_name("")
+      ->check(CLI::Validator([](const std::string&) { return std::string("taken unparsed"); }, ""));
+
+  add_number(*run, "--cpus", "N", &c.guest.cpus, 1, 254, "1 to 254", "vCPUs (default 1)");
+  add_number(*run, "--memory", "MB", &c.guest.memory_mb, 0, 1u << 20, "megabytes", "guest memory (default 256)");
+  add_values(
+      *run, "-e,--env", "K=V",
+      [&c](const std::string& v) {
+        auto eq = v.find('=');
+        if (eq == std::string::npos) usage_error("--env takes K=V, not '" + v + "'");
+        c.env[v.substr(0, eq)] = v.substr(eq + 1);
+      },
+      "set an environment variable (repeatable)");
+  add_values(
+      *run, "-v,--volume", "VOL:/PATH",
+      [&c](const std::string& v) {
+        auto colon = v.find(':');
+        if (colon == std::string::npos) usage_error("--volume takes VOL:/PATH, not '" + v + "'");
+        c.mounts.push_back({v.substr(0, colon), v.substr(colon + 1)});
+      },
+      "mount volume VOL at PATH, creating it (1 GB) if needed (repeatable)");
+  run->add_option("--user", c.init.user, "run as USER (name, uid, name:group or uid:gid)")->type_name("USER");
+  run->add_option("--workdir", c.init.workdir, "working directory")->type_name("DIR");
+  add_value(
+      *run, "--entrypoint", "PROG", [&c](const std::string& v) { c.init.entrypoint = {v}; },
+      "replace the image's entrypoint");
+  add_value(
+      *run, "--restart", "POLICY", [&c](const std::string& v) { parse_restart(v, &c.restart); },
+      "no (default), always, on-failure[:MAX_RETRIES]");
+  add_number(*run, "--stop-signal", "N", &c.stop_config.signal, 1, 64, "1 to 64",
+             "signal stop() sends first (default 2, SIGINT)");
+  add_value(
+      *run, "--stop-timeout", "SECONDS",
+      [&c](const std::string& v) {
+        uint64_t n = 0;
+        if (!parse_uint(v, 86400, &n)) usage_error("--stop-timeout takes seconds, not '" + v + "'");
+        c.stop_config.timeout = std::chrono::seconds(n);
+      },
+      "then SIGKILL after this long (default 5)");
+  add_value(
+      *run, "--start-timeout", "SECONDS",
+      [&c](const std::string& v) {
+        uint64_t n = 0;
+        if (!parse_uint(v, 86400, &n) || n == 0) usage_error("--start-timeout takes seconds, not '" + v + "'");
+        c.start_timeout = std::chrono::seconds(n);
+      },
+      "fail if the program has not started by then (default 60)");
+  run->add_flag("--rm", o->rm, "destroy the machine when it stops");
+  run->add_flag("--no-network", o->no_network, "no link to the host (default: one when flick may create TAPs)");
+  run->add_option("--name", o->name, "the machine's name")->type_name("NAME");
+  run->add_option("--kernel", o->host.kernel, "guest kernel (bzImage, vmlinux or an unpacked kernel package)")
+      ->type_name("PATH");
+  run->add_option("--kernel-modules", o->host.kernel_modules, "its lib/modules/<release>")->type_name("DIR");
+  add_values(
+      *run, "--kernel-arg", "ARG", [&c](const std::string& v) { c.guest.kernel_args.push_back(v); },
+      "append to the kernel command line (repeatable)");
+  run->add_option("--state-dir", o->host.state_dir,
+                  "machines and volumes (default $FLICK_STATE_DIR, ~/.local/state/flick)")
+      ->type_name("DIR");
+  run->add_flag("--timings", o->timings, "print where the start's time went");
+
+  // After the options: CMD is what CLI11 left, less the "--" that began it. A word it left
+  // that looks like an option came before CMD, so it is one flick does not know.
+  run->parse_complete_callback([run, &c] {
+    auto rest = run->remaining();
+    if (!rest.empty() && rest[0] == "--") {
+      rest.erase(rest.begin());
+    } else if (!rest.empty() && rest[0][0] == '-') {
+      usage_error("unknown option '" + rest[0] + "'");
+    }
+    c.init.cmd = std::move(rest);
+  });
+  flick::cli::set_action(run, [o] { return machine_run(*o); });
+}
+
+void add_machine_command(CLI::App& flick) {
+  auto* machine = flick.add_subcommand("machine", "run an OCI image as a machine");
+  machine->require_subcommand(1);
+  add_run(*machine);
 }
 
 }  // namespace
 
-FLICK_COMMAND("machine", "run an OCI image as a machine", machine_command);
+FLICK_COMMAND("machine", add_machine_command);

@@ -3,42 +3,118 @@
 
 #include <flick/version.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
+#include <string>
 #include <vector>
 
 namespace flick::cli {
+namespace {
 
-static std::vector<Command>& commands() {
-  static std::vector<Command> c;
-  return c;
+struct Registered {
+  const char* name;
+  AddCommand add;
+};
+
+std::vector<Registered>& registry() {
+  static std::vector<Registered> r;
+  return r;
 }
 
-bool register_command(Command cmd) {
-  commands().push_back(cmd);
+// The action of the command given, set while the command line is parsed.
+std::function<int()>& chosen_action() {
+  static std::function<int()> a;
+  return a;
+}
+
+}  // namespace
+
+bool register_command(const char* name, AddCommand add) {
+  registry().push_back({name, add});
   return true;
+}
+
+void set_action(CLI::App* command, std::function<int()> action) {
+  command->callback([action = std::move(action)] { chosen_action() = action; });
 }
 
 }  // namespace flick::cli
 
-static void usage(FILE* out) {
-  std::fprintf(out, "usage: flick <command> [args...]\n\ncommands:\n");
-  for (const auto& c : flick::cli::commands()) std::fprintf(out, "  %-8s %s\n", c.name, c.summary);
-  std::fprintf(out, "  %-8s %s\n", "version", "print the version");
+namespace {
+
+constexpr const char* kVersion = "flick " FLICK_VERSION_STRING;
+
+// The command the parse reached: the subcommand given at each level.
+const CLI::App* reached(const CLI::App& flick) {
+  const CLI::App* at = &flick;
+  for (auto subs = at->get_subcommands(); !subs.empty(); subs = at->get_subcommands()) at = subs.front();
+  return at;
 }
 
+std::string path_of(const CLI::App* app) {
+  std::string path = app->get_name();
+  for (const CLI::App* p = app->get_parent(); p; p = p->get_parent()) path = p->get_name() + " " + path;
+  return path;
+}
+
+// What is wrong with the command line, in one line; `at` is the command the parse reached.
+std::string describe(const CLI::App* at, const CLI::ParseError& e) {
+  const bool group = at->get_require_subcommand_min() > 0;  // and none was given
+  const bool required = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr;
+  if (required || dynamic_cast<const CLI::ExtrasError*>(&e)) {
+    // An argument left over comes first: what is then missing is likely its consequence.
+    for (const CLI::App* app = at; app; app = app->get_parent()) {
+      auto extra = app->remaining();
+      if (extra.empty() || app->get_prefix_command()) continue;
+      if (extra[0][0] == '-') return "unknown option '" + extra[0] + "'";
+      return (app == at && group ? "unknown command '" : "unexpected argument '") + extra[0] + "'";
+    }
+    if (required && group && at->get_subcommands().empty()) {
+      std::string names;
+      for (const CLI::App* sub : at->get_subcommands({})) names += (names.empty() ? "" : ", ") + sub->get_name();
+      return "a command is required: " + names;
+    }
+  }
+  // CLI11's "--name: 1 required TYPE missing".
+  std::string message = e.what();
+  if (auto colon = message.find(": 1 required "); colon != std::string::npos && message.ends_with(" missing"))
+    return message.substr(0, colon) + " needs a value";
+  return message;
+}
+
+// One line naming the command and what is wrong, then where to look; exit 2.
+int usage_failure(const CLI::App& flick, const CLI::ParseError& e) {
+  const CLI::App* at = reached(flick);
+  std::fprintf(stderr, "%s: %s\nRun with --help for more information.\n", path_of(at).c_str(),
+               describe(at, e).c_str());
+  return flick::cli::kUsageError;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  if (!std::strcmp(argv[1], "version") || !std::strcmp(argv[1], "--version")) {
-    std::printf("flick %s\n", FLICK_VERSION_STRING);
+  CLI::App flick{"KVM microVMs running OCI images", "flick"};
+  // Subcommands copy these: an option given twice means its last value (lists take every one).
+  flick.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  flick.require_subcommand(1);
+  flick.set_version_flag("--version", kVersion, "print the version and exit");
+
+  auto& commands = flick::cli::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return std::string(a.name) < b.name; });
+  for (const auto& c : commands) c.add(flick);
+  flick::cli::set_action(flick.add_subcommand("version", "print the version"), [] {
+    std::printf("%s\n", kVersion);
     return 0;
+  });
+  flick.footer("Run a command with --help for its options.");  // after the commands: theirs are their own
+
+  try {
+    flick.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return flick.exit(e);  // --help, --version
+    return usage_failure(flick, e);
   }
-  for (const auto& c : flick::cli::commands())
-    if (!std::strcmp(argv[1], c.name)) return c.run(argc - 1, argv + 1);
-  std::fprintf(stderr, "flick: unknown command '%s'\n", argv[1]);
-  usage(stderr);
-  return 2;
+  const auto& action = flick::cli::chosen_action();
+  return action ? action() : 0;
 }

@@ -1,6 +1,6 @@
 // flick vm run: boot a kernel, stream its console, exit with how the guest ended.
-#include "args.h"
 #include "command.h"
+#include "shared.h"
 
 #include <flick/vm.h>
 
@@ -11,28 +11,26 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace {
 
-using flick::cli::parse_uint;
+using flick::cli::add_number;
+using flick::cli::add_value;
+using flick::cli::add_values;
 using flick::cli::split_commas;
+using flick::cli::usage_error;
 using flick::cli::write_all;
 
-constexpr const char* kUsage =
-    "usage: flick vm run --kernel PATH [--initrd PATH]... [--cmdline STR] [--cpus N]\n"
-    "                    [--memory MIB] [--disk PATH[,ro][,cow][,serial=S]]... [--net tap=NAME[,mac=M]]...\n"
-    "                    [--vsock PATH] [--no-rng] [--shared-memory] [--boot-time]\n"
-    "                    [--timeout SECONDS] [--kvm-device PATH]\n"
-    "\n"
-    "Boots PATH (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
+constexpr const char* kAbout =
+    "Boots the kernel (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
     "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n"
     "The KVM device is --kvm-device, else $FLICK_KVM_DEVICE, else /dev/kvm; it is opened\n"
-    "only once every input has been read and checked.\n";
+    "only once every input has been read and checked.";
 
 std::atomic<int> g_signal{0};
 
@@ -59,80 +57,16 @@ bool parse_net(const std::string& arg, flick::NetConfig* n) {
   return !n->tap.empty();
 }
 
-int vm_run(int argc, char** argv) {
+struct Options {
   flick::VmConfig cfg;
+  bool no_rng = false;
   bool boot_time = false;
   uint64_t timeout_s = 0;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "flick vm run: %s needs a value\n", name);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    uint64_t n = 0;
-    if (a == "--kernel") {
-      cfg.kernel = value("--kernel");
-    } else if (a == "--initrd") {
-      // Repeated --initrd archives are concatenated in order.
-      (cfg.initrd.empty() ? cfg.initrd : cfg.initrd_append.emplace_back()) = value("--initrd");
-    } else if (a == "--cmdline") {
-      cfg.cmdline = value("--cmdline");
-    } else if (a == "--cpus") {
-      if (!parse_uint(value("--cpus"), 254, &n) || n == 0) {
-        std::fprintf(stderr, "flick vm run: --cpus takes a number from 1 to 254\n");
-        return 2;
-      }
-      cfg.cpus = static_cast<uint32_t>(n);
-    } else if (a == "--memory") {
-      if (!parse_uint(value("--memory"), 1u << 20, &n)) {
-        std::fprintf(stderr, "flick vm run: --memory takes a size in MiB\n");
-        return 2;
-      }
-      cfg.memory_mib = n;
-    } else if (a == "--disk") {
-      flick::DiskConfig d;
-      if (!parse_disk(value("--disk"), &d)) {
-        std::fprintf(stderr, "flick vm run: --disk takes PATH[,ro][,cow][,serial=S]\n");
-        return 2;
-      }
-      cfg.disks.push_back(d);
-    } else if (a == "--net") {
-      flick::NetConfig net;
-      if (!parse_net(value("--net"), &net)) {
-        std::fprintf(stderr, "flick vm run: --net takes tap=NAME[,mac=aa:bb:cc:dd:ee:ff]\n");
-        return 2;
-      }
-      cfg.nets.push_back(net);
-    } else if (a == "--vsock") {
-      cfg.vsock = flick::VsockConfig{value("--vsock"), 3};
-    } else if (a == "--kvm-device") {
-      cfg.kvm_device = value("--kvm-device");
-    } else if (a == "--shared-memory") {
-      cfg.shared_memory = true;
-    } else if (a == "--no-rng") {
-      cfg.rng = false;
-    } else if (a == "--boot-time") {
-      boot_time = true;
-    } else if (a == "--timeout") {
-      if (!parse_uint(value("--timeout"), 86400 * 365, &timeout_s)) {
-        std::fprintf(stderr, "flick vm run: --timeout takes seconds\n");
-        return 2;
-      }
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "flick vm run: unknown argument '%s'\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-  }
-  if (cfg.kernel.empty()) {
-    std::fprintf(stderr, "flick vm run: --kernel is required\n%s", kUsage);
-    return 2;
-  }
+};
+
+int vm_run(Options& o) {
+  flick::VmConfig& cfg = o.cfg;
+  cfg.rng = !o.no_rng;
   cfg.console = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
 
   auto vm = flick::Vm::create(cfg);
@@ -172,16 +106,16 @@ int vm_run(int argc, char** argv) {
       (*vm)->stop();
       exit = (*vm)->wait();
       exit->detail = std::string("interrupted by signal ") + strsignal(g_signal);
-    } else if (timeout_s && std::chrono::steady_clock::now() - start > std::chrono::seconds(timeout_s)) {
+    } else if (o.timeout_s && std::chrono::steady_clock::now() - start > std::chrono::seconds(o.timeout_s)) {
       (*vm)->stop();
       exit = (*vm)->wait();
-      exit->detail = "timed out after " + std::to_string(timeout_s) + " s";
+      exit->detail = "timed out after " + std::to_string(o.timeout_s) + " s";
     }
   }
   done = true;
   input.join();
 
-  if (boot_time) {
+  if (o.boot_time) {
     auto t = (*vm)->timings();
     auto us = [](std::chrono::nanoseconds ns) { return static_cast<long long>(ns.count() / 1000); };
     if (t.boot_timer)
@@ -198,12 +132,61 @@ int vm_run(int argc, char** argv) {
   return 1;
 }
 
-int vm_command(int argc, char** argv) {
-  if (argc >= 2 && !std::strcmp(argv[1], "run")) return vm_run(argc - 1, argv + 1);
-  std::fputs(kUsage, argc >= 2 && !std::strcmp(argv[1], "--help") ? stdout : stderr);
-  return 2;
+void add_run(CLI::App& vm) {
+  auto o = std::make_shared<Options>();
+  flick::VmConfig& cfg = o->cfg;
+  auto* run = vm.add_subcommand("run", "boot a kernel, stream its console, exit with how the guest ended");
+  run->footer(kAbout);
+  run->add_option("--kernel", cfg.kernel, "the guest kernel: a bzImage or a vmlinux ELF")
+      ->required()
+      ->type_name("PATH");
+  add_values(
+      *run, "--initrd", "PATH",
+      [&cfg](const std::string& v) {
+        // Repeated --initrd archives are concatenated in order.
+        (cfg.initrd.empty() ? cfg.initrd : cfg.initrd_append.emplace_back()) = v;
+      },
+      "an initramfs (repeatable: the archives are concatenated in order)");
+  run->add_option("--cmdline", cfg.cmdline, "the kernel command line (default \"" + cfg.cmdline + "\")")
+      ->type_name("STR");
+  add_number(*run, "--cpus", "N", &cfg.cpus, 1, 254, "a number from 1 to 254", "vCPUs (default 1)");
+  add_number(*run, "--memory", "MIB", &cfg.memory_mib, 0, 1u << 20, "a size in MiB", "guest memory (default 256)");
+  add_values(
+      *run, "--disk", "PATH[,ro][,cow][,serial=S]",
+      [&cfg](const std::string& v) {
+        flick::DiskConfig d;
+        if (!parse_disk(v, &d)) usage_error("--disk takes PATH[,ro][,cow][,serial=S], not '" + v + "'");
+        cfg.disks.push_back(d);
+      },
+      "a virtio disk; ro: read-only, cow: writes go to a private overlay,\n"
+      "serial: the ID the guest reads (repeatable)");
+  add_values(
+      *run, "--net", "tap=NAME[,mac=M]",
+      [&cfg](const std::string& v) {
+        flick::NetConfig net;
+        if (!parse_net(v, &net)) usage_error("--net takes tap=NAME[,mac=aa:bb:cc:dd:ee:ff], not '" + v + "'");
+        cfg.nets.push_back(net);
+      },
+      "a virtio network device on TAP interface NAME (repeatable)");
+  add_value(
+      *run, "--vsock", "PATH", [&cfg](const std::string& v) { cfg.vsock = flick::VsockConfig{v, 3}; },
+      "a virtio-vsock device (guest CID 3) whose host side is the Unix socket PATH");
+  run->add_flag("--no-rng", o->no_rng, "no virtio-rng device");
+  run->add_flag("--shared-memory", cfg.shared_memory, "back guest memory with a memfd other processes can map");
+  run->add_flag("--boot-time", o->boot_time, "print how long the guest took to reach its boot timer");
+  add_number(*run, "--timeout", "SECONDS", &o->timeout_s, 0, 86400 * 365, "seconds",
+             "stop the guest after this long (default: never)");
+  run->add_option("--kvm-device", cfg.kvm_device, "the KVM device (default $FLICK_KVM_DEVICE, else /dev/kvm)")
+      ->type_name("PATH");
+  flick::cli::set_action(run, [o] { return vm_run(*o); });
+}
+
+void add_vm_command(CLI::App& flick) {
+  auto* vm = flick.add_subcommand("vm", "run a kernel in a VM (low level)");
+  vm->require_subcommand(1);
+  add_run(*vm);
 }
 
 }  // namespace
 
-FLICK_COMMAND("vm", "run a kernel in a VM (low level)", vm_command);
+FLICK_COMMAND("vm", add_vm_command);

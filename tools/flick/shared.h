@@ -1,4 +1,4 @@
-// Small helpers the subcommands share: numbers and lists from arguments, the image store's
+// What the commands share besides the command line (command.h): the image store's
 // environment, whole writes to a descriptor.
 #pragma once
 
@@ -7,23 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace flick::cli {
-
-// A decimal number in 0..max, the whole of `s`.
-inline bool parse_uint(const char* s, uint64_t max, uint64_t* out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno || !end || *end || end == s || *s == '-' || v > max) return false;
-  *out = v;
-  return true;
-}
 
 // Splits "a,b,c" on commas (empty parts kept).
 inline std::vector<std::string> split_commas(const std::string& s) {
