@@ -225,6 +225,8 @@ Result<void> MachineStore::insert_machine(const MachineRow& machine, const Event
   ins.bind(m.id).bind(m.name).bind(m.app).bind(m.region).bind(m.state).bind(m.config).bind(m.instance_id)
       .bind(m.version).bind(m.boot).bind(m.last_exit).bind(m.cordoned).bind(m.created_at_ms).bind(m.updated_at_ms);
   if (auto r = ins.run(); !r) {
+    if (is_constraint(ins, SQLITE_CONSTRAINT_UNIQUE) && r.error().message.find("machines_live_subnet") != std::string::npos)
+      return make_error(Errc::exists, "creating machine " + m.id + ": its network subnet is taken by another machine");
     if (is_constraint(ins, SQLITE_CONSTRAINT_UNIQUE)) return name_taken(m.name, m.app);
     if (is_constraint(ins, SQLITE_CONSTRAINT_CHECK)) return config_not_json(m.id);
     return r;

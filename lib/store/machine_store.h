@@ -141,7 +141,7 @@ class MachineStore {
 
   // Machines. insert_machine adds the row, its version 1 and `launch` in one transaction;
   // Errc::not_found for a missing app, Errc::exists for a name taken in the app or an id in
-  // use. Blanks are filled in: state "created", instance_id a new ULID, times now; `launch`
+  // use, or a network subnet (boot's network.subnet) a live machine has. Blanks are filled in: state "created", instance_id a new ULID, times now; `launch`
   // as in Transition::event.
   Result<void> insert_machine(const MachineRow& machine, const EventRow& launch);
   // By id, or by name within `app` (empty app: a name must be unique across apps, else

@@ -41,6 +41,10 @@ CREATE TABLE machines (
 );
 -- A name is free again once its machine is destroyed; the database itself enforces it.
 CREATE UNIQUE INDEX machines_live_name ON machines(app, name) WHERE state != 'destroyed';
+-- A live machine's /30 (boot.network.subnet) is its own.
+CREATE UNIQUE INDEX machines_live_subnet
+  ON machines(CASE WHEN json_valid(boot) THEN json_extract(boot, '$.network.subnet') END)
+  WHERE state != 'destroyed' AND boot != '';
 CREATE INDEX machines_app_name ON machines(app, name);
 CREATE INDEX machines_created ON machines(created_at, id);
 CREATE TABLE machine_versions (

@@ -244,6 +244,24 @@ TEST_F(MachineStoreMachines, NameIsTakenUntilItsMachineIsDestroyed) {
   EXPECT_EQ(e.message, "machine name db is taken in app web");
 }
 
+TEST_F(MachineStoreMachines, ALiveMachinesSubnetIsItsOwn) {
+  MachineStore s = open_store();
+  ASSERT_OK(s.ensure_app("web"));
+  auto with_subnet = [](std::string id, int subnet) {
+    MachineRow m = make_machine(id, id, "web");
+    m.boot = R"({"network":{"subnet":)" + std::to_string(subnet) + "}}";
+    return m;
+  };
+  ASSERT_OK(s.insert_machine(with_subnet("m1", 7), event("launch")));
+  Error e = ERROR_OF(s.insert_machine(with_subnet("m2", 7), event("launch")), Errc::exists);
+  EXPECT_NE(e.message.find("subnet is taken"), std::string::npos) << e.message;
+  ASSERT_OK(s.insert_machine(with_subnet("m2", 8), event("launch")));
+  ASSERT_OK(s.insert_machine(make_machine("m3", "m3", "web"), event("launch")));  // no network: no subnet
+  ASSERT_OK(s.insert_machine(make_machine("m4", "m4", "web"), event("launch")));
+  ASSERT_OK(s.transition({.machine_id = "m1", .to = "destroyed", .event = event("destroy")}));
+  ASSERT_OK(s.insert_machine(with_subnet("m5", 7), event("launch")));  // free again
+}
+
 TEST_F(MachineStoreMachines, ListFilters) {
   MachineStore s = open_store();
   ASSERT_OK(s.ensure_app("web"));
