@@ -3,7 +3,7 @@
 
 #include "machine/embedded_init.h"
 #include "machine/host_impl.h"
-#include "machine/host_network.h"
+#include "runner/host_network.h"
 #include "machine/initramfs.h"
 #include "machine/pvh_kernel.h"
 #include "base/log.h"
@@ -138,13 +138,13 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& config, Machi
     leases.push_back(std::move(lease).value());
   }
   std::optional<MachineNetwork> network;
-  std::optional<machine::SubnetLease> subnet;
+  std::optional<runner::SubnetLease> subnet;
   if (impl_->options.network != HostOptions::Networking::none) {
-    if (machine::can_create_taps()) {
+    if (runner::can_create_taps()) {
       uint32_t preferred = static_cast<uint32_t>(std::stoul(id.substr(0, 8), nullptr, 16));
-      auto lease = machine::lease_subnet(impl_->options.run_dir, preferred);
+      auto lease = runner::lease_subnet(impl_->options.run_dir, preferred);
       if (!lease) return std::move(lease).error().with_context("machine network");
-      network = machine::subnet_addresses(lease->index, "flk" + id.substr(0, 12));
+      network = runner::subnet_addresses(lease->index, "flk" + id.substr(0, 12));
       subnet = std::move(lease).value();
     } else if (impl_->options.network == HostOptions::Networking::required) {
       return make_error(Errc::unsupported,

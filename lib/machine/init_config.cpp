@@ -1,6 +1,6 @@
 #include "machine/init_config.h"
 
-#include "machine/guest_channel.h"
+#include "runner/guest_channel.h"
 
 #include <nlohmann/json.hpp>
 
@@ -60,7 +60,7 @@ std::string init_config_json(const std::string& hostname, const ProcessSpec& pro
     m.push_back({{"device", mount.device}, {"path", mount.path}, {"fstype", "ext4"}, {"options", "rw"}});
   j["process"] = {{"argv", process.argv}, {"env", process.env}, {"cwd", process.cwd}, {"user", process.user}};
   j["stop"] = {{"signal", stop.signal}, {"timeout_ms", stop.timeout.count()}};
-  j["vsock"] = {{"port", kEventPort}};
+  j["vsock"] = {{"port", runner::kEventPort}};
   if (network) {
     j["network"] = {{"interface", "eth0"},
                     {"address", network->guest_address + "/" + std::to_string(network->prefix)},

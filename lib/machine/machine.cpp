@@ -2,7 +2,7 @@
 #include <flick/machine.h>
 
 #include "base/log.h"
-#include "machine/guest_channel.h"
+#include "runner/guest_channel.h"
 #include "machine/initramfs.h"
 #include "machine/machine_impl.h"
 
@@ -42,7 +42,7 @@ bool running(MachineState s) {
 }
 
 std::string stop_command_for(const std::optional<StopConfig>& how) {
-  if (!how) return machine::stop_command();
+  if (!how) return runner::stop_command();
   return "{\"command\":\"stop\",\"signal\":" + std::to_string(how->signal) +
          ",\"timeout_ms\":" + std::to_string(how->timeout.count()) + "}\n";
 }
@@ -138,7 +138,7 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   auto r = std::make_shared<MachineRun>();
   r->began = began;
   FLICK_TRY_ASSIGN(r->wake, EventFd::create());
-  FLICK_TRY_ASSIGN(r->listener, machine::listen_unix(vsock_path.string() + "_" + std::to_string(machine::kEventPort)));
+  FLICK_TRY_ASSIGN(r->listener, runner::listen_unix(vsock_path.string() + "_" + std::to_string(runner::kEventPort)));
   {
     std::lock_guard lk(console_mu);
     console_tail.clear();
@@ -165,7 +165,7 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   if (!vm) return std::move(vm).error().with_context("machine " + id);
   r->vm = std::move(vm).value();
   if (network) {  // the VM has just made the TAP; it goes when the VM closes it
-    if (auto up = machine::configure_tap(*network); !up) return std::move(up).error().with_context("machine " + id);
+    if (auto up = runner::configure_tap(*network); !up) return std::move(up).error().with_context("machine " + id);
   }
   FLICK_TRY(r->vm->start());
   r->waiter = std::thread([run = r.get()] {
@@ -181,7 +181,7 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
 ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
   ExitStatus st;
   UniqueFd conn;
-  machine::LineSplitter splitter;
+  runner::LineSplitter splitter;
   std::string out;  // bytes for the guest not yet written
   bool started = false, got_exit = false, forced = false, stop_sent = false;
   int bad_lines = 0;
@@ -195,12 +195,12 @@ ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
     }
   };
   auto handle = [&](const std::string& line) {
-    auto ev = machine::parse_guest_event(line);
+    auto ev = runner::parse_guest_event(line);
     if (!ev) {  // the guest's word: note a few, never flood the log
       if (++bad_lines <= 3) LOG_WARN("machine %s: %s", id.c_str(), ev.error().describe().c_str());
       return;
     }
-    using Kind = machine::GuestEvent::Kind;
+    using Kind = runner::GuestEvent::Kind;
     switch (ev->kind) {
       case Kind::started: {
         if (started) return;
@@ -415,7 +415,7 @@ void Machine::Impl::supervise() {
 
 void Machine::Impl::remove_sockets() {
   ::unlink(vsock_path.c_str());
-  ::unlink((vsock_path.string() + "_" + std::to_string(machine::kEventPort)).c_str());
+  ::unlink((vsock_path.string() + "_" + std::to_string(runner::kEventPort)).c_str());
 }
 
 Result<void> Machine::Impl::remove_files() {
@@ -525,7 +525,7 @@ Result<void> Machine::signal(int signo) {
   std::lock_guard lk(d.mu);
   if (d.state != MachineState::started)
     return make_error(Errc::busy, "machine " + d.id + " is " + to_string(d.state) + ": its program is not running");
-  d.outbox += machine::signal_command(signo);
+  d.outbox += runner::signal_command(signo);
   d.wake_run();
   return {};
 }

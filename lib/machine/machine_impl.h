@@ -7,7 +7,7 @@
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "machine/host_impl.h"
-#include "machine/host_network.h"
+#include "runner/host_network.h"
 #include "machine/init_config.h"
 #include "machine/volume.h"
 
@@ -54,7 +54,7 @@ struct Machine::Impl {
   std::vector<machine::VolumeLease> volumes;
   MachineHandlers handlers;
   std::optional<MachineNetwork> network;        // set by Host::create, fixed after
-  std::optional<machine::SubnetLease> subnet;   // holds network's /30 until destroyed
+  std::optional<runner::SubnetLease> subnet;   // holds network's /30 until destroyed
 
   std::mutex lifecycle_mu;  // serialises start() and destroy(): they own `supervisor`
   std::thread supervisor;

@@ -2,8 +2,8 @@
 // config (checked by flick-init's own parser), guest events, volumes.
 #include <flick/machine.h>
 
-#include "machine/guest_channel.h"
-#include "machine/host_network.h"
+#include "runner/guest_channel.h"
+#include "runner/host_network.h"
 #include "machine/init_config.h"
 #include "machine/volume.h"
 #include "support/command.h"
@@ -18,6 +18,7 @@ namespace {
 
 using namespace flick;
 using namespace flick::machine;
+using namespace flick::runner;
 namespace fs = std::filesystem;
 using flick::testing::run_command;
 using flick::testing::TempDir;

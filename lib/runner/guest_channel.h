@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace flick::machine {
+namespace flick::runner {
 
 // The vsock port flick-init connects to; the VMM accepts it at `<uds>_10000`.
 inline constexpr uint32_t kEventPort = 10000;
@@ -46,6 +46,6 @@ std::string signal_command(int signo);
 
 // A listening Unix socket at `path` (the VMM's `<uds>_<port>`), non-blocking, replacing a
 // stale socket file. Fails with a clear error when the path is too long for sockaddr_un.
-Result<UniqueFd> listen_unix(const std::filesystem::path& path);
+Result<UniqueFd> listen_unix(const std::filesystem::path& path, int backlog = 1);
 
-}  // namespace flick::machine
+}  // namespace flick::runner

@@ -1,4 +1,4 @@
-#include "machine/guest_channel.h"
+#include "runner/guest_channel.h"
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-namespace flick::machine {
+namespace flick::runner {
 
 Result<GuestEvent> parse_guest_event(std::string_view line) {
   auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -64,7 +64,7 @@ std::string signal_command(int signo) {
   return "{\"command\":\"signal\",\"signal\":" + std::to_string(signo) + "}\n";
 }
 
-Result<UniqueFd> listen_unix(const std::filesystem::path& path) {
+Result<UniqueFd> listen_unix(const std::filesystem::path& path, int backlog) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   const std::string& p = path.native();
@@ -78,8 +78,8 @@ Result<UniqueFd> listen_unix(const std::filesystem::path& path) {
   ::unlink(p.c_str());  // a socket left by a VMM that was killed
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return sys_error("binding " + p, errno);
-  if (::listen(fd.get(), 1) != 0) return sys_error("listening on " + p, errno);
+  if (::listen(fd.get(), backlog) != 0) return sys_error("listening on " + p, errno);
   return fd;
 }
 
-}  // namespace flick::machine
+}  // namespace flick::runner

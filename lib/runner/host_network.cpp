@@ -1,4 +1,4 @@
-#include "machine/host_network.h"
+#include "runner/host_network.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 
 namespace fs = std::filesystem;
 
-namespace flick::machine {
+namespace flick::runner {
 
 namespace {
 
@@ -158,4 +158,4 @@ Result<void> configure_tap(const MachineNetwork& net) {
   return nl.request(std::move(link), "bringing " + net.tap + " up");
 }
 
-}  // namespace flick::machine
+}  // namespace flick::runner

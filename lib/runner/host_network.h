@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <string>
 
-namespace flick::machine {
+namespace flick::runner {
 
 // True when this process may create TAP devices (CAP_NET_ADMIN and /dev/net/tun).
 bool can_create_taps();
@@ -48,4 +48,4 @@ MachineNetwork subnet_addresses(uint32_t index, const std::string& tap);
 // Gives the TAP `name` the host's address of `net` and brings it up (rtnetlink).
 Result<void> configure_tap(const MachineNetwork& net);
 
-}  // namespace flick::machine
+}  // namespace flick::runner
