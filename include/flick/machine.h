@@ -1,22 +1,26 @@
 // flick::Machine — an OCI image run as a microVM with the lifecycle of Fly.io Machines.
 //
 // A Host is this computer as a place to run machines: the image cache, the guest kernel and
-// initramfs, volumes, and where machines keep their files. Host::create() validates a
-// MachineConfig, fetches the image and builds its root filesystem once; start() boots it with
-// flick-init as PID 1 and returns while it is `starting`; wait() follows it through its states:
+// initramfs, volumes, and the store (SQLite, in the state directory) where every machine of
+// every app is kept. Host::create() validates a MachineConfig, fetches the image and builds
+// its root filesystem once; start() boots it with flick-init as PID 1 and returns while it
+// is `starting`; wait() follows it through its states:
 //
 //   created -> starting -> started -> stopping -> stopped -> starting -> ... -> destroying -> destroyed
 //                      \-> failed (never reported started)       failed -> starting | destroying
 //
+// A started machine runs in a process of its own (flick-vmm), not in the one that started
+// it: it keeps running when that process exits, and any process that opens the same state
+// directory sees it (Host::get, Host::list) and can stop, signal, wait for or destroy it.
 // The machine stops by itself when its main program exits; then its restart policy applies
 // (a restart goes from stopping straight to starting, so `stopped` means it has settled).
 // The root filesystem is a blank slate on every start: a copy-on-write view of the cached
 // image. Volumes keep their data across starts and after the machine is destroyed.
 //
 // Every method is safe to call from any thread, except a machine's own handlers (they run on
-// its threads: call back into it from elsewhere). Configs are plain values with Fly's field
-// names, so that a machine store and a daemon can keep them: MachineConfig reads and writes
-// the JSON of Fly's Machines API (from_json, to_json).
+// its follower thread: call back into it from elsewhere). Configs are plain values with Fly's
+// field names, so that a machine store and a daemon can keep them: MachineConfig reads and
+// writes the JSON of Fly's Machines API (from_json, to_json).
 #pragma once
 
 #include <flick/export.h>
@@ -192,8 +196,9 @@ struct MachineNetwork {
   int prefix = 30;
 };
 
-// Console output (on a vCPU thread) and events (on the machine's supervisor thread, or on
-// the thread calling stop() or destroy() for the events those cause). Keep them short.
+// Console output and events, delivered on the handle's follower thread (it reads the
+// machine's console log and the store's events as they grow) in the order they happened.
+// A handle with no handlers has no thread. Keep them short.
 struct MachineHandlers {
   std::function<void(std::string_view)> console;
   std::function<void(const MachineEvent&)> event;
@@ -201,13 +206,14 @@ struct MachineHandlers {
 
 class FLICK_API Machine {
  public:
-  ~Machine();  // stops a running VM (forcefully); the machine's files stay unless destroyed
+  ~Machine();  // only the handle goes: a running machine keeps running
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
   const std::string& id() const;    // 14 hex digits, like Fly's
   const std::string& name() const;
-  const MachineConfig& config() const;
+  const std::string& app() const;
+  const MachineConfig& config() const;  // as of when this handle was made
   const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
   MachineState state() const;
   std::vector<MachineEvent> events() const;
@@ -241,15 +247,18 @@ class FLICK_API Machine {
 };
 
 struct VolumeConfig {
-  std::string name;        // [a-z0-9_]{1,30}, Fly's rule
+  std::string name;        // [a-z0-9_]{1,30}, Fly's rule; as in Fly, not unique
   uint64_t size_gb = 1;    // the file is sparse: only written blocks use host disk
+  std::string app{};       // empty: "default"
 };
 
 struct Volume {
+  std::string id;              // "vol_" + 16 characters, as Fly's
   std::string name;
+  std::string app;
   std::filesystem::path path;  // an ext4 image
   uint64_t size_bytes = 0;
-  std::string attached_machine;  // the id of the machine using it in this process, if any
+  std::string attached_machine;  // the id of the machine it belongs to, if any (any process)
 };
 
 struct HostOptions {
@@ -266,6 +275,9 @@ struct HostOptions {
   std::string kernel;
   std::string kernel_modules;
   std::string kvm_device;  // empty: $FLICK_KVM_DEVICE, else /dev/kvm (VmConfig::kvm_device)
+  // The program each machine's run lives in; empty: $FLICK_VMM, else flick-vmm beside the
+  // executable or libflick, else libexec/flick/flick-vmm.
+  std::filesystem::path vmm_program;
   // Machine networking: `automatic` gives each machine a MachineNetwork when this process may
   // create TAP devices (CAP_NET_ADMIN), `required` fails create() when it may not, `none`
   // leaves machines with loopback only.
@@ -275,22 +287,39 @@ struct HostOptions {
 
 class FLICK_API Host {
  public:
+  // Opens the state directory's store and settles what no one watched: a machine whose run
+  // ended without recording it (its flick-vmm was killed) is marked stopped or failed with
+  // the reason, and a destroy that was interrupted is finished.
   static Result<std::unique_ptr<Host>> open(HostOptions options = {});
   ~Host();
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
 
   // Validates `config`, pulls the image and builds its rootfs (cached), prepares the guest
-  // kernel and initramfs, and returns a machine in `created`.
+  // kernel and initramfs, and returns a machine in `created`, kept in the store. `name`
+  // defaults to the id; `app` to "default" (created on first use).
   Result<std::unique_ptr<Machine>> create(const MachineConfig& config,
                                           MachineHandlers handlers = {},
-                                          std::string name = {});
+                                          std::string name = {}, std::string app = {});
 
-  // Creates a volume (an empty ext4 file system); fails with Errc::exists if it exists.
+  // A machine of this state directory, made by any process: by id, or by name (within
+  // `app` when given). Errc::not_found when there is none.
+  Result<std::unique_ptr<Machine>> get(std::string_view id_or_name, MachineHandlers handlers = {},
+                                       std::string_view app = {});
+  struct ListFilter {
+    std::string app;                  // empty: every app
+    std::vector<MachineState> states; // empty: every state but destroyed
+    std::map<std::string, std::string> metadata;  // config.metadata must have each
+  };
+  Result<std::vector<std::unique_ptr<Machine>>> list(const ListFilter& filter = {});
+
+  // Creates a volume (an empty ext4 file system) in its app. A machine's mounts[].volume
+  // names it by id, or by a name that is unique in the machine's app; it stays attached to
+  // that machine until the machine is destroyed.
   Result<Volume> create_volume(const VolumeConfig& config);
-  Result<std::vector<Volume>> list_volumes();
-  // Deletes a volume that no machine is using.
-  Result<void> destroy_volume(std::string_view name);
+  Result<std::vector<Volume>> list_volumes(std::string_view app = {});  // empty: every app
+  // Deletes a volume (by id, or a name unique in `app`) that no machine is attached to.
+  Result<void> destroy_volume(std::string_view id_or_name, std::string_view app = {});
 
   ImageStore& images();
   const HostOptions& options() const;

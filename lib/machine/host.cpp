@@ -1,26 +1,37 @@
 // Host: where machines live on this computer, and what they share.
 #include <flick/machine.h>
 
+#include "base/log.h"
 #include "machine/embedded_init.h"
 #include "machine/host_impl.h"
-#include "runner/host_network.h"
 #include "machine/initramfs.h"
-#include "machine/pvh_kernel.h"
-#include "base/log.h"
 #include "machine/machine_impl.h"
+#include "machine/pvh_kernel.h"
 #include "machine/volume.h"
+#include "runner/host_network.h"
+#include "runner/machine_dir.h"
+#include "runner/run_spec.h"
 
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <set>
 
 namespace fs = std::filesystem;
 
 namespace flick {
 
 namespace {
+
+constexpr const char* kDefaultApp = "default";
+constexpr uint32_t kSubnets = 16384;  // /30s in 172.19.0.0/16
 
 fs::path env_path(const char* name) {
   const char* v = std::getenv(name);
@@ -79,6 +90,35 @@ Result<BootFiles> boot_files_for(const machine::GuestKernel& kernel, const fs::p
   return BootFiles{boot, *initramfs};
 }
 
+Volume to_volume(const store::VolumeRow& r) {
+  Volume v{r.id, r.name, r.app, r.path, 0, r.attached_machine_id};
+  struct stat st{};
+  if (::stat(r.path.c_str(), &st) == 0) v.size_bytes = static_cast<uint64_t>(st.st_size);
+  return v;
+}
+
+// Volumes from before the store (<state>/volumes/<name>.ext4) become volumes of the default
+// app, named as before, their files renamed to their new ids.
+void import_legacy_volumes(Host::Impl& h) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(h.volume_dir(), ec)) {
+    const fs::path& p = entry.path();
+    std::string name = p.stem().string();
+    if (p.extension() != ".ext4" || name.rfind("vol_", 0) == 0 || !machine::check_volume_name(name)) continue;
+    store::VolumeRow v;
+    v.id = store::new_volume_id();
+    v.name = name;
+    v.app = kDefaultApp;
+    v.path = (h.volume_dir() / (v.id + ".ext4")).string();
+    v.size_gb = std::max<uint64_t>(1, fs::file_size(p, ec) >> 30);
+    if (::rename(p.c_str(), v.path.c_str()) != 0) continue;
+    if (auto in = h.store.insert_volume(v); !in) {
+      ::rename(v.path.c_str(), p.c_str());
+      LOG_WARN("importing volume %s: %s", name.c_str(), in.error().describe().c_str());
+    }
+  }
+}
+
 }  // namespace
 
 Result<BootFiles> Host::Impl::boot_files(const GuestConfig& guest) {
@@ -102,6 +142,55 @@ Result<BootFiles> Host::Impl::boot_files(const GuestConfig& guest) {
   return boot.emplace(std::move(key), std::move(files)).first->second;
 }
 
+Result<std::unique_ptr<Machine>> Host::Impl::open_machine(const store::MachineRow& row, MachineHandlers handlers,
+                                                          std::shared_ptr<Impl> self) {
+  auto config = MachineConfig::from_json(row.config);
+  if (!config) return std::move(config).error().with_context("machine " + row.id + "'s stored config");
+  FLICK_TRY_ASSIGN(auto resolved, MachineBoot::from_json(row.boot));
+  auto m = std::make_unique<Machine::Impl>(std::move(self), row, std::move(config).value(), std::move(resolved),
+                                           std::move(handlers));
+  return std::unique_ptr<Machine>(new Machine(std::move(m)));
+}
+
+void Host::Impl::settle_if_orphaned(const store::MachineRow& seen) {
+  fs::path dir = machine_dir(seen.id);
+  UniqueFd lock(::open((dir / runner::kRunLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock && errno != ENOENT) return;
+  if (lock && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return;  // a run is alive
+  // Unlocked, or no directory (gone only once `destroyed` is recorded): read it again.
+  auto row = store.get_machine("", seen.id);
+  if (!row) return;
+  store::Transition t;
+  t.machine_id = row->id;
+  if (row->state == "destroying") {  // a destroy was interrupted: finish it
+    (void)runner::remove_machine_files(dir);
+    t.from = {"destroying"};
+    t.to = "destroyed";
+    store::EventRow e;
+    e.type = "destroy";
+    e.source = "flick";
+    e.request = R"({"detail":"finished after an interrupted destroy"})";
+    t.event = e;
+  } else if (row->state == "starting" || row->state == "started" || row->state == "stopping") {
+    ExitStatus st;
+    st.error = "the machine's run ended without recording how (its flick-vmm was killed or crashed)";
+    t.from = {row->state};
+    t.to = row->state == "starting" ? "failed" : "stopped";
+    t.last_exit = runner::exit_status_json(st);
+    store::EventRow e;
+    e.type = "exit";
+    e.source = "flick";
+    e.request = nlohmann::json{{"exit_event", nlohmann::json::parse(*t.last_exit)}}.dump();
+    t.event = e;
+  } else {
+    return;
+  }
+  if (auto r = store.transition(t); !r)
+    LOG_WARN("machine %s: settling its ended run: %s", row->id.c_str(), r.error().describe().c_str());
+  else if (t.to == "destroyed")
+    runner::remove_machine_dir(dir);
+}
+
 Host::Host(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Host::~Host() = default;
 
@@ -117,81 +206,148 @@ Result<std::unique_ptr<Host>> Host::open(HostOptions o) {
   FLICK_TRY(prepare_run_dir(o.run_dir));
   auto images = ImageStore::open(o.cache_dir, o.images);
   if (!images) return std::move(images).error();
-  auto impl = std::make_shared<Impl>(std::move(o), std::move(images).value());
+  auto db = store::MachineStore::open(o.state_dir / "flick.db");
+  if (!db) return std::move(db).error();
+  FLICK_TRY(db->ensure_app(kDefaultApp));
+  auto impl = std::make_shared<Impl>(std::move(o), std::move(images).value(), std::move(db).value());
+  import_legacy_volumes(*impl);
+  store::MachineFilter unsettled;
+  unsettled.states = {"starting", "started", "stopping", "destroying"};
+  if (auto rows = impl->store.list_machines(unsettled))
+    for (const auto& row : *rows) impl->settle_if_orphaned(row);
   return std::unique_ptr<Host>(new Host(std::move(impl)));
 }
 
-Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& config, MachineHandlers handlers,
-                                              std::string name) {
-  FLICK_TRY(config.validate());
+Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& given, MachineHandlers handlers, std::string name,
+                                              std::string app) {
+  FLICK_TRY(given.validate());
+  if (app.empty()) app = kDefaultApp;
+  auto& store = impl_->store;
+  if (auto a = store.get_app(app); !a) return std::move(a).error();
+  MachineConfig config = given;
+  std::vector<std::string> volume_ids;
+  for (auto& m : config.mounts) {  // by id or by a name unique in the app; kept by id
+    auto v = store.get_volume(app, m.volume);
+    if (!v) return std::move(v).error().with_context("machine mount " + m.path);
+    if (!v->attached_machine_id.empty())
+      return make_error(Errc::busy, "volume " + m.volume + " is in use by machine " + v->attached_machine_id);
+    m.volume = v->id;
+    volume_ids.push_back(v->id);
+  }
   auto rootfs = impl_->images.rootfs(config.image);
   if (!rootfs) return std::move(rootfs).error().with_context("image " + config.image);
   auto process = machine::resolve_process(config, rootfs->config);
   if (!process) return std::move(process).error();
-  FLICK_TRY_ASSIGN(auto boot, impl_->boot_files(config.guest));
+  FLICK_TRY_ASSIGN(auto files, impl_->boot_files(config.guest));
 
-  std::string id = new_machine_id();
-  std::vector<machine::VolumeLease> leases;
-  for (const auto& m : config.mounts) {
-    auto lease = machine::lease_volume(impl_->volume_dir(), m.volume);
-    if (!lease) return std::move(lease).error().with_context("machine mount " + m.path);
-    leases.push_back(std::move(lease).value());
-  }
-  std::optional<MachineNetwork> network;
-  std::optional<runner::SubnetLease> subnet;
+  MachineBoot boot{files.kernel, files.base_initramfs, std::move(rootfs).value(), std::move(process).value(), {}, 0};
+  store::MachineRow row;
+  row.id = new_machine_id();
+  row.name = name.empty() ? row.id : std::move(name);
+  row.app = app;
+  row.region = "local";
+  row.state = "created";
+  row.config = config.to_json();
+  store::EventRow launch;
+  launch.type = "launch";
+  launch.status = "created";
+  launch.source = "user";
+  launch.request = nlohmann::json{{"detail", "image " + boot.image.image_digest}}.dump();
+
+  bool networked = false;
   if (impl_->options.network != HostOptions::Networking::none) {
-    if (runner::can_create_taps()) {
-      uint32_t preferred = static_cast<uint32_t>(std::stoul(id.substr(0, 8), nullptr, 16));
-      auto lease = runner::lease_subnet(impl_->options.run_dir, preferred);
-      if (!lease) return std::move(lease).error().with_context("machine network");
-      network = runner::subnet_addresses(lease->index, "flk" + id.substr(0, 12));
-      subnet = std::move(lease).value();
-    } else if (impl_->options.network == HostOptions::Networking::required) {
+    networked = runner::can_create_taps();
+    if (!networked && impl_->options.network == HostOptions::Networking::required)
       return make_error(Errc::unsupported,
                         "machine networking needs CAP_NET_ADMIN and /dev/net/tun (or HostOptions::network = none)");
+  }
+  // A /30 no live machine has; the store's unique index settles a race with another process.
+  uint32_t subnet = static_cast<uint32_t>(std::stoul(row.id.substr(0, 8), nullptr, 16)) % kSubnets;
+  for (int attempt = 0;; ++attempt) {
+    if (networked) {
+      std::set<uint32_t> taken;
+      if (auto rows = store.list_machines({}))
+        for (const auto& r : *rows)
+          if (auto b = MachineBoot::from_json(r.boot); b && b->network) taken.insert(b->subnet);
+      while (taken.count(subnet)) subnet = (subnet + 1) % kSubnets;
+      if (taken.size() >= kSubnets) return make_error(Errc::limit, "every machine subnet is in use");
+      boot.subnet = subnet;
+      boot.network = runner::subnet_addresses(subnet, "flk" + row.id.substr(0, 12));
+    }
+    row.boot = boot.to_json();
+    auto in = store.insert_machine(row, launch);
+    if (in) break;
+    if (!networked || attempt > 8 || in.error().message.find("subnet") == std::string::npos)
+      return std::move(in).error();
+  }
+  for (const auto& v : volume_ids) {
+    if (auto a = store.attach_volume(v, row.id); !a) {
+      store::Transition undo;
+      undo.machine_id = row.id;
+      undo.to = "destroyed";
+      (void)store.transition(undo);  // detaches what was attached
+      return std::move(a).error().with_context("machine " + row.id);
     }
   }
-  fs::path dir = impl_->machine_dir(id);
+  fs::path dir = impl_->machine_dir(row.id);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return make_error(Errc::io, "creating machine directory " + dir.string() + ": " + ec.message());
-
-  auto m = std::make_unique<Machine::Impl>(impl_, id, name.empty() ? id : std::move(name), config,
-                                           std::move(rootfs).value(), std::move(process).value(),
-                                           std::move(boot), std::move(leases), std::move(handlers));
-  m->network = std::move(network);
-  m->subnet = std::move(subnet);
-  {
-    std::lock_guard lk(impl_->mu);
-    for (const auto& mount : config.mounts) impl_->attached[mount.volume] = id;
-  }
-  m->record(MachineEventType::launch, MachineState::created, std::nullopt, "image " + m->image.image_digest);
-  return std::unique_ptr<Machine>(new Machine(std::move(m)));
+  FLICK_TRY_ASSIGN(auto stored, store.get_machine("", row.id));
+  return impl_->open_machine(stored, std::move(handlers), impl_);
 }
 
-Result<Volume> Host::create_volume(const VolumeConfig& config) {
-  return machine::create_volume(impl_->volume_dir(), config);
+Result<std::unique_ptr<Machine>> Host::get(std::string_view id_or_name, MachineHandlers handlers, std::string_view app) {
+  FLICK_TRY_ASSIGN(auto row, impl_->store.get_machine(app, id_or_name));
+  return impl_->open_machine(row, std::move(handlers), impl_);
 }
 
-Result<std::vector<Volume>> Host::list_volumes() {
-  std::vector<Volume> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(impl_->volume_dir(), ec)) {
-    const auto& p = entry.path();
-    if (p.extension() != ".ext4" || p.filename().string().front() == '.') continue;
-    auto v = machine::describe_volume(p);
-    if (!v) continue;  // deleted meanwhile
-    std::lock_guard lk(impl_->mu);
-    if (auto it = impl_->attached.find(v->name); it != impl_->attached.end()) v->attached_machine = it->second;
-    out.push_back(std::move(v).value());
+Result<std::vector<std::unique_ptr<Machine>>> Host::list(const ListFilter& filter) {
+  store::MachineFilter f;
+  f.app = filter.app;
+  for (auto s : filter.states) f.states.push_back(to_string(s));
+  for (const auto& [k, v] : filter.metadata) f.metadata.emplace_back(k, v);
+  FLICK_TRY_ASSIGN(auto rows, impl_->store.list_machines(f));
+  std::vector<std::unique_ptr<Machine>> out;
+  for (const auto& row : rows) {
+    if (running_state(row.state)) impl_->settle_if_orphaned(row);
+    FLICK_TRY_ASSIGN(auto m, impl_->open_machine(row, {}, impl_));
+    out.push_back(std::move(m));
   }
-  if (ec) return make_error(Errc::io, "listing volumes in " + impl_->volume_dir().string() + ": " + ec.message());
-  std::sort(out.begin(), out.end(), [](const Volume& a, const Volume& b) { return a.name < b.name; });
   return out;
 }
 
-Result<void> Host::destroy_volume(std::string_view name) {
-  return machine::destroy_volume(impl_->volume_dir(), name);
+Result<Volume> Host::create_volume(const VolumeConfig& config) {
+  FLICK_TRY(machine::check_volume_name(config.name));
+  std::string app = config.app.empty() ? kDefaultApp : config.app;
+  if (auto a = impl_->store.get_app(app); !a) return std::move(a).error();
+  store::VolumeRow v;
+  v.id = store::new_volume_id();
+  v.name = config.name;
+  v.app = app;
+  v.region = "local";
+  v.size_gb = config.size_gb;
+  v.path = (impl_->volume_dir() / (v.id + ".ext4")).string();
+  FLICK_TRY(machine::make_volume_file(v.path, config.size_gb));
+  if (auto in = impl_->store.insert_volume(v); !in) {
+    ::unlink(v.path.c_str());
+    return std::move(in).error();
+  }
+  return to_volume(v);
+}
+
+Result<std::vector<Volume>> Host::list_volumes(std::string_view app) {
+  FLICK_TRY_ASSIGN(auto rows, impl_->store.list_volumes(app));
+  std::vector<Volume> out;
+  for (const auto& r : rows) out.push_back(to_volume(r));
+  return out;
+}
+
+Result<void> Host::destroy_volume(std::string_view id_or_name, std::string_view app) {
+  FLICK_TRY_ASSIGN(auto v, impl_->store.get_volume(app, id_or_name));
+  FLICK_TRY(impl_->store.mark_volume_destroyed(v.id));
+  if (::unlink(v.path.c_str()) != 0 && errno != ENOENT) return sys_error("deleting volume file " + v.path, errno);
+  return {};
 }
 
 ImageStore& Host::images() { return impl_->images; }

@@ -1,9 +1,10 @@
-// Host::Impl, shared by the Host and every Machine it created (machines keep it alive).
+// Host::Impl, shared by the Host and every Machine handle it made (handles keep it alive).
 #pragma once
 
 #include <flick/machine.h>
 
 #include "machine/guest_kernel.h"
+#include "store/machine_store.h"
 
 #include <filesystem>
 #include <map>
@@ -22,14 +23,15 @@ struct BootFiles {
 struct Host::Impl {
   HostOptions options;  // every directory resolved
   ImageStore images;
+  store::MachineStore store;  // one connection, serialised by SQLite (FULLMUTEX)
 
   std::mutex mu;
   // Per kernel and modules path (empty: the Host's default), made on the first create()
   // that boots it: the kernel to load and its base initramfs.
   std::map<std::string, BootFiles> boot;
-  std::map<std::string, std::string> attached;  // volume name -> machine id, this process
 
-  Impl(HostOptions o, ImageStore s) : options(std::move(o)), images(std::move(s)) {}
+  Impl(HostOptions o, ImageStore s, store::MachineStore st)
+      : options(std::move(o)), images(std::move(s)), store(std::move(st)) {}
 
   // The host's kernel (fetched on first use) or the machine's own, with its initramfs.
   Result<BootFiles> boot_files(const GuestConfig& guest);
@@ -37,6 +39,14 @@ struct Host::Impl {
     return options.state_dir / "machines" / id;
   }
   std::filesystem::path volume_dir() const { return options.state_dir / "volumes"; }
+  std::filesystem::path db_path() const { return options.state_dir / "flick.db"; }
+
+  // A handle on a stored machine.
+  Result<std::unique_ptr<Machine>> open_machine(const store::MachineRow& row, MachineHandlers handlers,
+                                                std::shared_ptr<Impl> self);
+  // Records how a run that ended unwatched ended (its monitor is gone), or finishes an
+  // interrupted destroy. No-op when the machine's run is alive or it is settled.
+  void settle_if_orphaned(const store::MachineRow& row);
 };
 
 }  // namespace flick

@@ -1,17 +1,29 @@
-// Machine: the state machine, and the supervisor thread that watches each run of the VM.
+// Machine: a handle on a stored machine. start() writes what the run needs and spawns it
+// (flick-vmm); stop, signal and kill go to the run's control socket; everything else reads
+// the store, which the run keeps up to date.
 #include <flick/machine.h>
 
 #include "base/log.h"
-#include "runner/guest_channel.h"
+#include "machine/files.h"
 #include "machine/initramfs.h"
 #include "machine/machine_impl.h"
+#include "store/names.h"
+#include "runner/control.h"
+#include "runner/guest_channel.h"
+#include "runner/machine_dir.h"
+#include "runner/run_spec.h"
+#include "runner/spawn.h"
 
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstring>
 
 namespace fs = std::filesystem;
@@ -22,131 +34,172 @@ namespace flick {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using nlohmann::json;
 
 // After stop_config.timeout, flick-init kills the program, syncs, unmounts and powers off;
 // the VM is killed if it has not ended this long after that.
 constexpr auto kStopGrace = 10s;
-constexpr size_t kConsoleTail = 4096;
 constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off";
+constexpr uint64_t kConsoleLogCap = 4u << 20;  // rotated to console.log.1 at a start beyond this
 
 std::string ms_text(std::chrono::milliseconds ms) {
   return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s" : std::to_string(ms.count()) + " ms";
 }
 
-bool settled(MachineState s) {
-  return s == MachineState::stopped || s == MachineState::failed || s == MachineState::destroyed;
+bool running(std::string_view s) { return running_state(s); }
+
+// Wakes a waiter when the store's database changes (its WAL is written), or after `max`.
+class StoreWatch {
+ public:
+  explicit StoreWatch(const fs::path& dir) : fd_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) {
+    if (fd_) ::inotify_add_watch(fd_.get(), dir.c_str(), IN_MODIFY | IN_CREATE | IN_MOVED_TO);
+  }
+  void wait(std::chrono::milliseconds max) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(max.count())) > 0) {
+      char buf[4096];
+      while (::read(fd_.get(), buf, sizeof buf) > 0) {
+      }
+    }
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+// The run lock, exclusively, for a start or a destroy: Errc::busy when a run holds it.
+Result<UniqueFd> take_run_lock(const fs::path& path, const std::string& id) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return sys_error("opening " + path.string(), errno);
+  // A liveness check holds it shared for an instant, and a run that has recorded its end
+  // exits a moment later: try for a while before calling it taken.
+  for (int i = 0; i < 200; ++i) {
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return fd;
+    if (errno != EWOULDBLOCK) return sys_error("locking " + path.string(), errno);
+    ::usleep(10000);
+  }
+  return make_error(Errc::busy, "machine " + id + " has a run (another process started it)");
 }
 
-bool running(MachineState s) {
-  return s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
-}
-
-std::string stop_command_for(const std::optional<StopConfig>& how) {
-  if (!how) return runner::stop_command();
-  return "{\"command\":\"stop\",\"signal\":" + std::to_string(how->signal) +
-         ",\"timeout_ms\":" + std::to_string(how->timeout.count()) + "}\n";
+MachineEvent to_event(const store::EventRow& row) {
+  MachineEvent e;
+  e.type = store::machine_event_type_from_string(row.type).value_or(MachineEventType::launch);
+  e.status = store::machine_state_from_string(row.status).value_or(MachineState::failed);
+  e.timestamp = std::chrono::system_clock::time_point(std::chrono::milliseconds(row.timestamp_ms));
+  if (row.request.empty()) return e;
+  try {
+    json r = json::parse(row.request);
+    if (r.contains("exit_event"))
+      if (auto st = runner::parse_exit_status(r["exit_event"].dump())) e.exit = std::move(st).value();
+    if (r.contains("detail")) e.detail = r["detail"].get<std::string>();
+    else if (r.contains("pid")) e.detail = "pid " + std::to_string(r["pid"].get<int>());
+  } catch (const json::exception&) {
+  }
+  return e;
 }
 
 }  // namespace
 
-MachineRun::~MachineRun() {
-  if (vm && !exited) vm->stop();
-  if (waiter.joinable()) waiter.join();
+bool run_alive(const fs::path& lock_path) {
+  UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;  // released when fd closes
+  return errno == EWOULDBLOCK;
 }
 
-Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, std::string id_, std::string name_, MachineConfig config_,
-                    Rootfs image_, machine::ProcessSpec process_, BootFiles boot_,
-                    std::vector<machine::VolumeLease> volumes_, MachineHandlers handlers_)
+Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, const store::MachineRow& r, MachineConfig c, MachineBoot b,
+                    MachineHandlers hs)
     : host(std::move(h)),
-      id(std::move(id_)),
-      name(std::move(name_)),
-      config(std::move(config_)),
-      image(std::move(image_)),
-      process(std::move(process_)),
-      boot(std::move(boot_)),
+      id(r.id),
+      name(r.name),
+      app(r.app),
+      config(std::move(c)),
+      boot(std::move(b)),
       dir(host->machine_dir(id)),
-      vsock_path(host->options.run_dir / (id + ".vsock")),
-      volumes(std::move(volumes_)),
-      handlers(std::move(handlers_)) {}
+      handlers(std::move(hs)) {
+  if (!handlers.console && !handlers.event) return;
+  // Follow from now on: events already recorded are history, not news.
+  if (auto evs = host->store.events(id, 1); evs && !evs->empty()) last_event_id = evs->front().id;
+  follower = std::thread([this] { follow(); });
+}
 
 Machine::Impl::~Impl() {
+  closing = true;
+  if (follower.joinable()) follower.join();
+}
+
+// Delivers console output and events as they reach the log and the store, until the handle
+// closes (then once more, so nothing recorded before the close is lost).
+void Machine::Impl::follow() {
+  StoreWatch watch(host->options.state_dir);
+  UniqueFd log;
+  off_t offset = 0;
   {
-    std::lock_guard lk(mu);
-    kill_requested = true;
-    wake_run();
+    struct stat st{};
+    if (::stat(console_path().c_str(), &st) == 0) offset = st.st_size;
   }
-  if (supervisor.joinable()) supervisor.join();
-  release_volumes();
-}
-
-void Machine::Impl::release_volumes() {
-  {
-    std::lock_guard lk(host->mu);
-    for (const auto& v : volumes) host->attached.erase(v.name);
+  for (bool last = false; !last;) {
+    last = closing.load();
+    if (handlers.console) {
+      if (!log) {
+        log.reset(::open(console_path().c_str(), O_RDONLY | O_CLOEXEC));
+        struct stat st{};
+        if (log && ::fstat(log.get(), &st) == 0 && st.st_size < offset) offset = 0;  // rotated
+      }
+      char buf[16384];
+      ssize_t n;
+      while (log && (n = ::pread(log.get(), buf, sizeof buf, offset)) > 0) {
+        offset += n;
+        handlers.console({buf, static_cast<size_t>(n)});
+      }
+    }
+    if (handlers.event) {
+      if (auto evs = host->store.events(id, 0, last_event_id); evs) {
+        for (auto it = evs->rbegin(); it != evs->rend(); ++it) {
+          last_event_id = it->id;
+          handlers.event(to_event(*it));
+        }
+      }
+    }
+    if (!last) watch.wait(50ms);
   }
-  volumes.clear();  // releases the locks
 }
 
-void Machine::Impl::set_state(MachineState s) {
-  state = s;
-  cv.notify_all();
-}
-
-void Machine::Impl::wake_run() {
-  if (run) (void)run->wake.signal();
-}
-
-void Machine::Impl::record(MachineEventType type, MachineState status, std::optional<ExitStatus> exit,
-                           std::string detail, bool enter_status) {
-  MachineEvent e{type, status, std::chrono::system_clock::now(), std::move(exit), std::move(detail)};
-  {
-    std::lock_guard lk(mu);
-    events.push_back(e);
-    if (enter_status) set_state(status);  // whoever sees the state also sees its event
+Result<store::MachineRow> Machine::Impl::wait_until(const std::function<bool(const store::MachineRow&)>& done,
+                                                    std::chrono::milliseconds timeout) {
+  StoreWatch watch(host->options.state_dir);
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    FLICK_TRY_ASSIGN(auto r, row());
+    if (done(r)) return r;
+    if ((running(r.state) || r.state == "destroying") && !run_alive(lock_path())) {
+      host->settle_if_orphaned(r);
+      continue;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= 0ms) return r;
+    watch.wait(std::min<std::chrono::milliseconds>(left, 250ms));
   }
-  if (handlers.event) handlers.event(e);
 }
 
-void Machine::Impl::on_console(std::string_view bytes) {
-  if (handlers.console) handlers.console(bytes);
-  std::lock_guard lk(console_mu);
-  console_tail.append(bytes);
-  if (console_tail.size() > 2 * kConsoleTail) console_tail.erase(0, console_tail.size() - kConsoleTail);
-}
-
-std::string Machine::Impl::telling_console_line() const {
-  std::lock_guard lk(console_mu);
-  const std::string& t = console_tail;
-  // A panic's own line says more than the stack dump and "Kernel Offset" lines after it.
-  size_t end = t.rfind("Kernel panic - not syncing");
-  end = end != std::string::npos ? t.find_first_of("\r\n", end) : t.size();
-  end = t.find_last_not_of("\r\n", end == std::string::npos ? t.size() : end);
-  if (end == std::string::npos) return {};
-  size_t begin = t.find_last_of("\r\n", end);
-  begin = begin == std::string::npos ? 0 : begin + 1;
-  return t.substr(begin, end - begin + 1);
-}
-
-Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point began) {
+Result<void> Machine::Impl::write_run_spec() {
   std::vector<machine::GuestMount> mounts;
   for (size_t i = 0; i < config.mounts.size(); ++i)
     mounts.push_back({machine::virtio_disk_name(i + 1), config.mounts[i].path});
   fs::path per_start = dir / "config.cpio";
   FLICK_TRY(machine::write_config_archive(
-      machine::init_config_json(id, process, mounts, config.stop_config, network), per_start));
+      machine::init_config_json(id, boot.process, mounts, config.stop_config, boot.network), per_start));
 
-  auto r = std::make_shared<MachineRun>();
-  r->began = began;
-  FLICK_TRY_ASSIGN(r->wake, EventFd::create());
-  FLICK_TRY_ASSIGN(r->listener, runner::listen_unix(vsock_path.string() + "_" + std::to_string(runner::kEventPort)));
-  {
-    std::lock_guard lk(console_mu);
-    console_tail.clear();
-  }
-
-  VmConfig vc;
+  runner::RunSpec s;
+  s.machine_id = id;
+  s.store = host->db_path();
+  s.machine_dir = dir;
+  s.lock_path = lock_path();
+  s.control_path = control_path();
+  s.console_log = console_path();
+  VmConfig& vc = s.vm;
   vc.kernel = boot.kernel;
-  vc.initrd = boot.base_initramfs;
+  vc.initrd = boot.initramfs;
   vc.initrd_append = {per_start};
   vc.cmdline = kBaseCmdline;
   for (const auto& arg : config.guest.kernel_args) vc.cmdline += " " + arg;
@@ -154,278 +207,24 @@ Result<std::shared_ptr<MachineRun>> Machine::Impl::boot_run(Clock::time_point be
   vc.cpus = config.guest.cpus;
   vc.memory_mib = config.guest.memory_mb;
   vc.kvm_device = host->options.kvm_device;
-  vc.disks.push_back({image.path, false, true, dir, "rootfs"});
-  for (const auto& v : volumes) vc.disks.push_back({v.path, false, false, {}, v.name});
-  vc.vsock = VsockConfig{vsock_path, 3};
-  if (network) vc.nets.push_back({network->tap, {}});
-  vc.console = [this](std::string_view s) { on_console(s); };
-
-  r->vm_create_began = Clock::now();
-  auto vm = Vm::create(vc);
-  if (!vm) return std::move(vm).error().with_context("machine " + id);
-  r->vm = std::move(vm).value();
-  if (network) {  // the VM has just made the TAP; it goes when the VM closes it
-    if (auto up = runner::configure_tap(*network); !up) return std::move(up).error().with_context("machine " + id);
+  if (vc.kvm_device.empty())
+    if (const char* e = std::getenv("FLICK_KVM_DEVICE"); e && *e) vc.kvm_device = e;  // flick-vmm's env is clean
+  vc.disks.push_back({boot.image.path, false, true, dir, "rootfs"});
+  FLICK_TRY_ASSIGN(auto volumes, host->store.list_volumes(app));
+  for (const auto& m : config.mounts) {
+    auto v = std::find_if(volumes.begin(), volumes.end(), [&](const store::VolumeRow& r) { return r.id == m.volume; });
+    if (v == volumes.end()) return make_error(Errc::not_found, "machine " + id + ": volume " + m.volume + " is gone");
+    vc.disks.push_back({v->path, false, false, {}, v->name});
   }
-  FLICK_TRY(r->vm->start());
-  r->waiter = std::thread([run = r.get()] {
-    run->exit = run->vm->wait();
-    run->exited = true;
-    (void)run->wake.signal();
-  });
-  return r;
-}
-
-// Follows one run from boot to the VM's end: the guest's events, the start timeout, stop
-// requests and the kill deadline. Returns how the run ended.
-ExitStatus Machine::Impl::watch(MachineRun& r, bool* reached_started) {
-  ExitStatus st;
-  UniqueFd conn;
-  runner::LineSplitter splitter;
-  std::string out;  // bytes for the guest not yet written
-  bool started = false, got_exit = false, forced = false, stop_sent = false;
-  int bad_lines = 0;
-  const auto start_deadline = r.began + config.start_timeout;
-  std::optional<Clock::time_point> kill_deadline;
-
-  auto kill = [&] {
-    if (!forced) {
-      forced = true;
-      r.vm->stop();
-    }
-  };
-  auto handle = [&](const std::string& line) {
-    auto ev = runner::parse_guest_event(line);
-    if (!ev) {  // the guest's word: note a few, never flood the log
-      if (++bad_lines <= 3) LOG_WARN("machine %s: %s", id.c_str(), ev.error().describe().c_str());
-      return;
-    }
-    using Kind = runner::GuestEvent::Kind;
-    switch (ev->kind) {
-      case Kind::started: {
-        if (started) return;
-        started = true;
-        auto now = Clock::now();
-        auto vt = r.vm->timings();
-        {
-          std::lock_guard lk(mu);
-          if (timings) {
-            timings->started = now - r.began;
-            if (vt.boot_timer) timings->boot_timer = (r.vm_create_began - r.began) + vt.setup + *vt.boot_timer;
-          }
-          if (state == MachineState::starting) set_state(MachineState::started);
-        }
-        record(MachineEventType::start, MachineState::started, std::nullopt, "pid " + std::to_string(ev->pid));
-        return;
-      }
-      case Kind::exited: {
-        got_exit = true;
-        st.exit_code = ev->exit_code.value_or(-1);
-        st.signal = ev->signal;
-        std::lock_guard lk(mu);
-        if (state == MachineState::started) set_state(MachineState::stopping);
-        return;
-      }
-      case Kind::oom: st.oom_killed = true; return;
-      case Kind::error: {
-        got_exit = true;
-        st.error = ev->message.empty() ? "flick-init reported an error" : ev->message;
-        st.exit_code = ev->exit_code.value_or(1);
-        return;
-      }
-    }
-  };
-  auto read_conn = [&] {  // false once the connection is gone
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(conn.get(), buf, sizeof buf);
-      if (n > 0) {
-        for (const auto& line : splitter.feed({buf, static_cast<size_t>(n)})) handle(line);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return true;
-      conn.reset();  // EOF after the guest's half-close: closing ours lets it power off
-      return false;
-    }
-  };
-
-  for (;;) {
-    bool kill_now = false;
-    {
-      std::lock_guard lk(mu);
-      kill_now = kill_requested;
-      if (stop_requested && !stop_sent) {
-        if (started && conn) {
-          out += stop_command_for(stop_how);
-          stop_sent = true;
-          kill_deadline = Clock::now() + stop_how.value_or(config.stop_config).timeout + kStopGrace;
-        } else {
-          kill_now = true;  // nothing runs yet that could stop gracefully, or no channel to ask
-        }
-      }
-      if (conn) out += std::exchange(outbox, {});
-    }
-    if (kill_now) kill();
-    while (conn && !out.empty()) {
-      ssize_t n = ::send(conn.get(), out.data(), out.size(), MSG_NOSIGNAL);
-      if (n > 0) out.erase(0, static_cast<size_t>(n));
-      else if (n < 0 && errno == EINTR) continue;
-      else break;  // EAGAIN: poll for POLLOUT; other errors: the read side sees them
-    }
-
-    int timeout_ms = -1;
-    auto now = Clock::now();
-    auto until = [&](Clock::time_point t) {
-      auto ms = std::chrono::ceil<std::chrono::milliseconds>(t - now).count();
-      int v = static_cast<int>(std::clamp<int64_t>(ms, 0, 1 << 30));
-      timeout_ms = timeout_ms < 0 ? v : std::min(timeout_ms, v);
-    };
-    if (!started && !forced) until(start_deadline);
-    if (kill_deadline && !forced) until(*kill_deadline);
-
-    pollfd fds[3] = {{r.wake.fd(), POLLIN, 0}, {r.listener.get(), POLLIN, 0},
-                     {conn.get(), static_cast<short>(POLLIN | (out.empty() ? 0 : POLLOUT)), 0}};
-    int n = ::poll(fds, 3, timeout_ms);
-    if (n < 0 && errno != EINTR) {
-      LOG_WARN("machine %s: poll: %s", id.c_str(), std::strerror(errno));
-      kill();
-    }
-    if (n == 0) {
-      now = Clock::now();
-      if (!started && !forced && now >= start_deadline) {
-        st.error = "the machine did not report started within " + ms_text(config.start_timeout);
-        kill();
-      }
-      if (kill_deadline && !forced && now >= *kill_deadline) kill();
-      continue;
-    }
-    if (fds[0].revents) {
-      (void)r.wake.consume();
-      if (r.exited) {
-        if (conn) read_conn();  // what the guest sent before it powered off
-        break;
-      }
-    }
-    if (fds[1].revents) {
-      int fd = ::accept4(r.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) {
-        conn.reset(fd);
-        r.listener.reset();
-      }
-    }
-    if (conn && fds[2].revents) read_conn();
-  }
-
-  *reached_started = started;
-  std::lock_guard lk(mu);
-  st.requested_stop = stop_requested || kill_requested;
-  if (!got_exit && st.error.empty()) {
-    const VmExit& ex = r.exit;
-    if (forced && st.requested_stop) {
-      if (started) st.signal = SIGKILL;
-      else st.error = "stopped before the program started";
-    } else if (ex.reason == VmExitReason::power_off) {
-      st.error = "the guest powered off without reporting how the program ended";
-    } else if (ex.reason == VmExitReason::reboot) {
-      st.error = "the guest rebooted before the program ended (a kernel panic does, with panic=-1)";
-    } else {
-      st.error = std::string("the guest ended: ") + to_string(ex.reason) + (ex.detail.empty() ? "" : ": " + ex.detail);
-    }
-    if (!st.requested_stop)
-      if (auto line = telling_console_line(); !line.empty()) st.error += " (console: " + line + ")";
-  }
-  return st;
-}
-
-void Machine::Impl::supervise() {
-  std::shared_ptr<MachineRun> r;
-  {
-    std::lock_guard lk(mu);
-    r = run;
-  }
-  while (r) {
-    bool reached = false;
-    ExitStatus st = watch(*r, &reached);
-    {
-      std::lock_guard lk(mu);
-      run.reset();
-    }
-    r.reset();  // joins the waiter and tears the VM down before anyone sees the machine settle
-    remove_sockets();
-
-    MachineState next = MachineState::stopped;
-    std::string restart_detail;
-    {
-      std::lock_guard lk(mu);
-      last_exit = st;
-      if (!reached && !st.requested_stop) {
-        next = MachineState::failed;
-        if (st.error.empty()) st.error = "the guest reported an exit before the program started";
-        failure = st.error;
-      } else if (!st.requested_stop) {
-        const auto& policy = config.restart;
-        if (policy.policy == RestartPolicy::always) {
-          next = MachineState::starting;
-          restart_detail = "restart (always)";
-        } else if (policy.policy == RestartPolicy::on_failure && !st.success()) {
-          if (retries < policy.max_retries) {
-            next = MachineState::starting;
-            restart_detail = "restart " + std::to_string(++retries) + " of " +
-                             std::to_string(policy.max_retries) + " (on-failure)";
-          }
-        } else if (st.success()) {
-          retries = 0;
-        }
-      }
-    }
-    record(MachineEventType::exit, next, st, {}, /*enter_status=*/true);
-    if (next != MachineState::starting) break;
-
-    record(MachineEventType::restart, MachineState::starting, std::nullopt, restart_detail);
-    auto began = Clock::now();
-    auto booted = boot_run(began);
-    if (!booted) {
-      remove_sockets();
-      ExitStatus failed{-1, 0, false, false, booted.error().describe()};
-      {
-        std::lock_guard lk(mu);
-        failure = failed.error;
-        last_exit = failed;
-      }
-      record(MachineEventType::exit, MachineState::failed, failed, {}, true);
-      break;
-    }
-    std::lock_guard lk(mu);
-    run = r = std::move(booted).value();
-    timings = StartTimings{Clock::now() - began, std::nullopt, std::nullopt};
-  }
-
-  if (config.auto_destroy) {
-    {
-      std::lock_guard lk(mu);
-      if (state != MachineState::stopped && state != MachineState::failed) return;
-      set_state(MachineState::destroying);
-    }
-    auto removed = remove_files();
-    if (!removed) LOG_WARN("machine %s: %s", id.c_str(), removed.error().describe().c_str());
-    record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, "auto_destroy", true);
-  }
-}
-
-void Machine::Impl::remove_sockets() {
-  ::unlink(vsock_path.c_str());
-  ::unlink((vsock_path.string() + "_" + std::to_string(runner::kEventPort)).c_str());
-}
-
-Result<void> Machine::Impl::remove_files() {
-  release_volumes();
-  subnet.reset();
-  remove_sockets();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  if (ec) return make_error(Errc::io, "removing machine directory " + dir.string() + ": " + ec.message());
-  return {};
+  vc.vsock = VsockConfig{vsock_path(), 3};
+  if (boot.network) vc.nets.push_back({boot.network->tap, {}});
+  s.network = boot.network;
+  s.restart = config.restart;
+  s.stop = config.stop_config;
+  s.start_timeout = config.start_timeout;
+  s.auto_destroy = config.auto_destroy;
+  std::string text = s.to_json();
+  return machine::write_file_atomic(spec_path(), text.data(), text.size());
 }
 
 Machine::Machine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -433,144 +232,201 @@ Machine::~Machine() = default;
 
 const std::string& Machine::id() const { return impl_->id; }
 const std::string& Machine::name() const { return impl_->name; }
+const std::string& Machine::app() const { return impl_->app; }
 const MachineConfig& Machine::config() const { return impl_->config; }
-const Rootfs& Machine::image() const { return impl_->image; }
-
-const std::optional<MachineNetwork>& Machine::network() const { return impl_->network; }
+const Rootfs& Machine::image() const { return impl_->boot.image; }
+const std::optional<MachineNetwork>& Machine::network() const { return impl_->boot.network; }
 
 MachineState Machine::state() const {
-  std::lock_guard lk(impl_->mu);
-  return impl_->state;
+  auto r = impl_->row();
+  if (!r) return MachineState::destroyed;
+  if (running(r->state) && !run_alive(impl_->lock_path())) {
+    impl_->host->settle_if_orphaned(*r);
+    r = impl_->row();
+    if (!r) return MachineState::destroyed;
+  }
+  return store::machine_state_from_string(r->state).value_or(MachineState::failed);
 }
 
 std::vector<MachineEvent> Machine::events() const {
-  std::lock_guard lk(impl_->mu);
-  return impl_->events;
+  std::vector<MachineEvent> out;
+  auto evs = impl_->host->store.events(impl_->id, 0);
+  if (!evs) return out;
+  for (auto it = evs->rbegin(); it != evs->rend(); ++it) out.push_back(to_event(*it));
+  return out;
 }
 
 std::optional<ExitStatus> Machine::last_exit() const {
-  std::lock_guard lk(impl_->mu);
-  return impl_->last_exit;
+  auto r = impl_->row();
+  if (!r || r->last_exit.empty()) return std::nullopt;
+  auto st = runner::parse_exit_status(r->last_exit);
+  if (!st) return std::nullopt;
+  return std::move(st).value();
 }
 
 std::optional<StartTimings> Machine::last_start_timings() const {
-  std::lock_guard lk(impl_->mu);
-  return impl_->timings;
+  std::optional<StartTimings> t;
+  {
+    std::lock_guard lk(impl_->mu);
+    t = impl_->timings;
+  }
+  if (!t) return t;
+  auto evs = impl_->host->store.events(impl_->id, 0);
+  if (!evs) return t;
+  for (const auto& e : *evs) {  // newest first: the start of the run this handle began
+    if (e.type != "start" || e.request.empty()) continue;
+    try {
+      json timings = json::parse(e.request).at("timings");
+      t->started = std::chrono::nanoseconds(timings.at("started_ns").get<int64_t>());
+      if (timings.contains("boot_timer_ns")) t->boot_timer = std::chrono::nanoseconds(timings["boot_timer_ns"].get<int64_t>());
+    } catch (const json::exception&) {
+    }
+    break;
+  }
+  return t;
 }
 
 Result<void> Machine::start() {
   auto& d = *impl_;
-  std::lock_guard life(d.lifecycle_mu);
-  MachineState before;
-  {
-    std::lock_guard lk(d.mu);
-    before = d.state;
-    if (before != MachineState::created && before != MachineState::stopped && before != MachineState::failed)
-      return make_error(Errc::busy, "machine " + d.id + " is " + to_string(before) +
-                                        ": only a created, stopped or failed machine can start");
-    d.stop_requested = d.kill_requested = false;
-    d.stop_how.reset();
-    d.outbox.clear();
-    d.retries = 0;
-    d.failure.clear();
-    d.timings = StartTimings{};
-    d.set_state(MachineState::starting);
+  const auto began = Clock::now();
+  const std::vector<std::string> startable = {"created", "stopped", "failed"};
+  FLICK_TRY_ASSIGN(auto before, d.row());
+  if (std::find(startable.begin(), startable.end(), before.state) == startable.end())
+    return make_error(Errc::busy, "machine " + d.id + " is " + before.state +
+                                      ": only a created, stopped or failed machine can start");
+  // The run lock, then the state: while the lock is held no other process starts or settles
+  // this machine, and the compare-and-set catches one that got there in between.
+  FLICK_TRY_ASSIGN(UniqueFd lock, take_run_lock(d.lock_path(), d.id));
+  store::Transition t;
+  t.machine_id = d.id;
+  t.from = startable;
+  t.to = "starting";
+  if (auto moved = d.host->store.transition(t); !moved) {
+    Error e = std::move(moved).error();
+    if (e.code == Errc::busy && e.message.find("lease") == std::string::npos)
+      e.message += ": only a created, stopped or failed machine can start";
+    return e;
   }
-  if (d.supervisor.joinable()) d.supervisor.join();
-  auto began = Clock::now();
-  auto booted = d.boot_run(began);
-  {
-    std::lock_guard lk(d.mu);
-    if (!booted) {
-      d.remove_sockets();
-      d.set_state(before);
-      return std::move(booted).error();
-    }
-    d.run = std::move(booted).value();
-    d.timings->vm_created = Clock::now() - began;
+  auto undo = [&](Error e) -> Error {
+    store::Transition back;
+    back.machine_id = d.id;
+    back.from = {"starting"};
+    back.to = before.state;
+    (void)d.host->store.transition(back);
+    return e;
+  };
+  std::error_code ec;
+  fs::create_directories(d.dir, ec);
+  if (fs::file_size(d.console_path(), ec) > kConsoleLogCap && !ec)
+    fs::rename(d.console_path(), d.console_path().string() + ".1", ec);
+  if (auto w = d.write_run_spec(); !w) return undo(std::move(w).error());
+  fs::path program = d.host->options.vmm_program;
+  if (program.empty()) {
+    auto found = runner::find_vmm_program();
+    if (!found) return undo(std::move(found).error());
+    program = *found;
   }
-  d.supervisor = std::thread([&d] { d.supervise(); });
+  if (auto run = runner::spawn_run(program, d.spec_path(), d.dir / "vmm.log", lock.get(), began); !run)
+    return undo(std::move(run).error());
+  std::lock_guard lk(d.mu);
+  d.timings = StartTimings{Clock::now() - began, std::nullopt, std::nullopt};
   return {};
 }
+
+namespace {
+
+// The run's control socket, as its spec names it.
+Result<runner::ControlClient> control(const Machine::Impl& d) {
+  FLICK_TRY_ASSIGN(auto text, machine::read_file(d.spec_path()));
+  FLICK_TRY_ASSIGN(auto spec, runner::RunSpec::from_json(text));
+  return runner::ControlClient::connect(spec.control_path);
+}
+
+}  // namespace
 
 Result<void> Machine::stop(std::optional<StopConfig> how) {
   auto& d = *impl_;
   const StopConfig effective = how.value_or(d.config.stop_config);
-  {
-    std::unique_lock lk(d.mu);
-    if (d.state == MachineState::destroying || d.state == MachineState::destroyed)
-      return make_error(Errc::busy, "machine " + d.id + " is " + to_string(d.state));
-    if (!running(d.state)) return {};
-    if (!d.stop_requested) {
-      d.stop_requested = true;
-      d.stop_how = how;
-      d.set_state(MachineState::stopping);
-      d.wake_run();
-      lk.unlock();
-      d.record(MachineEventType::stop, MachineState::stopping, std::nullopt,
-               "signal " + std::to_string(effective.signal) + ", timeout " + ms_text(effective.timeout));
-    }
+  FLICK_TRY_ASSIGN(auto r, d.row());
+  if (r.state == "destroying" || r.state == "destroyed") return make_error(Errc::busy, "machine " + d.id + " is " + r.state);
+  if (!running(r.state)) return {};
+  if (auto c = control(d)) {
+    if (auto s = c->stop(effective); !s && s.error().code == Errc::busy) return std::move(s).error();
   }
   auto limit = effective.timeout + kStopGrace + 30s;
-  std::unique_lock lk(d.mu);
-  if (!d.cv.wait_for(lk, limit, [&] { return settled(d.state); }))
-    return make_error(Errc::timeout, "machine " + d.id + " did not stop within " +
-                                         ms_text(std::chrono::duration_cast<std::chrono::milliseconds>(limit)));
+  // Settled, and the run gone: a start right after this one finds the machine free.
+  FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
+                                   limit));
+  if (running(r.state))
+    return make_error(Errc::timeout, "machine " + d.id + " did not stop within " + ms_text(limit));
   return {};
 }
 
 Result<void> Machine::signal(int signo) {
   auto& d = *impl_;
   if (signo < 1 || signo > 64) return make_error(Errc::invalid_argument, "signal " + std::to_string(signo) + " is not a signal number");
-  std::lock_guard lk(d.mu);
-  if (d.state != MachineState::started)
-    return make_error(Errc::busy, "machine " + d.id + " is " + to_string(d.state) + ": its program is not running");
-  d.outbox += runner::signal_command(signo);
-  d.wake_run();
-  return {};
+  FLICK_TRY_ASSIGN(auto r, d.row());
+  if (r.state != "started")
+    return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": its program is not running");
+  FLICK_TRY_ASSIGN(auto c, control(d));
+  return c.signal(signo);
 }
 
 Result<void> Machine::destroy(bool force) {
   auto& d = *impl_;
-  std::lock_guard life(d.lifecycle_mu);
-  {
-    std::unique_lock lk(d.mu);
-    if (running(d.state)) {
-      if (!force)
-        return make_error(Errc::busy, "machine " + d.id + " is " + to_string(d.state) +
-                                          ": stop it first, or destroy it with force");
-      d.kill_requested = true;
-      d.wake_run();
-    }
-    d.cv.wait(lk, [&] { return !running(d.state); });
+  FLICK_TRY_ASSIGN(auto r, d.row());
+  if (running(r.state)) {
+    if (!force)
+      return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": stop it first, or destroy it with force");
+    if (auto c = control(d)) (void)c->kill();
+    FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
+                                     60s));
+    if (running(r.state)) return make_error(Errc::timeout, "machine " + d.id + " did not end within 60 s of a kill");
   }
-  if (d.supervisor.joinable()) d.supervisor.join();  // it may be destroying the machine itself
-  {
-    std::lock_guard lk(d.mu);
-    if (d.state == MachineState::destroyed) return {};
-    d.set_state(MachineState::destroying);
+  if (r.state == "destroyed") return {};
+  FLICK_TRY_ASSIGN(UniqueFd lock, take_run_lock(d.lock_path(), d.id));
+  store::Transition t;
+  t.machine_id = d.id;
+  t.from = {"created", "stopped", "failed"};
+  t.to = "destroying";
+  if (auto moved = d.host->store.transition(t); !moved) {
+    if (auto now = d.row(); now && now->state == "destroyed") return {};  // auto_destroy got there first
+    return std::move(moved).error();
   }
-  auto removed = d.remove_files();
-  d.record(MachineEventType::destroy, MachineState::destroyed, std::nullopt, force ? "forced" : "", true);
+  Result<void> removed = runner::remove_machine_files(d.dir);
+  ::unlink(d.control_path().c_str());
+  t.from = {"destroying"};
+  t.to = "destroyed";
+  store::EventRow e;
+  e.type = "destroy";
+  e.source = "user";
+  if (force) e.request = R"({"detail":"forced"})";
+  t.event = e;
+  FLICK_TRY(d.host->store.transition(t));
+  runner::remove_machine_dir(d.dir);
   return removed;
 }
 
 Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeout) {
   auto& d = *impl_;
-  std::unique_lock lk(d.mu);
+  const std::string want = to_string(target);
   // A failed machine may still be on its way to `destroyed` (auto_destroy).
   bool past_failed = target == MachineState::destroying || target == MachineState::destroyed;
-  bool done = d.cv.wait_for(lk, timeout, [&] {
-    return d.state == target || (d.state == MachineState::failed && !past_failed) ||
-           d.state == MachineState::destroyed;
-  });
-  if (d.state == target) return {};
-  if (!done)
-    return make_error(Errc::timeout, "machine " + d.id + " is still " + to_string(d.state) + " after " +
-                                         ms_text(timeout) + " (waiting for " + to_string(target) + ")");
-  if (d.state == MachineState::failed && !past_failed)
-    return make_error(Errc::guest_failure, "machine " + d.id + " failed: " + d.failure);
-  return make_error(Errc::busy, "machine " + d.id + " was destroyed");
+  FLICK_TRY_ASSIGN(auto r, d.wait_until(
+                               [&](const store::MachineRow& x) {
+                                 return x.state == want || (x.state == "failed" && !past_failed) ||
+                                        x.state == "destroyed";
+                               },
+                               timeout));
+  if (r.state == want) return {};
+  if (r.state == "failed" && !past_failed) {
+    std::string why = "the start failed";
+    if (auto st = runner::parse_exit_status(r.last_exit); st && !st->error.empty()) why = st->error;
+    return make_error(Errc::guest_failure, "machine " + d.id + " failed: " + why);
+  }
+  if (r.state == "destroyed") return make_error(Errc::busy, "machine " + d.id + " was destroyed");
+  return make_error(Errc::timeout, "machine " + d.id + " is still " + r.state + " after " + ms_text(timeout) +
+                                       " (waiting for " + want + ")");
 }
 
 }  // namespace flick

@@ -1,95 +1,73 @@
-// Machine::Impl: one machine's state machine and the supervision of its runs.
+// Machine::Impl: a handle on one machine of the store. The machine's runs live in flick-vmm
+// processes (lib/runner); a handle reads the store and drives a run through its control socket.
 #pragma once
 
 #include <flick/machine.h>
-#include <flick/vm.h>
 
-#include "base/event_fd.h"
-#include "base/fd.h"
 #include "machine/host_impl.h"
-#include "runner/host_network.h"
 #include "machine/init_config.h"
-#include "machine/volume.h"
+#include "runner/machine_dir.h"
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
-#include <vector>
 
 namespace flick {
 
-// One boot of the machine: the VM, the thread waiting for it, and the event channel.
-struct MachineRun {
-  std::unique_ptr<Vm> vm;
-  UniqueFd listener;  // until flick-init connects
-  EventFd wake;       // the VM ended, or the machine has a command for the guest
-  std::thread waiter;
-  VmExit exit;                     // valid once `exited`
-  std::atomic<bool> exited{false};  // set by `waiter` before it signals `wake`
-  std::chrono::steady_clock::time_point began;            // the start() (or restart) that made it
-  std::chrono::steady_clock::time_point vm_create_began;  // Vm::create() was called
-  ~MachineRun();
+// What create() resolved and a start boots, kept as MachineRow::boot.
+struct MachineBoot {
+  std::filesystem::path kernel, initramfs;
+  Rootfs image;
+  machine::ProcessSpec process;
+  std::optional<MachineNetwork> network;
+  uint32_t subnet = 0;  // network's /30 (unique among live machines, by the store)
+
+  std::string to_json() const;
+  static Result<MachineBoot> from_json(std::string_view json);
 };
 
 struct Machine::Impl {
   using Clock = std::chrono::steady_clock;
 
-  Impl(std::shared_ptr<Host::Impl> host, std::string id, std::string name, MachineConfig config,
-       Rootfs image, machine::ProcessSpec process, BootFiles boot,
-       std::vector<machine::VolumeLease> volumes, MachineHandlers handlers);
+  Impl(std::shared_ptr<Host::Impl> host, const store::MachineRow& row, MachineConfig config, MachineBoot boot,
+       MachineHandlers handlers);
   ~Impl();
 
   std::shared_ptr<Host::Impl> host;
-  const std::string id, name;
+  const std::string id, name, app;
   const MachineConfig config;
-  const Rootfs image;
-  const machine::ProcessSpec process;
-  const BootFiles boot;
-  const std::filesystem::path dir;         // <state>/machines/<id>
-  const std::filesystem::path vsock_path;  // <run>/<id>.vsock (the VMM adds _<port>)
-  std::vector<machine::VolumeLease> volumes;
+  const MachineBoot boot;
+  const std::filesystem::path dir;  // <state>/machines/<id>
+
+  mutable std::mutex mu;
+  std::optional<StartTimings> timings;  // of the last start() through this handle
+
   MachineHandlers handlers;
-  std::optional<MachineNetwork> network;        // set by Host::create, fixed after
-  std::optional<runner::SubnetLease> subnet;   // holds network's /30 until destroyed
+  std::thread follower;  // delivers handlers; only when there are any
+  std::atomic<bool> closing{false};
+  int64_t last_event_id = 0;  // follower's
 
-  std::mutex lifecycle_mu;  // serialises start() and destroy(): they own `supervisor`
-  std::thread supervisor;
+  std::filesystem::path lock_path() const { return dir / runner::kRunLock; }
+  std::filesystem::path spec_path() const { return dir / "run.json"; }
+  std::filesystem::path console_path() const { return dir / "console.log"; }
+  std::filesystem::path control_path() const { return host->options.run_dir / (id + ".ctl"); }
+  std::filesystem::path vsock_path() const { return host->options.run_dir / (id + ".vsock"); }
 
-  mutable std::mutex mu;  // everything below
-  std::condition_variable cv;
-  MachineState state = MachineState::created;
-  std::vector<MachineEvent> events;
-  std::optional<ExitStatus> last_exit;
-  std::optional<StartTimings> timings;
-  std::string failure;       // why the machine is failed
-  uint32_t retries = 0;      // on-failure restarts since the last start()
-  std::shared_ptr<MachineRun> run;
-  bool stop_requested = false;
-  std::optional<StopConfig> stop_how;
-  bool kill_requested = false;
-  std::string outbox;        // commands for the guest, sent by the supervisor
-
-  mutable std::mutex console_mu;  // not `mu`: vCPU threads write the console while the
-  std::string console_tail;       // supervisor may hold `mu`; the last output, for errors
-
-  // Appends an event (entering its status if asked) and tells the handler (outside `mu`).
-  void record(MachineEventType type, MachineState status, std::optional<ExitStatus> exit,
-              std::string detail, bool enter_status = false);
-  void set_state(MachineState s);  // with `mu` held
-
-  Result<std::shared_ptr<MachineRun>> boot_run(Clock::time_point began);
-  void supervise();
-  ExitStatus watch(MachineRun& run, bool* reached_started);
-  void on_console(std::string_view bytes);
-  std::string telling_console_line() const;  // for error messages
-  Result<void> remove_files();
-  void remove_sockets();
-  void release_volumes();  // from the Host's list, and their locks
-  void wake_run();  // with `mu` held
+  Result<store::MachineRow> row() const { return host->store.get_machine("", id); }
+  Result<void> write_run_spec();
+  void follow();
+  // Blocks until `done(row)` or the timeout; settles an orphaned run on the way.
+  Result<store::MachineRow> wait_until(const std::function<bool(const store::MachineRow&)>& done,
+                                       std::chrono::milliseconds timeout);
 };
+
+inline bool running_state(std::string_view s) { return s == "starting" || s == "started" || s == "stopping"; }
+
+// Whether a run of the machine holds its lock (`<machine dir>/run.lock`).
+bool run_alive(const std::filesystem::path& lock_path);
 
 }  // namespace flick

@@ -91,35 +91,6 @@ bool can_create_taps() {
   return admin && ::access("/dev/net/tun", R_OK | W_OK) == 0;
 }
 
-Result<SubnetLease> lease_subnet(const fs::path& run_dir, uint32_t preferred) {
-  fs::path dir = run_dir / "subnets";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return make_error(Errc::io, "creating " + dir.string() + ": " + ec.message());
-  for (uint32_t i = 0; i < kSubnets; ++i) {
-    uint32_t index = (preferred + i) % kSubnets;
-    fs::path file = dir / std::to_string(index);
-    UniqueFd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd) return sys_error("opening subnet lock " + file.string(), errno);
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-      if (errno != EWOULDBLOCK) return sys_error("locking " + file.string(), errno);
-      continue;
-    }
-    // Locked; but if its holder removed it meanwhile, this is a stale inode: look again.
-    struct stat held{}, named{};
-    if (::fstat(fd.get(), &held) != 0) return sys_error("inspecting " + file.string(), errno);
-    if (::stat(file.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
-      return SubnetLease(index, file, std::move(fd));
-    --i;  // the same index again
-  }
-  return make_error(Errc::limit, "every /30 of 172.19.0.0/16 is in use by a machine");
-}
-
-void SubnetLease::release() {
-  if (!lock) return;
-  ::unlink(path.c_str());  // before the lock goes: see lease_subnet
-  lock.reset();
-}
 
 MachineNetwork subnet_addresses(uint32_t index, const std::string& tap) {
   uint32_t base = kPoolBase + 4 * (index % kSubnets);

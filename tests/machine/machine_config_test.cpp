@@ -282,61 +282,36 @@ TEST(GuestEvents, SocketPathsThatDoNotFitAreRefused) {
   EXPECT_NE(r.error().message.find("shorter run directory"), std::string::npos);
 }
 
-TEST(Volumes, CreateCheckLeaseAndDestroy) {
+TEST(Volumes, FilesAreCheckedExt4AndNeverOverwritten) {
   TempDir t;
-  auto v = create_volume(t.path(), {"data_1", 1});
-  ASSERT_TRUE(v.ok()) << v.error().describe();
-  EXPECT_EQ(v->path, t.path() / "data_1.ext4");
-  EXPECT_EQ(v->size_bytes, uint64_t{1} << 30);
-  auto fsck = run_command("e2fsck -fn " + v->path.string());
+  fs::path path = t.path() / "vols" / "vol_x.ext4";
+  auto made = make_volume_file(path, 1);
+  ASSERT_TRUE(made.ok()) << made.error().describe();
+  EXPECT_EQ(fs::file_size(path), uint64_t{1} << 30);
+  auto fsck = run_command("e2fsck -fn " + path.string());
   EXPECT_EQ(fsck.status, 0) << fsck.output;
 
-  auto again = create_volume(t.path(), {"data_1", 1});
+  auto again = make_volume_file(path, 1);
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, Errc::exists);
-
-  auto lease = lease_volume(t.path(), "data_1");
-  ASSERT_TRUE(lease.ok()) << lease.error().describe();
-  auto second = lease_volume(t.path(), "data_1");
-  ASSERT_FALSE(second.ok());
-  EXPECT_EQ(second.error().code, Errc::busy);
-  auto busy = destroy_volume(t.path(), "data_1");
-  ASSERT_FALSE(busy.ok());
-  EXPECT_EQ(busy.error().code, Errc::busy);
-
-  lease = Error{};  // released
-  ASSERT_TRUE(destroy_volume(t.path(), "data_1").ok());
-  auto gone = lease_volume(t.path(), "data_1");
-  ASSERT_FALSE(gone.ok());
-  EXPECT_EQ(gone.error().code, Errc::not_found);
+  EXPECT_EQ(std::distance(fs::directory_iterator(path.parent_path()), fs::directory_iterator()), 1);
+  EXPECT_EQ(make_volume_file(t.path() / "big.ext4", 0).error().code, Errc::invalid_argument);
 
   for (const char* bad : {"", "UPPER", "a-b", "../x", "0123456789012345678901234567890"}) {
-    auto r = create_volume(t.path(), {bad, 1});
+    auto r = check_volume_name(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, Errc::invalid_argument);
   }
+  EXPECT_TRUE(check_volume_name("data_1").ok());
 }
 
-TEST(Subnets, LeasedOnceRemovedWhenReleased) {
-  TempDir t;
-  auto a = lease_subnet(t.path(), 7);
-  ASSERT_TRUE(a.ok()) << a.error().describe();
-  EXPECT_EQ(a->index, 7u);
-  auto b = lease_subnet(t.path(), 7);  // taken: the next one
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(b->index, 8u);
-  auto net = subnet_addresses(a->index, "flk0");
+TEST(Subnets, AddressesOfEachSlash30) {
+  auto net = subnet_addresses(7, "flk0");
   EXPECT_EQ(net.host_address, "172.19.0.29");
   EXPECT_EQ(net.guest_address, "172.19.0.30");
   EXPECT_EQ(net.prefix, 30);
+  EXPECT_EQ(net.tap, "flk0");
   EXPECT_EQ(subnet_addresses(16383, "x").guest_address, "172.19.255.254");
-  fs::path file = a->path;
-  EXPECT_TRUE(fs::exists(file));
-  a = Error{};  // released: the lock file goes with it
-  EXPECT_FALSE(fs::exists(file));
-  auto c = lease_subnet(t.path(), 7);
-  ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->index, 7u);
 }
 
 }  // namespace

@@ -1,17 +1,27 @@
 // The Machine lifecycle on this machine's /dev/kvm with the freestanding test guest as the
 // kernel: it boots in milliseconds but never runs flick-init, so these are the paths where a
-// machine does not start — timeouts, panics, stops and destroys while starting, and what a
-// destroy must give back. Machines that run programs are tested in the test host
-// (machine_linux_test.py).
+// machine does not start — timeouts, panics, stops and destroys while starting, what a
+// destroy must give back — and the process model: runs that outlive the process that started
+// them, processes racing each other, and runs killed at the worst moment. Machines that run
+// programs are tested in the test host (machine_linux_test.py).
 #include <flick/machine.h>
 
+#include "runner/control.h"
+#include "store/machine_store.h"
 #include "support/command.h"
 #include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -52,9 +62,35 @@ class MachineKvm : public ::testing::Test {
     o.cache_dir = dir_.path() / "cache";
     o.run_dir = dir_.path() / "run";
     o.kernel = FLICK_TESTGUEST_PVH;
+    o.vmm_program = FLICK_VMM_PROGRAM;
     auto host = Host::open(o);
     ASSERT_TRUE(host.ok()) << host.error().describe();
     host_ = std::move(host).value();
+  }
+
+  // Runs outlive handles: end every one this test left, so no flick-vmm outlives the test.
+  void TearDown() override {
+    if (!host_) return;
+    if (auto all = host_->list(); all.ok())
+      for (auto& m : *all) (void)m->destroy(/*force=*/true);
+  }
+
+  // Whether a run holds the machine's lock (/proc/locks lists it while any process does).
+  bool run_locked(const std::string& id) {
+    struct stat st{};
+    fs::path lock = host_->options().state_dir / "machines" / id / "run.lock";
+    if (::stat(lock.c_str(), &st) != 0) return false;
+    std::ifstream locks("/proc/locks");
+    std::string inode = ":" + std::to_string(st.st_ino) + " ";
+    for (std::string line; std::getline(locks, line);)
+      if (line.find(inode) != std::string::npos) return true;
+    return false;
+  }
+
+  std::unique_ptr<Host> another_host() {
+    auto h = Host::open(host_->options());
+    EXPECT_TRUE(h.ok()) << h.error().describe();
+    return h.ok() ? std::move(h).value() : nullptr;
   }
 
   // A machine whose "kernel" is the test guest in `mode` (hang, panic, poweroff).
@@ -182,8 +218,8 @@ TEST_F(MachineKvm, ForcedDestroyGivesBackFilesDescriptorsThreadsAndVolumes) {
   EXPECT_EQ((*listed)[0].attached_machine, m->id());
 
   ASSERT_TRUE(m->start().ok());
-  EXPECT_GT(entries("/proc/self/task"), threads);
-  EXPECT_GT(entries(host_->options().run_dir), 0u);  // the vsock sockets
+  EXPECT_TRUE(run_locked(m->id()));           // a run of its own: flick-vmm
+  EXPECT_GT(entries(host_->options().run_dir), 0u);  // its control and vsock sockets
   std::optional<MachineNetwork> net = m->network();
   if (net) {  // the TAP exists while the VM runs, with the host's address on it
     auto ip = run_command("ip -4 -o addr show dev " + net->tap);
@@ -201,9 +237,8 @@ TEST_F(MachineKvm, ForcedDestroyGivesBackFilesDescriptorsThreadsAndVolumes) {
   }
   for (const auto& e : fs::directory_iterator(host_->options().run_dir))
     EXPECT_EQ(e.path().filename().string().find(m->id()), std::string::npos) << e.path();
+  EXPECT_FALSE(run_locked(m->id()));
   EXPECT_EQ(entries("/proc/self/fd"), fds);
-  // A joined thread can stay listed for a moment while the kernel finishes its exit.
-  for (int i = 0; i < 100 && entries("/proc/self/task") != threads; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(entries("/proc/self/task"), threads) << thread_names();
   listed = host_->list_volumes();
   ASSERT_TRUE(listed.ok());
@@ -244,6 +279,185 @@ TEST_F(MachineKvm, UnknownImageAndMissingKvmAreClearErrors) {
   EXPECT_EQ((*machine)->state(), MachineState::created);  // unchanged
   for (const auto& e : fs::directory_iterator(o.run_dir))  // and nothing left behind
     EXPECT_EQ(e.path().filename().string().find((*machine)->id()), std::string::npos) << e.path();
+}
+
+TEST_F(MachineKvm, RunsOutliveTheProcessThatStartedThemAndAnotherHostStopsThem) {
+  // A child process creates and starts three machines, says which, and is killed.
+  int ids_pipe[2];
+  ASSERT_EQ(::pipe(ids_pipe), 0);
+  pid_t creator = ::fork();
+  ASSERT_GE(creator, 0);
+  if (creator == 0) {
+    auto h = Host::open(host_->options());
+    std::string ids;
+    for (int i = 0; h.ok() && i < 3; ++i) {
+      MachineConfig c;
+      c.image = image_;
+      c.guest.kernel_args = {"testguest", "mode=hang"};
+      c.start_timeout = 300s;
+      auto m = (*h)->create(c);
+      if (!m.ok() || !(*m)->start().ok()) ::_exit(1);
+      ids += (*m)->id() + "\n";
+    }
+    (void)!::write(ids_pipe[1], ids.data(), ids.size());
+    ::pause();
+  }
+  ::close(ids_pipe[1]);
+  std::string ids;
+  char buf[256];
+  // Until three ids or the creator's end (it keeps its end open while it waits to be killed).
+  for (ssize_t n; std::count(ids.begin(), ids.end(), '\n') < 3 && (n = ::read(ids_pipe[0], buf, sizeof buf)) > 0;)
+    ids.append(buf, static_cast<size_t>(n));
+  ::close(ids_pipe[0]);
+  ::kill(creator, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(creator, &status, 0), creator);
+  ASSERT_EQ(std::count(ids.begin(), ids.end(), '\n'), 3) << "the creator failed: " << ids;
+
+  auto other = another_host();
+  ASSERT_TRUE(other);
+  auto listed = other->list();
+  ASSERT_TRUE(listed.ok()) << listed.error().describe();
+  ASSERT_EQ(listed->size(), 3u);
+  for (auto& m : *listed) {
+    EXPECT_NE(ids.find(m->id()), std::string::npos);
+    EXPECT_EQ(m->state(), MachineState::starting) << m->id();  // still running, unwatched
+    EXPECT_TRUE(run_locked(m->id()));
+  }
+  for (auto& m : *listed) {
+    ASSERT_TRUE(m->stop().ok());
+    EXPECT_EQ(m->state(), MachineState::stopped);
+    EXPECT_FALSE(run_locked(m->id()));
+    // Seen the same from a third handle, events included.
+    auto seen = host_->get(m->id());
+    ASSERT_TRUE(seen.ok());
+    EXPECT_EQ((*seen)->state(), MachineState::stopped);
+    EXPECT_EQ(types(**seen), (std::vector<MachineEventType>{MachineEventType::launch, MachineEventType::stop,
+                                                           MachineEventType::exit}));
+    ASSERT_TRUE(m->destroy().ok());
+  }
+}
+
+TEST_F(MachineKvm, RacingStartsHaveOneWinnerAndClearErrorsForTheRest) {
+  auto m = machine("hang", 300s);
+  ASSERT_TRUE(m);
+  constexpr int kRacers = 4;
+  std::vector<pid_t> racers;
+  int results[2];
+  ASSERT_EQ(::pipe(results), 0);
+  for (int i = 0; i < kRacers; ++i) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto h = Host::open(host_->options());
+      auto mine = h.ok() ? (*h)->get(m->id()) : Result<std::unique_ptr<Machine>>(h.error());
+      auto r = mine.ok() ? (*mine)->start() : Result<void>(mine.error());
+      std::string line = r.ok() ? "ok\n" : std::string(to_string(r.error().code)) + " " + r.error().message + "\n";
+      (void)!::write(results[1], line.data(), line.size());
+      ::_exit(0);
+    }
+    racers.push_back(pid);
+  }
+  ::close(results[1]);
+  for (pid_t p : racers) ::waitpid(p, nullptr, 0);
+  std::string out;
+  char buf[1024];
+  for (ssize_t n; (n = ::read(results[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(results[0]);
+  std::istringstream lines(out);
+  int wins = 0, clear = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line == "ok") ++wins;
+    else if (line.rfind("busy ", 0) == 0 &&
+             (line.find("is starting") != std::string::npos || line.find("has a run") != std::string::npos))
+      ++clear;
+    else ADD_FAILURE() << line;
+  }
+  EXPECT_EQ(wins, 1) << out;
+  EXPECT_EQ(clear, kRacers - 1) << out;
+  EXPECT_EQ(m->state(), MachineState::starting);
+  ASSERT_TRUE(m->destroy(/*force=*/true).ok());
+}
+
+TEST_F(MachineKvm, AKilledVmProcessIsRecordedWithTheReason) {
+  auto m = machine("hang", 300s);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  std::string ctl = (host_->options().run_dir / (m->id() + ".ctl")).string();
+  auto control = runner::ControlClient::connect(ctl);
+  ASSERT_TRUE(control.ok()) << control.error().describe();
+  auto status = control->status();
+  ASSERT_TRUE(status.ok()) << status.error().describe();
+  ASSERT_GT(status->vmm_pid, 0);
+  ASSERT_EQ(::kill(status->vmm_pid, SIGKILL), 0);
+
+  auto w = m->wait(MachineState::stopped, 30s);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, Errc::guest_failure);
+  EXPECT_NE(w.error().message.find("the VM process ended without saying how the run ended (killed by"),
+            std::string::npos)
+      << w.error().message;
+  EXPECT_EQ(m->state(), MachineState::failed);
+  for (int i = 0; i < 100 && run_locked(m->id()); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(run_locked(m->id()));  // the monitor ended too: nothing to restart
+  EXPECT_FALSE(fs::exists(ctl));
+}
+
+TEST_F(MachineKvm, AKilledMonitorTakesItsVmAlongAndTheNextHostSettlesTheMachine) {
+  auto m = machine("hang", 300s);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  auto control = runner::ControlClient::connect(host_->options().run_dir / (m->id() + ".ctl"));
+  ASSERT_TRUE(control.ok()) << control.error().describe();
+  auto status = control->status();
+  ASSERT_TRUE(status.ok());
+  pid_t vm = status->vmm_pid, monitor = status->monitor_pid;
+  ASSERT_GT(vm, 0);
+  ASSERT_GT(monitor, 0);
+  ASSERT_NE(monitor, ::getpid());
+  ASSERT_EQ(::kill(monitor, SIGKILL), 0);
+  // The VM process dies with its monitor (PR_SET_PDEATHSIG): no run is left unsupervised.
+  for (int i = 0; i < 250 && run_locked(m->id()); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(run_locked(m->id()));
+  EXPECT_NE(::kill(vm, 0), 0);
+
+  auto other = another_host();  // opening settles what no one recorded
+  ASSERT_TRUE(other);
+  auto seen = other->get(m->id());
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ((*seen)->state(), MachineState::failed);
+  ASSERT_TRUE((*seen)->last_exit());
+  EXPECT_NE((*seen)->last_exit()->error.find("flick-vmm was killed"), std::string::npos);
+  auto db = store::MachineStore::open(host_->options().state_dir / "flick.db");
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(*db->integrity_check(), "ok");
+  // And it can start again.
+  ASSERT_TRUE((*seen)->start().ok());
+  ASSERT_TRUE((*seen)->destroy(true).ok());
+}
+
+TEST_F(MachineKvm, TheControlProtocolVersionIsNegotiated) {
+  auto m = machine("hang", 300s);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  fs::path ctl = host_->options().run_dir / (m->id() + ".ctl");
+  // A newer client that also speaks version 1 gets version 1.
+  auto newer = runner::ControlClient::connect(ctl, 1, runner::kControlProtocolMax + 3);
+  ASSERT_TRUE(newer.ok()) << newer.error().describe();
+  EXPECT_EQ(newer->version(), runner::kControlProtocolMax);
+  EXPECT_TRUE(newer->status().ok());
+  // One that speaks only later versions is refused, saying what the run speaks.
+  auto future = runner::ControlClient::connect(ctl, runner::kControlProtocolMax + 1, runner::kControlProtocolMax + 2);
+  ASSERT_FALSE(future.ok());
+  EXPECT_EQ(future.error().code, Errc::unsupported);
+  EXPECT_NE(future.error().message.find("this flick-vmm speaks 1..1"), std::string::npos) << future.error().message;
+  // Unknown ops and bad requests are errors, not a dead run.
+  auto bad = newer->call(R"({"op":"teleport"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("unknown op"), std::string::npos);
+  EXPECT_FALSE(newer->call("not json").ok());
+  EXPECT_TRUE(newer->status().ok());
+  ASSERT_TRUE(m->destroy(true).ok());
 }
 
 }  // namespace
