@@ -261,6 +261,15 @@ struct Volume {
   std::string attached_machine;  // the id of the machine it belongs to, if any (any process)
 };
 
+// Fly's app: a name that machines and volumes belong to. `default` always exists.
+struct AppInfo {
+  std::string name;      // [a-z0-9-]{1,63}
+  std::string org_slug;  // "personal" unless given
+  uint64_t machine_count = 0;  // not destroyed
+  uint64_t volume_count = 0;
+  std::chrono::system_clock::time_point created_at;
+};
+
 struct HostOptions {
   // Machines' and volumes' files. Default: $FLICK_STATE_DIR, else
   // ${XDG_STATE_HOME:-~/.local/state}/flick.
@@ -320,6 +329,14 @@ class FLICK_API Host {
   Result<std::vector<Volume>> list_volumes(std::string_view app = {});  // empty: every app
   // Deletes a volume (by id, or a name unique in `app`) that no machine is attached to.
   Result<void> destroy_volume(std::string_view id_or_name, std::string_view app = {});
+
+  // Apps. create_app fails with Errc::exists; destroy_app with Errc::busy while the app has
+  // machines or volumes, unless `force`: then its machines are destroyed (killed if running)
+  // and its volumes deleted first.
+  Result<AppInfo> create_app(std::string_view name, std::string_view org_slug = {});
+  Result<AppInfo> get_app(std::string_view name);
+  Result<std::vector<AppInfo>> list_apps();
+  Result<void> destroy_app(std::string_view name, bool force = false);
 
   ImageStore& images();
   const HostOptions& options() const;

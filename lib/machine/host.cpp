@@ -350,6 +350,51 @@ Result<void> Host::destroy_volume(std::string_view id_or_name, std::string_view 
   return {};
 }
 
+namespace {
+
+AppInfo to_app(const store::AppRow& r) {
+  return AppInfo{r.name, r.org_slug, r.machine_count, r.volume_count,
+                 std::chrono::system_clock::time_point(std::chrono::milliseconds(r.created_at_ms))};
+}
+
+}  // namespace
+
+Result<AppInfo> Host::create_app(std::string_view name, std::string_view org_slug) {
+  store::AppRow row;
+  row.name = name;
+  row.org_slug = org_slug;
+  FLICK_TRY(impl_->store.create_app(row));
+  return get_app(name);
+}
+
+Result<AppInfo> Host::get_app(std::string_view name) {
+  FLICK_TRY_ASSIGN(auto row, impl_->store.get_app(name));
+  return to_app(row);
+}
+
+Result<std::vector<AppInfo>> Host::list_apps() {
+  FLICK_TRY_ASSIGN(auto rows, impl_->store.list_apps());
+  std::vector<AppInfo> out;
+  for (const auto& r : rows) out.push_back(to_app(r));
+  return out;
+}
+
+Result<void> Host::destroy_app(std::string_view name, bool force) {
+  FLICK_TRY_ASSIGN(auto app, impl_->store.get_app(name));
+  if (!force && (app.machine_count || app.volume_count))
+    return make_error(Errc::busy, "app " + app.name + " has " + std::to_string(app.machine_count) + " machines and " +
+                                      std::to_string(app.volume_count) + " volumes: destroy them first, or use force");
+  if (force) {
+    ListFilter f;
+    f.app = app.name;
+    FLICK_TRY_ASSIGN(auto machines, list(f));
+    for (auto& m : machines) FLICK_TRY(m->destroy(/*force=*/true));
+    FLICK_TRY_ASSIGN(auto volumes, list_volumes(app.name));
+    for (const auto& v : volumes) FLICK_TRY(destroy_volume(v.id, app.name));
+  }
+  return impl_->store.delete_app(app.name, force);
+}
+
 ImageStore& Host::images() { return impl_->images; }
 const HostOptions& Host::options() const { return impl_->options; }
 
