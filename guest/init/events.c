@@ -40,8 +40,10 @@ void events_connect(int port) {
 
 int events_fd(void) { return channel; }
 
-static void send_line(const char *json) {
-    say("%s", json);
+/* Events go to the host over vsock. The console gets them only when there is no channel, or
+ * when they say something went wrong: the console is the program's output. */
+static void send_line(const char *json, int on_console) {
+    if (on_console || channel < 0) say("%s", json);
     if (channel < 0) return;
     char line[1200];
     int n = snprintf(line, sizeof line, "%s\n", json);
@@ -56,17 +58,17 @@ static void send_line(const char *json) {
 void event_started(pid_t pid) {
     char j[64];
     snprintf(j, sizeof j, "{\"event\":\"started\",\"pid\":%d}", (int)pid);
-    send_line(j);
+    send_line(j, 0);
 }
 
 void event_exited(int status) {
     char j[64];
     if (WIFSIGNALED(status)) snprintf(j, sizeof j, "{\"event\":\"exited\",\"signal\":%d}", WTERMSIG(status));
     else snprintf(j, sizeof j, "{\"event\":\"exited\",\"exit_code\":%d}", WEXITSTATUS(status));
-    send_line(j);
+    send_line(j, 0);
 }
 
-void event_oom(void) { send_line("{\"event\":\"oom\"}"); }
+void event_oom(void) { send_line("{\"event\":\"oom\"}", 1); }
 
 void event_error(const char *message, int exit_code) {
     char escaped[900];
@@ -79,7 +81,7 @@ void event_error(const char *message, int exit_code) {
     escaped[n] = '\0';
     char j[1024];
     snprintf(j, sizeof j, "{\"event\":\"error\",\"message\":\"%s\",\"exit_code\":%d}", escaped, exit_code);
-    send_line(j);
+    send_line(j, 1);
 }
 
 static int parse_command(const char *line, size_t len, struct command *cmd) {

@@ -154,10 +154,13 @@ Result<std::unique_ptr<Machine>> Host::Impl::open_machine(const store::MachineRo
 
 void Host::Impl::settle_if_orphaned(const store::MachineRow& seen) {
   fs::path dir = machine_dir(seen.id);
-  UniqueFd lock(::open((dir / runner::kRunLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  // Never created here: a start makes the lock file before the machine leaves created, stopped
+  // or failed, and a destroy removes it only after recording `destroyed`, so a missing one
+  // means no run — and creating it could keep a destroy from removing the directory.
+  UniqueFd lock(::open((dir / runner::kRunLock).c_str(), O_RDWR | O_CLOEXEC));
   if (!lock && errno != ENOENT) return;
   if (lock && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return;  // a run is alive
-  // Unlocked, or no directory (gone only once `destroyed` is recorded): read it again.
+  // Unlocked, or no lock at all: read it again, it may have settled meanwhile.
   auto row = store.get_machine("", seen.id);
   if (!row) return;
   store::Transition t;

@@ -39,7 +39,9 @@ using nlohmann::json;
 // After stop_config.timeout, flick-init kills the program, syncs, unmounts and powers off;
 // the VM is killed if it has not ended this long after that.
 constexpr auto kStopGrace = 10s;
-constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off";
+// No PCI in a flick VM: pci=off, and x86's PCI set-up skipped (it would only log that it
+// found no config space access, on every boot).
+constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off initcall_blacklist=pci_subsys_init";
 constexpr uint64_t kConsoleLogCap = 4u << 20;  // rotated to console.log.1 at a start beyond this
 
 std::string ms_text(std::chrono::milliseconds ms) {
@@ -47,6 +49,7 @@ std::string ms_text(std::chrono::milliseconds ms) {
 }
 
 bool running(std::string_view s) { return running_state(s); }
+bool settled(std::string_view s) { return s == "stopped" || s == "failed" || s == "destroyed"; }
 
 // Wakes a waiter when the store's database changes (its WAL is written), or after `max`.
 class StoreWatch {
@@ -302,6 +305,7 @@ Result<void> Machine::start() {
   t.from = startable;
   t.to = "starting";
   if (auto moved = d.host->store.transition(t); !moved) {
+    if (auto now = d.row(); now && now->state == "destroyed") runner::remove_machine_dir(d.dir);  // our lock file
     Error e = std::move(moved).error();
     if (e.code == Errc::busy && e.message.find("lease") == std::string::npos)
       e.message += ": only a created, stopped or failed machine can start";
@@ -384,13 +388,22 @@ Result<void> Machine::destroy(bool force) {
     if (running(r.state)) return make_error(Errc::timeout, "machine " + d.id + " did not end within 60 s of a kill");
   }
   if (r.state == "destroyed") return {};
-  FLICK_TRY_ASSIGN(UniqueFd lock, take_run_lock(d.lock_path(), d.id));
+  // auto_destroy may be finishing it: then the lock (or its directory) goes, and the state
+  // says `destroyed`; a lock file made again meanwhile is removed with the directory.
+  auto destroyed_meanwhile = [&] {
+    auto now = d.row();
+    if (!now || now->state != "destroyed") return false;
+    runner::remove_machine_dir(d.dir);
+    return true;
+  };
+  auto lock = take_run_lock(d.lock_path(), d.id);
+  if (!lock) return destroyed_meanwhile() ? Result<void>() : Result<void>(std::move(lock).error());
   store::Transition t;
   t.machine_id = d.id;
   t.from = {"created", "stopped", "failed"};
   t.to = "destroying";
   if (auto moved = d.host->store.transition(t); !moved) {
-    if (auto now = d.row(); now && now->state == "destroyed") return {};  // auto_destroy got there first
+    if (destroyed_meanwhile()) return {};
     return std::move(moved).error();
   }
   Result<void> removed = runner::remove_machine_files(d.dir);
@@ -412,10 +425,17 @@ Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeou
   const std::string want = to_string(target);
   // A failed machine may still be on its way to `destroyed` (auto_destroy).
   bool past_failed = target == MachineState::destroying || target == MachineState::destroyed;
+  // A settled state is reported once the run that recorded it has also ended (and a
+  // destroyed machine's directory is gone), so what follows finds the machine free.
+  auto run_over = [&](const store::MachineRow& x) {
+    if (x.state == "destroyed") return !fs::exists(d.dir);
+    return !(settled(x.state) && run_alive(d.lock_path()));
+  };
   FLICK_TRY_ASSIGN(auto r, d.wait_until(
                                [&](const store::MachineRow& x) {
-                                 return x.state == want || (x.state == "failed" && !past_failed) ||
-                                        x.state == "destroyed";
+                                 return (x.state == want || (x.state == "failed" && !past_failed) ||
+                                         x.state == "destroyed") &&
+                                        run_over(x);
                                },
                                timeout));
   if (r.state == want) return {};

@@ -111,12 +111,12 @@ int run_vm_process(const RunSpec& spec, int monitor, Clock::time_point began) {
   }
   VmConfig vc = spec.vm;
   vc.console = [&console](std::string_view s) { console.write(s); };
+  const auto vm_create_began = Clock::now();  // VmTimings count from here (setup, then the boot timer)
   auto created = Vm::create(vc);
   if (!created) return fail(std::move(created).error().with_context("machine " + spec.machine_id));
   std::unique_ptr<Vm> vm = std::move(created).value();
   if (spec.network)  // the VM has just made the TAP; it goes when the VM closes it
     if (auto up = configure_tap(*spec.network); !up) return fail(std::move(up).error().with_context("machine " + spec.machine_id));
-  const auto vm_create_began = Clock::now();  // for the boot timer, which counts from the first KVM_RUN
   if (auto s = vm->start(); !s) return fail(s.error());
   tell(monitor, {{"ev", "booted"}, {"vm_created_ns", since(began)}});
 
