@@ -294,6 +294,10 @@ class Store(FlickTest):
         self.assertEqual(p.stdout, "")
         self.assertRegex(p.stderr, r"^flick: .*not an OCI image layout.*\n$")
         self.assertEqual(self.json("machine", "list"), [])
+        p = self.store("machine", "create", f"oci:{self.dir / 'no-such-layout'}", "-v", "data:/data")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not an OCI image layout", p.stderr)
+        self.assertEqual(self.json("volume", "list"), [])  # the volume is not made for a bad image
 
     def test_apps(self):
         self.assertEqual(self.ok("app", "create", "web"), "app web created\n")

@@ -1,5 +1,6 @@
-// flick machine run: create, start, wait for, stop and (with --rm) destroy one machine,
-// streaming its console and exiting with its program's exit code.
+// flick machine: the command group, and `flick machine run`: create, start, wait for, stop and
+// (with --rm) destroy one machine, streaming its console and exiting with its program's exit
+// code. The commands over the store are in machine_lifecycle_cmd.cpp and machine_query_cmd.cpp.
 #include "command.h"
 #include "machine_options.h"
 #include "shared.h"

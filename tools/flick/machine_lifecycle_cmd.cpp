@@ -75,6 +75,10 @@ int machine_create(CreateOptions& opts) {
   if (!o.name.empty())
     if (auto existing = (*host)->get(o.name, {}, app); existing && (*existing)->name() == o.name)
       return fail("machine name " + o.name + " is taken in app " + app + " (by machine " + (*existing)->id() + ")");
+  // A bad image fails before volumes are made (the rootfs is cached: create() finds it).
+  if (!o.config.mounts.empty())
+    if (auto rootfs = (*host)->images().rootfs(o.config.image); !rootfs)
+      return fail(std::move(rootfs).error().with_context("image " + o.config.image));
   if (auto r = ensure_volumes(**host, o.config, app); !r) return fail(r.error());
   auto created = (*host)->create(o.config, {}, o.name, app);
   if (!created) return fail(created.error());
