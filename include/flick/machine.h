@@ -213,6 +213,8 @@ class FLICK_API Machine {
   const std::string& id() const;    // 14 hex digits, like Fly's
   const std::string& name() const;
   const std::string& app() const;
+  const std::string& region() const;  // Fly's region: "local"
+  std::chrono::system_clock::time_point created_at() const;
   const MachineConfig& config() const;  // as of when this handle was made
   const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
   MachineState state() const;

@@ -116,6 +116,8 @@ Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, const store::MachineRow& r, M
       id(r.id),
       name(r.name),
       app(r.app),
+      region(r.region),
+      created_at(std::chrono::milliseconds(r.created_at_ms)),
       config(std::move(c)),
       boot(std::move(b)),
       dir(host->machine_dir(id)),
@@ -236,6 +238,8 @@ Machine::~Machine() = default;
 const std::string& Machine::id() const { return impl_->id; }
 const std::string& Machine::name() const { return impl_->name; }
 const std::string& Machine::app() const { return impl_->app; }
+const std::string& Machine::region() const { return impl_->region; }
+std::chrono::system_clock::time_point Machine::created_at() const { return impl_->created_at; }
 const MachineConfig& Machine::config() const { return impl_->config; }
 const Rootfs& Machine::image() const { return impl_->boot.image; }
 const std::optional<MachineNetwork>& Machine::network() const { return impl_->boot.network; }

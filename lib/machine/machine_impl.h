@@ -38,7 +38,8 @@ struct Machine::Impl {
   ~Impl();
 
   std::shared_ptr<Host::Impl> host;
-  const std::string id, name, app;
+  const std::string id, name, app, region;
+  const std::chrono::system_clock::time_point created_at;
   const MachineConfig config;
   const MachineBoot boot;
   const std::filesystem::path dir;  // <state>/machines/<id>

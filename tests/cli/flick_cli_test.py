@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """The `flick` command line: --help on every command, the version, usage errors (exit 2: one
-line naming the command and what is wrong, then a pointer to --help), and where the command
-of `flick machine run` begins. Starts no VM, so it needs no KVM.
+line naming the command and what is wrong, then a pointer to --help), where the command of
+`flick machine run` begins, and the commands over the store that need no VM: apps, volumes,
+machine lookups (a flick error: exit 1 and one line "flick: ..."). Starts no VM, so it needs
+no KVM.
 
   flick_cli_test.py FLICK
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,9 +38,14 @@ class FlickTest(unittest.TestCase):
                               stdin=subprocess.DEVNULL)
 
 
+MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait", "destroy", "list", "status", "logs"]
+
+
 class Help(FlickTest):
     COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rootfs"], ["image", "prune"],
-                ["machine"], ["machine", "run"], ["vm"], ["vm", "run"], ["version"]]
+                ["machine"], *[["machine", c] for c in MACHINE_COMMANDS], ["vm"], ["vm", "run"], ["version"],
+                ["app"], ["app", "create"], ["app", "list"], ["app", "destroy"],
+                ["volume"], ["volume", "create"], ["volume", "list"], ["volume", "destroy"]]
 
     def test_every_command_has_help(self):
         for command in self.COMMANDS:
@@ -49,19 +57,45 @@ class Help(FlickTest):
                     self.assertIn("Usage: " + " ".join(["flick", *command]), p.stdout)
 
     def test_groups_list_their_commands(self):
-        for command, subcommands in (([], ["image", "machine", "vm", "version"]),
+        for command, subcommands in (([], ["app", "image", "machine", "vm", "volume", "version"]),
                                      (["image"], ["pull", "ls", "rootfs", "prune"]),
-                                     (["machine"], ["run"]), (["vm"], ["run"])):
+                                     (["machine"], MACHINE_COMMANDS), (["vm"], ["run"]),
+                                     (["app"], ["create", "list", "destroy"]),
+                                     (["volume"], ["create", "list", "destroy"])):
             out = self.flick(*command, "--help").stdout
             for sub in subcommands:
-                self.assertRegex(out, rf"(?m)^  {sub} ", command)
+                self.assertRegex(out, rf"(?m)^  {sub}[ ,]", command)
+
+    def test_exit_codes_are_documented(self):
+        out = self.flick("--help").stdout
+        self.assertIn("Exit status: 0 done; 1 flick failed", out)
+        self.assertIn("2 a bad command line", out)
+
+    MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
+                       "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
+                       "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE",
+                       "CMD"]
 
     def test_help_names_every_option(self):
+        MACHINE_OPTIONS = self.MACHINE_OPTIONS
         options = {
-            ("machine", "run"): ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir",
-                                 "--entrypoint", "--restart", "--stop-signal", "--stop-timeout", "--start-timeout",
-                                 "--rm", "--no-network", "--name", "--kernel", "--kernel-modules", "--kernel-arg",
-                                 "--state-dir", "--timings", "IMAGE", "CMD"],
+            ("machine", "run"): MACHINE_OPTIONS + ["--timings", "--kvm-device"],
+            ("machine", "create"): MACHINE_OPTIONS + ["--json"],
+            ("machine", "start"): ["ID", "-a,--app", "--state-dir", "--kvm-device"],
+            ("machine", "stop"): ["ID", "-s,--signal", "--timeout", "-a,--app", "--state-dir"],
+            ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device"],
+            ("machine", "signal"): ["ID", "SIG", "-a,--app"],
+            ("machine", "wait"): ["ID", "--state", "--timeout", "-a,--app"],
+            ("machine", "destroy"): ["ID", "-f,--force", "-a,--app", "--state-dir"],
+            ("machine", "list"): ["-a,--app", "--state", "--json", "--state-dir"],
+            ("machine", "status"): ["ID", "-a,--app", "--json", "--state-dir"],
+            ("machine", "logs"): ["ID", "-f,--follow", "-a,--app", "--state-dir"],
+            ("app", "create"): ["NAME", "-o,--org", "--json", "--state-dir"],
+            ("app", "list"): ["--json", "--state-dir"],
+            ("app", "destroy"): ["NAME", "-f,--force", "--state-dir"],
+            ("volume", "create"): ["NAME", "-s,--size", "-a,--app", "--json", "--state-dir"],
+            ("volume", "list"): ["-a,--app", "--json", "--state-dir"],
+            ("volume", "destroy"): ["VOLUME", "-a,--app", "--state-dir"],
             ("vm", "run"): ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--disk", "--net", "--vsock",
                             "--no-rng", "--shared-memory", "--boot-time", "--timeout", "--kvm-device"],
             ("image",): ["--store", "--insecure"],
@@ -83,10 +117,10 @@ class UsageErrors(FlickTest):
     MACHINE_RUN = ["machine", "run", "busybox"]
     VM_RUN = ["vm", "run", "--kernel", "/nonexistent/vmlinuz"]
     CASES = [
-        ([], "flick: a command is required: image, machine, vm, version"),
+        ([], "flick: a command is required: app, image, machine, vm, volume, version"),
         (["bogus"], "flick: unknown command 'bogus'"),
         (["--bogus"], "flick: unknown option '--bogus'"),
-        (["machine"], "flick machine: a command is required: run"),
+        (["machine"], "flick machine: a command is required: " + ", ".join(MACHINE_COMMANDS)),
         (["machine", "bogus"], "flick machine: unknown command 'bogus'"),
         (["machine", "run"], "flick machine run: IMAGE is required"),
         (MACHINE_RUN + ["--cpus", "0"], "flick machine run: --cpus takes 1 to 254, not '0'"),
@@ -104,6 +138,39 @@ class UsageErrors(FlickTest):
         (MACHINE_RUN + ["--name"], "flick machine run: --name needs a value"),
         (MACHINE_RUN + ["--bogus", "--", "sh"], "flick machine run: unknown option '--bogus'"),
         (MACHINE_RUN + ["-x", "sh"], "flick machine run: unknown option '-x'"),
+        (["machine", "create"], "flick machine create: IMAGE is required"),
+        (["machine", "create", "busybox", "--cpus", "0"], "flick machine create: --cpus takes 1 to 254, not '0'"),
+        (["machine", "create", "busybox", "--memory", "32"],
+         "flick machine create: machine config: guest.memory_mb: 32 is not in 64..1048576"),
+        (["machine", "create", "busybox", "-v", "data:relative"], "mounts[0].path: 'relative' is not an absolute"),
+        (["machine", "create", "busybox", "--name"], "flick machine create: --name needs a value"),
+        (["machine", "create", "busybox", "-a"], "flick machine create: --app needs a value"),
+        (["machine", "start"], "flick machine start: ID is required"),
+        (["machine", "start", "x", "--bogus"], "flick machine start: unknown option '--bogus'"),
+        (["machine", "stop", "x", "--signal", "BOGUS"], "flick machine stop: --signal takes a signal name or number"),
+        (["machine", "stop", "x", "--signal", "65"], "--signal takes a signal name or number, not '65'"),
+        (["machine", "stop", "x", "--timeout", "soon"], "flick machine stop: --timeout takes seconds or a duration"),
+        (["machine", "restart", "x", "--timeout", "5y"], "--timeout takes seconds or a duration"),
+        (["machine", "signal", "x"], "flick machine signal: SIG is required"),
+        (["machine", "signal", "x", "NOPE"], "flick machine signal: SIG takes a signal name"),
+        (["machine", "signal", "x", "TERM", "extra"], "flick machine signal: unexpected argument 'extra'"),
+        (["machine", "wait", "x", "--state", "starting"],
+         "flick machine wait: --state takes started, stopped, destroyed or failed, not 'starting'"),
+        (["machine", "wait", "x", "--timeout", "1x"], "flick machine wait: --timeout takes seconds or a duration"),
+        (["machine", "wait", "x", "y"], "flick machine wait: unexpected argument 'y'"),
+        (["machine", "destroy"], "flick machine destroy: ID is required"),
+        (["machine", "list", "--state", "started,bogus"], "flick machine list: --state takes machine states"),
+        (["machine", "list", "extra"], "flick machine list: unexpected argument 'extra'"),
+        (["machine", "status"], "flick machine status: ID is required"),
+        (["machine", "logs"], "flick machine logs: ID is required"),
+        (["app"], "flick app: a command is required: create, list, destroy"),
+        (["app", "create"], "flick app create: NAME is required"),
+        (["app", "destroy"], "flick app destroy: NAME is required"),
+        (["app", "list", "x"], "flick app list: unexpected argument 'x'"),
+        (["volume"], "flick volume: a command is required: create, list, destroy"),
+        (["volume", "create"], "flick volume create: NAME is required"),
+        (["volume", "create", "v", "--size", "0"], "flick volume create: --size takes gigabytes from 1 to 16384, not '0'"),
+        (["volume", "destroy"], "flick volume destroy: VOLUME is required"),
         (["vm"], "flick vm: a command is required: run"),
         (["vm", "run"], "flick vm run: --kernel is required"),
         (["vm", "run", "--kernel"], "flick vm run: --kernel needs a value"),
@@ -158,6 +225,133 @@ class MachineRunCommand(FlickTest):
                 p = self.flick("machine", "run", image, "--no-network", *args)
                 self.assertEqual(p.returncode, 125, p.stderr)
                 self.assertIn("not an OCI image layout", p.stderr)
+
+
+class Store(FlickTest):
+    """Apps, volumes and machine lookups: the store alone, in a temporary --state-dir."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.env.pop("FLICK_APP", None)
+        self.state = self.dir / "given-state"
+
+    def store(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([FLICK, *args, "--state-dir", str(self.state)], capture_output=True, text=True,
+                              env=env or self.env, timeout=60, stdin=subprocess.DEVNULL)
+
+    def ok(self, *args: str) -> str:
+        p = self.store(*args)
+        self.assertEqual(p.returncode, 0, f"{args}: {p.stderr}")
+        self.assertEqual(p.stderr, "", args)
+        return p.stdout
+
+    def json(self, *args: str):
+        return json.loads(self.ok(*args, "--json"))
+
+    def fails(self, *args: str, says: str, env: dict[str, str] | None = None) -> None:
+        p = self.store(*args, env=env)
+        self.assertEqual(p.returncode, 1, f"{args}: {p.stdout} {p.stderr}")
+        self.assertEqual(p.stdout, "", args)
+        self.assertEqual(p.stderr, f"flick: {says}\n", args)
+
+    def test_uses_the_state_dir_given(self):
+        self.ok("app", "create", "web")
+        self.assertTrue((self.state / "flick.db").exists())
+        self.assertFalse((self.dir / "state").exists())
+
+    def test_no_machines(self):
+        self.assertEqual(self.ok("machine", "list"), "No machines in app default.\n")
+        self.assertEqual(self.json("machine", "list"), [])
+        self.assertEqual(self.json("machine", "list", "--state", "started,stopped"), [])
+
+    def test_unknown_machine(self):
+        for args in (["start", "nosuch"], ["stop", "nosuch"], ["restart", "nosuch"], ["destroy", "nosuch"],
+                     ["destroy", "--force", "nosuch"], ["status", "nosuch"], ["status", "--json", "nosuch"],
+                     ["logs", "nosuch"], ["logs", "-f", "nosuch"], ["wait", "nosuch"], ["signal", "nosuch", "TERM"]):
+            with self.subTest(args=args):
+                self.fails("machine", *args, says="machine nosuch not found")
+        self.fails("machine", "status", "nosuch", "-a", "default", says="machine nosuch not found in app default")
+
+    def test_each_unknown_machine_is_named(self):
+        p = self.store("machine", "stop", "one", "two")
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr, "flick: machine one not found\nflick: machine two not found\n")
+
+    def test_unknown_app(self):
+        for args in (["machine", "list", "-a", "nope"], ["machine", "create", "busybox", "-a", "nope"],
+                     ["machine", "start", "x", "-a", "nope"], ["machine", "status", "x", "--app", "nope"],
+                     ["volume", "create", "v", "-a", "nope"], ["volume", "list", "-a", "nope"],
+                     ["volume", "destroy", "v", "-a", "nope"], ["app", "destroy", "nope"]):
+            with self.subTest(args=args):
+                self.fails(*args, says="app nope not found")
+        self.fails("machine", "list", says="app nope not found", env=dict(self.env, FLICK_APP="nope"))
+        self.assertEqual([a["name"] for a in self.json("app", "list")], ["default"])
+        self.assertEqual(list((self.dir / "cache").glob("**/*.ext4")), [])  # no image was fetched or built
+
+    def test_machine_create_that_fails_changes_nothing(self):
+        p = self.store("machine", "create", f"oci:{self.dir / 'no-such-layout'}", "--no-network")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertRegex(p.stderr, r"^flick: .*not an OCI image layout.*\n$")
+        self.assertEqual(self.json("machine", "list"), [])
+        p = self.store("machine", "create", f"oci:{self.dir / 'no-such-layout'}", "-v", "data:/data")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not an OCI image layout", p.stderr)
+        self.assertEqual(self.json("volume", "list"), [])  # the volume is not made for a bad image
+
+    def test_apps(self):
+        self.assertEqual(self.ok("app", "create", "web"), "app web created\n")
+        made = self.json("app", "create", "api", "--org", "acme")
+        self.assertEqual((made["name"], made["organization"]["slug"], made["machine_count"]), ("api", "acme", 0))
+        self.fails("app", "create", "web", says="app name web has already been taken")
+        self.fails("app", "create", "Web!", says='app name "Web!" is not valid: use 1-63 of a-z, 0-9 and -')
+        apps = self.json("app", "list")
+        self.assertEqual([a["name"] for a in apps], ["api", "default", "web"])
+        for a in apps:
+            self.assertEqual(list(a), ["id", "name", "organization", "machine_count", "volume_count", "created_at"])
+            self.assertRegex(a["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        table = self.ok("app", "list").splitlines()
+        self.assertEqual(table[0].split(), ["NAME", "ORG", "MACHINES", "VOLUMES", "CREATED"])
+        self.assertEqual([row.split()[:2] for row in table[1:]], [["api", "acme"], ["default", "personal"],
+                                                                   ["web", "personal"]])
+        self.assertEqual(self.ok("app", "destroy", "web"), "app web destroyed\n")
+        self.assertEqual([a["name"] for a in self.json("app", "list")], ["api", "default"])
+
+    def test_app_with_volumes_needs_force(self):
+        self.ok("app", "create", "web")
+        vol = self.json("volume", "create", "data", "-a", "web")
+        self.fails("app", "destroy", "web", says="app web has 0 machines and 1 volumes: destroy them first, or use force")
+        self.assertEqual(self.json("app", "list")[1]["volume_count"], 1)
+        self.ok("app", "destroy", "web", "--force")
+        self.assertFalse(Path(vol["path"]).exists())
+        self.fails("volume", "list", "-a", "web", says="app web not found")
+
+    def test_volumes(self):
+        first = self.ok("volume", "create", "data").strip()
+        self.assertRegex(first, r"^vol_[a-z0-9]{16}$")
+        second = self.json("volume", "create", "data", "--size", "3")
+        self.assertEqual({k: second[k] for k in ("name", "state", "size_gb", "attached_machine_id", "app")},
+                         {"name": "data", "state": "created", "size_gb": 3, "attached_machine_id": None, "app": "default"})
+        self.assertTrue(Path(second["path"]).is_file())
+        self.assertEqual([(v["id"], v["size_gb"]) for v in self.json("volume", "list")], [(first, 1), (second["id"], 3)])
+        table = self.ok("volume", "list").splitlines()
+        self.assertEqual(table[0].split(), ["ID", "NAME", "SIZE", "ATTACHED", "VM"])
+        self.assertEqual(table[2].split(), [second["id"], "data", "3GB"])
+        self.fails("volume", "destroy", "data", says="volume name data is not unique in app default: use its id")
+        self.assertEqual(self.ok("volume", "destroy", first), f"volume {first} destroyed\n")
+        self.ok("volume", "destroy", "data")  # unique now
+        self.assertFalse(Path(second["path"]).exists())
+        self.assertEqual(self.ok("volume", "list"), "No volumes in app default.\n")
+        self.fails("volume", "destroy", "data", says="volume data not found")
+        self.fails("volume", "create", "Bad-Name", says="volume name 'Bad-Name': use 1 to 30 of a-z, 0-9 and _")
+
+    def test_app_from_the_environment(self):
+        self.ok("app", "create", "web")
+        env = dict(self.env, FLICK_APP="web")
+        p = self.store("volume", "create", "data", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([v["app"] for v in self.json("volume", "list", "-a", "web")], ["web"])
+        self.assertEqual(self.json("volume", "list"), [])
 
 
 if __name__ == "__main__":

@@ -107,7 +107,11 @@ int main(int argc, char** argv) {
     std::printf("%s\n", kVersion);
     return 0;
   });
-  flick.footer("Run a command with --help for its options.");  // after the commands: theirs are their own
+  flick.footer(
+      "Run a command with --help for its options.\n"
+      "Exit status: 0 done; 1 flick failed (not found, busy, a failed start, ...), with one line\n"
+      "\"flick: ...\" on stderr; 2 a bad command line. `flick machine run` exits with its program's\n"
+      "status instead (125 when flick failed).");  // after the commands: theirs are their own
 
   try {
     flick.parse(argc, argv);

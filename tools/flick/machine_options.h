@@ -1,0 +1,29 @@
+// What `flick machine run` and `flick machine create` share: IMAGE [CMD...] and the options
+// that make a MachineConfig, the machine's name and app, and the Host's kernel and state.
+#pragma once
+
+#include "command.h"
+
+#include <flick/machine.h>
+
+#include <string>
+
+namespace flick::cli {
+
+struct MachineOptions {
+  HostOptions host;
+  MachineConfig config;
+  std::string name;
+  std::string app;  // -a; empty: $FLICK_APP, else "default"
+  bool rm = false;  // config.auto_destroy
+  bool no_network = false;
+};
+
+// Adds IMAGE, CMD and the machine's options to `command`. CMD is what follows "--" or the
+// first argument after IMAGE that is not an option, with the rest of the line.
+void add_machine_options(CLI::App& command, MachineOptions& o);
+
+// Creates, in `app`, the volumes named in config.mounts that do not exist yet (1 GB each).
+Result<void> ensure_volumes(Host& host, const MachineConfig& config, const std::string& app);
+
+}  // namespace flick::cli

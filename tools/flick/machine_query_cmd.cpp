@@ -1,0 +1,250 @@
+// flick machine list|status|logs: what the store and a machine's console log say, as tables
+// or Fly-shaped JSON.
+#include "command.h"
+#include "shared.h"
+#include "store_cmd.h"
+
+#include <flick/machine.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace flick::cli {
+
+namespace {
+
+// --- list ---
+
+struct ListOptions {
+  HostOptions host;
+  std::string app;
+  std::vector<MachineState> states;
+  bool json = false;
+};
+
+int machine_list(const ListOptions& o) {
+  auto host = open_host(o.host);
+  if (!host) return fail(host.error());
+  const std::string app = app_or_default(o.app);
+  if (auto a = check_app(**host, app); !a) return fail(a.error());
+  Host::ListFilter filter;
+  filter.app = app;
+  filter.states = o.states;
+  auto machines = (*host)->list(filter);
+  if (!machines) return fail(machines.error());
+  if (o.json) {
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    for (const auto& m : *machines) all.push_back(machine_json(*m, false));
+    print_json(all);
+    return 0;
+  }
+  if (machines->empty()) {
+    std::printf("No machines in app %s.\n", app.c_str());
+    return 0;
+  }
+  Table table({"ID", "NAME", "STATE", "IMAGE", "CREATED"});
+  for (const auto& m : *machines)
+    table.add({m->id(), m->name(), to_string(m->state()), m->config().image, rfc3339(m->created_at())});
+  table.print();
+  return 0;
+}
+
+void add_list(CLI::App& machine) {
+  auto o = std::make_shared<ListOptions>();
+  auto* cmd = machine.add_subcommand("list", "list an app's machines");
+  cmd->alias("ls");
+  add_app_option(*cmd, &o->app);
+  add_values(
+      *cmd, "--state", "STATE",
+      [o](const std::string& v) {
+        for (const auto& name : split_commas(v)) {
+          auto s = parse_state(name);
+          if (!s) usage_error("--state takes machine states (created, started, stopped, ...), not '" + name + "'");
+          o->states.push_back(*s);
+        }
+      },
+      "only machines in these states (repeatable, or comma-separated; default: all but destroyed)");
+  add_json_flag(*cmd, &o->json);
+  add_state_dir_option(*cmd, &o->host);
+  set_action(cmd, [o] { return machine_list(*o); });
+}
+
+// --- status ---
+
+std::string join_argv(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    if (!out.empty()) out += ' ';
+    out += a.find_first_of(" \t\"'") == std::string::npos && !a.empty() ? a : "'" + a + "'";
+  }
+  return out;
+}
+
+// What the machine runs: init.exec, else entrypoint and cmd, each the image's unless set.
+std::vector<std::string> command_of(const Machine& m) {
+  const InitConfig& init = m.config().init;
+  if (!init.exec.empty()) return init.exec;
+  std::vector<std::string> argv = init.entrypoint.empty() ? m.image().config.entrypoint : init.entrypoint;
+  const auto& cmd = !init.cmd.empty() ? init.cmd : init.entrypoint.empty() ? m.image().config.cmd : init.cmd;
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return argv;
+}
+
+std::string ms_text(std::chrono::milliseconds ms) {
+  return ms.count() % 1000 ? std::to_string(ms.count()) + "ms" : std::to_string(ms.count() / 1000) + "s";
+}
+
+void print_status(const Machine& m) {
+  const MachineConfig& c = m.config();
+  const MachineState state = m.state();
+  std::printf("Machine ID: %s\nName:       %s\nApp:        %s\nState:      %s\n\n", m.id().c_str(), m.name().c_str(),
+              m.app().c_str(), to_string(state));
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"Image", c.image + " (" + m.image().image_digest + ")"},
+      {"Region", m.region()},
+      {"Created", rfc3339(m.created_at())},
+      {"CPUs", std::to_string(c.guest.cpus) + " (" + c.guest.cpu_kind + ")"},
+      {"Memory", std::to_string(c.guest.memory_mb) + " MB"},
+      {"Command", join_argv(command_of(m))},
+      {"Restart", std::string(to_string(c.restart.policy)) +
+                      (c.restart.policy == RestartPolicy::on_failure ? ", " + std::to_string(c.restart.max_retries) +
+                                                                          " retries"
+                                                                    : "")},
+      {"Stop", "signal " + std::to_string(c.stop_config.signal) + ", timeout " + ms_text(c.stop_config.timeout)},
+      {"Start timeout", ms_text(c.start_timeout)},
+  };
+  if (c.auto_destroy) rows.emplace_back("Auto destroy", "yes");
+  for (const auto& mount : c.mounts) rows.emplace_back("Mount", mount.volume + " at " + mount.path);
+  if (const auto& net = m.network()) rows.emplace_back("Address", net->guest_address + " (host " + net->host_address + ")");
+  if (auto exit = m.last_exit()) rows.emplace_back("Last exit", exit_summary(*exit));
+  std::printf("Config\n");
+  size_t width = 0;
+  for (const auto& [k, v] : rows) width = std::max(width, k.size());
+  for (const auto& [k, v] : rows) std::printf("  %-*s = %s\n", static_cast<int>(width), k.c_str(), v.c_str());
+
+  std::printf("\nEvents\n");
+  Table table({"STATE", "EVENT", "TIMESTAMP", "INFO"});
+  auto events = m.events();
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    std::string info = it->exit ? exit_summary(*it->exit) : "";
+    if (!it->detail.empty()) info += (info.empty() ? "" : "; ") + it->detail;
+    table.add({to_string(it->status), to_string(it->type), rfc3339(it->timestamp), info});
+  }
+  table.print();
+}
+
+struct StatusOptions {
+  HostOptions host;
+  std::string app;
+  std::string machine;
+  bool json = false;
+};
+
+void add_status(CLI::App& machine) {
+  auto o = std::make_shared<StatusOptions>();
+  auto* cmd = machine.add_subcommand("status", "show a machine: state, config and events");
+  cmd->add_option("ID", o->machine, "the machine: its id or name")->required()->type_name("");
+  add_app_option(*cmd, &o->app);
+  add_json_flag(*cmd, &o->json);
+  add_state_dir_option(*cmd, &o->host);
+  set_action(cmd, [o] {
+    auto host = open_host(o->host);
+    if (!host) return fail(host.error());
+    auto m = find_machine(**host, o->machine, app_scope(o->app));
+    if (!m) return fail(m.error());
+    if (o->json) print_json(machine_json(**m, true));
+    else print_status(**m);
+    return 0;
+  });
+}
+
+// --- logs ---
+
+// Copies what `fd` has from *offset on to stdout.
+void drain(int fd, off_t* offset) {
+  char buf[16384];
+  ssize_t n;
+  while ((n = ::pread(fd, buf, sizeof buf, *offset)) > 0) {
+    write_all(STDOUT_FILENO, {buf, static_cast<size_t>(n)});
+    *offset += n;
+  }
+}
+
+bool running(MachineState s) {
+  return s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
+}
+
+// Prints the console log; with `follow`, then what the machine writes until it is neither
+// starting, started nor stopping (a restart goes from stopping to starting, so it is followed).
+int print_logs(const Machine& m, const std::filesystem::path& log, bool follow) {
+  int fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
+  off_t offset = 0;
+  struct stat opened{};
+  if (fd >= 0) {
+    ::fstat(fd, &opened);
+    drain(fd, &offset);
+  }
+  while (follow) {
+    const bool last = !running(m.state());
+    if (fd >= 0) drain(fd, &offset);
+    // A start rotates a big log to console.log.1 and begins a new one: move to it.
+    struct stat now{};
+    if (::stat(log.c_str(), &now) == 0 && (fd < 0 || now.st_ino != opened.st_ino || now.st_dev != opened.st_dev)) {
+      if (fd >= 0) ::close(fd);
+      fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
+      offset = 0;
+      if (fd >= 0) {
+        ::fstat(fd, &opened);
+        drain(fd, &offset);
+      }
+    }
+    if (last) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (fd >= 0) ::close(fd);
+  return 0;
+}
+
+struct LogsOptions {
+  HostOptions host;
+  std::string app;
+  std::string machine;
+  bool follow = false;
+};
+
+void add_logs(CLI::App& machine) {
+  auto o = std::make_shared<LogsOptions>();
+  auto* cmd = machine.add_subcommand("logs", "print a machine's console output");
+  cmd->footer("The console log is <state dir>/machines/<id>/console.log; it is removed with the machine.");
+  cmd->add_option("ID", o->machine, "the machine: its id or name")->required()->type_name("");
+  cmd->add_flag("-f,--follow", o->follow, "keep printing until the machine is no longer running");
+  add_app_option(*cmd, &o->app);
+  add_state_dir_option(*cmd, &o->host);
+  set_action(cmd, [o] {
+    auto host = open_host(o->host);
+    if (!host) return fail(host.error());
+    auto m = find_machine(**host, o->machine, app_scope(o->app));
+    if (!m) return fail(m.error());
+    auto log = (*host)->options().state_dir / "machines" / (*m)->id() / "console.log";
+    return print_logs(**m, log, o->follow);
+  });
+}
+
+}  // namespace
+
+void add_machine_query_commands(CLI::App& machine) {
+  add_list(machine);
+  add_status(machine);
+  add_logs(machine);
+}
+
+}  // namespace flick::cli

@@ -1,0 +1,90 @@
+// What the commands over the machine store share (`flick machine ...`, `flick app ...`,
+// `flick volume ...`): the app and state-directory options, opening the Host, finding a
+// machine, one-line errors, and output as aligned tables or Fly-shaped JSON.
+#pragma once
+
+#include "command.h"
+
+#include <flick/machine.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flick::cli {
+
+// Exit status for a flick error: not found, busy, a failed start, ...
+constexpr int kFailed = 1;
+
+// Prints "flick: <message>" on stderr; returns kFailed.
+int fail(const Error& e);
+int fail(const std::string& message);
+
+// `-a,--app APP` into *app.
+CLI::Option* add_app_option(CLI::App& command, std::string* app);
+// `--state-dir DIR` into options->state_dir.
+CLI::Option* add_state_dir_option(CLI::App& command, HostOptions* options);
+// `--kvm-device PATH` into options->kvm_device (what a start opens).
+CLI::Option* add_kvm_device_option(CLI::App& command, HostOptions* options);
+// `--json` into *json.
+CLI::Option* add_json_flag(CLI::App& command, bool* json);
+
+// The app a command works in: `given`, else $FLICK_APP, else "default".
+std::string app_or_default(const std::string& given);
+// The app that scopes a lookup by id or name: `given`, else $FLICK_APP, else none (any app:
+// ids are unique, and a name two apps use is an error naming them).
+std::string app_scope(const std::string& given);
+
+// Host::open with the image store's environment.
+Result<std::unique_ptr<Host>> open_host(HostOptions options);
+// Errc::not_found "app NAME not found" unless the app exists (or `app` is empty).
+Result<void> check_app(Host& host, const std::string& app);
+// A machine by id or name, within `app` when it is not empty.
+Result<std::unique_ptr<Machine>> find_machine(Host& host, const std::string& id_or_name, const std::string& app,
+                                              MachineHandlers handlers = {});
+
+// "SIGTERM", "TERM", "term" or a number in 1..64.
+std::optional<int> parse_signal(const std::string& s);
+// A duration: seconds ("30"), or Go's ("500ms", "5s", "1m30s", "1h").
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& s);
+std::optional<MachineState> parse_state(const std::string& s);
+
+// UTC, RFC 3339 to the second: "2026-01-02T03:04:05Z".
+std::string rfc3339(std::chrono::system_clock::time_point t);
+
+// Rows under a header, each column as wide as its widest cell, two spaces apart.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header);
+  void add(std::vector<std::string> row);
+  void print(std::FILE* out = stdout) const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// Fly's Machine object: id, name, state, region, private_ip, config, image_ref, created_at
+// (and, with `events`, events[] newest first, as Fly's GET /machines/{id}), plus flick's `app`.
+nlohmann::ordered_json machine_json(const Machine& m, bool events);
+nlohmann::ordered_json event_json(const MachineEvent& e);
+// Fly's Volume: id, name, state, size_gb, region, attached_machine_id; plus `app` and `path`.
+nlohmann::ordered_json volume_json(const Volume& v);
+// Fly's App: id, name, status, organization{slug}, machine_count, volume_count, created_at.
+nlohmann::ordered_json app_json(const AppInfo& a);
+// Indented JSON and a newline on stdout.
+void print_json(const nlohmann::ordered_json& j);
+
+// How a machine's run ended, in a few words ("exit 0", "signal 9", "oom", the error).
+std::string exit_summary(const ExitStatus& e);
+
+// Adds `flick machine`'s commands over the store (machine_lifecycle_cmd.cpp,
+// machine_query_cmd.cpp).
+void add_machine_lifecycle_commands(CLI::App& machine);
+void add_machine_query_commands(CLI::App& machine);
+
+}  // namespace flick::cli
