@@ -1,5 +1,7 @@
 #include "runner/run_spec.h"
 
+#include "store/names.h"
+
 #include <nlohmann/json.hpp>
 
 namespace flick::runner {
@@ -72,10 +74,9 @@ Result<RunSpec> RunSpec::from_json(std::string_view text) {
       s.network = MachineNetwork{n.at("tap"), n.at("host_address"), n.at("guest_address"), n.at("prefix")};
     }
     std::string policy = j.at("restart").at("policy");
-    if (policy == "always") s.restart.policy = RestartPolicy::always;
-    else if (policy == "on-failure") s.restart.policy = RestartPolicy::on_failure;
-    else if (policy == "no") s.restart.policy = RestartPolicy::no;
-    else return make_error(Errc::malformed, "run spec: restart.policy: unknown policy \"" + policy + "\"");
+    auto parsed = store::restart_policy_from_string(policy);
+    if (!parsed) return make_error(Errc::malformed, "run spec: restart.policy: unknown policy \"" + policy + "\"");
+    s.restart.policy = *parsed;
     j.at("restart").at("max_retries").get_to(s.restart.max_retries);
     j.at("stop").at("signal").get_to(s.stop.signal);
     s.stop.timeout = std::chrono::milliseconds(j.at("stop").at("timeout_ms").get<int64_t>());

@@ -43,6 +43,11 @@ Result<fs::path> find_vmm_program() {
       if (::access(candidate.c_str(), X_OK) == 0) return candidate;
       tried.push_back(candidate);
     }
+#ifdef FLICK_INSTALLED_VMM
+  // Where this build installs it (libexecdir need not sit beside the library's directory).
+  if (::access(FLICK_INSTALLED_VMM, X_OK) == 0) return fs::path(FLICK_INSTALLED_VMM);
+  tried.push_back(FLICK_INSTALLED_VMM);
+#endif
 #ifdef FLICK_BUILD_TREE_VMM
   // Last: this build tree's, for tests and benchmarks that run from it.
   if (::access(FLICK_BUILD_TREE_VMM, X_OK) == 0) return fs::path(FLICK_BUILD_TREE_VMM);

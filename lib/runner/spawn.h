@@ -8,8 +8,9 @@
 
 namespace flick::runner {
 
-// flick-vmm for this library: $FLICK_VMM, else beside the running executable or libflick,
-// else <prefix>/libexec/flick/flick-vmm when installed, else the build tree's bin/flick-vmm.
+// flick-vmm for this library: $FLICK_VMM, else beside the running executable or libflick (or
+// in ../libexec/flick), else where this build installs it (<libexecdir>/flick), else the
+// build tree's bin/flick-vmm.
 Result<std::filesystem::path> find_vmm_program();
 
 // Spawns `program run --spec SPEC` with a clean environment and no descriptor but its log
