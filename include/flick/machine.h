@@ -281,8 +281,9 @@ struct HostOptions {
   // Vsock sockets (short paths). Default: $XDG_RUNTIME_DIR/flick, else /tmp/flick-<uid>.
   std::filesystem::path run_dir;
   StoreOptions images;
-  // The default guest kernel: a bzImage/vmlinux (plus its modules directory), or empty to
-  // fetch Debian's linux-image-cloud-amd64 into the cache on first use.
+  // The default guest kernel: a bzImage/vmlinux (plus its modules directory); empty:
+  // $FLICK_KERNEL (and $FLICK_KERNEL_MODULES), else Debian's linux-image-cloud-amd64, fetched
+  // into the cache on first use. A machine's kernel is resolved at create and kept with it.
   std::string kernel;
   std::string kernel_modules;
   std::string kvm_device;  // empty: $FLICK_KVM_DEVICE, else /dev/kvm (VmConfig::kvm_device)

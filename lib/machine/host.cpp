@@ -201,6 +201,10 @@ Result<std::unique_ptr<Host>> Host::open(HostOptions o) {
   if (o.state_dir.empty()) o.state_dir = default_state_dir();
   if (o.cache_dir.empty()) o.cache_dir = ImageStore::default_dir();
   if (o.run_dir.empty()) o.run_dir = default_run_dir();
+  if (o.kernel.empty()) {  // for hosts that cannot fetch Debian's kernel
+    o.kernel = env_path("FLICK_KERNEL");
+    if (o.kernel_modules.empty()) o.kernel_modules = env_path("FLICK_KERNEL_MODULES");
+  }
   std::error_code ec;
   for (const auto& d : {o.state_dir / "machines", o.state_dir / "volumes"}) {
     fs::create_directories(d, ec);

@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <stdlib.h>
+
 #include <string>
 
 namespace {
@@ -303,6 +305,27 @@ TEST(Volumes, FilesAreCheckedExt4AndNeverOverwritten) {
     EXPECT_EQ(r.error().code, Errc::invalid_argument);
   }
   EXPECT_TRUE(check_volume_name("data_1").ok());
+}
+
+TEST(HostOptions, TheDefaultKernelComesFromTheEnvironmentWhenNotGiven) {
+  TempDir t;
+  HostOptions o;
+  o.state_dir = t.path() / "state";
+  o.cache_dir = t.path() / "cache";
+  o.run_dir = t.path() / "run";
+  ::setenv("FLICK_KERNEL", "/k/vmlinuz", 1);
+  ::setenv("FLICK_KERNEL_MODULES", "/k/modules", 1);
+  auto from_env = Host::open(o);
+  o.kernel = "/given";
+  auto given = Host::open(o);
+  ::unsetenv("FLICK_KERNEL");
+  ::unsetenv("FLICK_KERNEL_MODULES");
+  ASSERT_TRUE(from_env.ok()) << from_env.error().describe();
+  EXPECT_EQ((*from_env)->options().kernel, "/k/vmlinuz");
+  EXPECT_EQ((*from_env)->options().kernel_modules, "/k/modules");
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ((*given)->options().kernel, "/given");
+  EXPECT_EQ((*given)->options().kernel_modules, "");
 }
 
 TEST(Subnets, AddressesOfEachSlash30) {
