@@ -374,6 +374,7 @@ int Monitor::run() {
   if (auto b = boot(); !b) return ready_.fail(b.error());
   for (;;) {
     std::vector<pollfd> fds = {{signals_.get(), POLLIN, 0}, {listener_.get(), POLLIN, 0}, {vm_sock_.get(), POLLIN, 0}};
+    const size_t polled = clients_.size();  // a client accepted below is polled next time
     for (const auto& c : clients_) fds.push_back({c.fd.get(), POLLIN, 0});
     int timeout_ms = -1;
     auto now = Clock::now();
@@ -430,7 +431,7 @@ int Monitor::run() {
       if (fd >= 0 && clients_.size() < kMaxClients) clients_.push_back({UniqueFd(fd)});
       else if (fd >= 0) ::close(fd);
     }
-    for (size_t i = 0; i < clients_.size(); ++i)
+    for (size_t i = 0; i < polled; ++i)
       if (fds[3 + i].revents) serve(clients_[i]);
     std::erase_if(clients_, [](const Client& c) { return !c.fd; });
   }
