@@ -36,9 +36,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// After stop_config.timeout, flick-init kills the program, syncs, unmounts and powers off;
-// the VM is killed if it has not ended this long after that.
-constexpr auto kStopGrace = 10s;
 // No PCI in a flick VM: pci=off, and x86's PCI set-up skipped (it would only log that it
 // found no config space access, on every boot).
 constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off initcall_blacklist=pci_subsys_init";
@@ -361,7 +358,7 @@ Result<void> Machine::stop(std::optional<StopConfig> how) {
   if (auto c = control(d)) {
     if (auto s = c->stop(effective); !s && s.error().code == Errc::busy) return std::move(s).error();
   }
-  auto limit = effective.timeout + kStopGrace + 30s;
+  auto limit = effective.timeout + runner::kStopGrace + 30s;
   // Settled, and the run gone: a start right after this one finds the machine free.
   FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
                                    limit));

@@ -17,6 +17,10 @@
 
 namespace flick::runner {
 
+// After the stop timeout, flick-init kills the program, syncs, unmounts and powers off; the
+// run kills the VM if it has not ended this long after that.
+inline constexpr std::chrono::seconds kStopGrace{10};
+
 struct RunSpec {
   std::string machine_id;
   std::string store;        // the MachineStore database

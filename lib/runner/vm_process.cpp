@@ -28,9 +28,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// After the stop timeout, flick-init kills the program, syncs, unmounts and powers off;
-// the VM is killed if it has not ended this long after that.
-constexpr auto kStopGrace = 10s;
 constexpr size_t kConsoleTail = 4096;
 
 std::string ms_text(std::chrono::milliseconds ms) {
