@@ -435,7 +435,8 @@ TEST_F(MachineKvm, AKilledMonitorTakesItsVmAlongAndTheNextHostSettlesTheMachine)
   ASSERT_NE(monitor, ::getpid());
   ASSERT_EQ(::kill(monitor, SIGKILL), 0);
   // The VM process dies with its monitor (PR_SET_PDEATHSIG): no run is left unsupervised.
-  for (int i = 0; i < 250 && run_locked(m->id()); ++i) std::this_thread::sleep_for(20ms);
+  // Its files (the lock among them) close a moment before it turns into a zombie: wait for both.
+  for (int i = 0; i < 250 && (run_locked(m->id()) || !ended(vm)); ++i) std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(run_locked(m->id()));
   EXPECT_TRUE(ended(vm)) << "the VM process " << vm << " outlived its monitor";
 
