@@ -1,8 +1,11 @@
-// UniqueFd: the one owner of a file descriptor.
+// UniqueFd: the one owner of a file descriptor; write_all: a whole buffer to one.
 #pragma once
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
+#include <string_view>
 #include <utility>
 
 namespace flick {
@@ -32,5 +35,20 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Writes all `size` bytes at `data` to `fd`, through short writes and EINTR. Returns 0, or
+// the errno that stopped it (EIO for a write that wrote nothing). Async-signal-safe.
+inline int write_all(int fd, const void* data, size_t size) noexcept {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+inline int write_all(int fd, std::string_view s) noexcept { return write_all(fd, s.data(), s.size()); }
 
 }  // namespace flick

@@ -1,5 +1,7 @@
 #include "image/blob_store.h"
 
+#include "base/fd.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -14,17 +16,7 @@ namespace {
 
 // Writes all of `bytes` to `fd`, the file at `path` (named in the error).
 Result<void> write_all(int fd, std::span<const uint8_t> bytes, const std::filesystem::path& path) {
-  const uint8_t* p = bytes.data();
-  size_t left = bytes.size();
-  while (left) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("writing " + path.string(), errno);
-    }
-    p += n;
-    left -= size_t(n);
-  }
+  if (int err = flick::write_all(fd, bytes.data(), bytes.size())) return sys_error("writing " + path.string(), err);
   return {};
 }
 

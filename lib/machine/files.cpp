@@ -1,5 +1,7 @@
 #include "machine/files.h"
 
+#include "base/fd.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,18 +28,10 @@ Result<void> write_file_atomic(const fs::path& path, const void* data, size_t si
   int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return sys_error("creating a temporary file for " + path.string(), errno);
   fchmod(fd, 0644);
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return sys_error("writing " + tmp, err);
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
+  if (int err = write_all(fd, data, size)) {
+    close(fd);
+    unlink(tmp.c_str());
+    return sys_error("writing " + tmp, err);
   }
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {

@@ -7,12 +7,12 @@
 #include "machine/files.h"
 #include "machine/initramfs.h"
 #include "machine/machine_impl.h"
-#include "store/names.h"
 #include "runner/control.h"
 #include "runner/guest_channel.h"
 #include "runner/machine_dir.h"
 #include "runner/run_spec.h"
 #include "runner/spawn.h"
+#include "store/names.h"
 
 #include <nlohmann/json.hpp>
 
@@ -40,10 +40,6 @@ using nlohmann::json;
 // found no config space access, on every boot).
 constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off initcall_blacklist=pci_subsys_init";
 constexpr uint64_t kConsoleLogCap = 4u << 20;  // rotated to console.log.1 at a start beyond this
-
-std::string ms_text(std::chrono::milliseconds ms) {
-  return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s" : std::to_string(ms.count()) + " ms";
-}
 
 bool running(std::string_view s) { return running_state(s); }
 bool settled(std::string_view s) { return s == "stopped" || s == "failed" || s == "destroyed"; }
@@ -363,7 +359,7 @@ Result<void> Machine::stop(std::optional<StopConfig> how) {
   FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
                                    limit));
   if (running(r.state))
-    return make_error(Errc::timeout, "machine " + d.id + " did not stop within " + ms_text(limit));
+    return make_error(Errc::timeout, "machine " + d.id + " did not stop within " + store::format_duration(limit));
   return {};
 }
 
@@ -446,7 +442,7 @@ Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeou
     return make_error(Errc::guest_failure, "machine " + d.id + " failed: " + why);
   }
   if (r.state == "destroyed") return make_error(Errc::busy, "machine " + d.id + " was destroyed");
-  return make_error(Errc::timeout, "machine " + d.id + " is still " + r.state + " after " + ms_text(timeout) +
+  return make_error(Errc::timeout, "machine " + d.id + " is still " + r.state + " after " + store::format_duration(timeout) +
                                        " (waiting for " + want + ")");
 }
 

@@ -59,8 +59,7 @@ class Ready {
  private:
   void send(const std::string& line) {
     if (fd_ < 0) return;
-    while (::write(fd_, line.data(), line.size()) < 0 && errno == EINTR) {
-    }
+    write_all(fd_, line);
     close();
   }
   void close() {

@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "runner/guest_channel.h"
 #include "runner/host_network.h"
+#include "store/names.h"
 
 #include <nlohmann/json.hpp>
 
@@ -30,10 +31,6 @@ using namespace std::chrono_literals;
 
 constexpr size_t kConsoleTail = 4096;
 
-std::string ms_text(std::chrono::milliseconds ms) {
-  return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s" : std::to_string(ms.count()) + " ms";
-}
-
 std::string stop_command_for(int signo, std::chrono::milliseconds timeout) {
   return "{\"command\":\"stop\",\"signal\":" + std::to_string(signo) + ",\"timeout_ms\":" +
          std::to_string(timeout.count()) + "}\n";
@@ -45,12 +42,7 @@ class Console {
   explicit Console(const std::string& path)
       : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) {}
   void write(std::string_view bytes) {
-    for (std::string_view rest = bytes; fd_ && !rest.empty();) {
-      ssize_t n = ::write(fd_.get(), rest.data(), rest.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // a full disk loses console output, never the run
-      rest.remove_prefix(static_cast<size_t>(n));
-    }
+    if (fd_) write_all(fd_.get(), bytes);  // a full disk loses console output, never the run
     std::lock_guard lk(mu_);
     tail_.append(bytes);
     if (tail_.size() > 2 * kConsoleTail) tail_.erase(0, tail_.size() - kConsoleTail);
@@ -244,7 +236,7 @@ int run_vm_process(const RunSpec& spec, int monitor, Clock::time_point began) {
     if (n == 0) {
       now = Clock::now();
       if (!started && !forced && now >= start_deadline) {
-        st.error = "the machine did not report started within " + ms_text(spec.start_timeout);
+        st.error = "the machine did not report started within " + store::format_duration(spec.start_timeout);
         kill();
       }
       if (kill_deadline && !forced && now >= *kill_deadline) kill();

@@ -1,5 +1,6 @@
 #include "vmm/state_dump.h"
 
+#include "base/fd.h"
 #include "base/log.h"
 
 #include <fcntl.h>
@@ -33,16 +34,6 @@ struct Registry {
 Registry& registry() {
   static Registry* r = new Registry;  // never destroyed: the handler may run during exit()
   return *r;
-}
-
-void write_all(int fd, const std::string& s) {
-  size_t done = 0;
-  while (done < s.size()) {
-    ssize_t n = ::write(fd, s.data() + done, s.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<size_t>(n);
-  }
 }
 
 void dump_all(Registry& r) {

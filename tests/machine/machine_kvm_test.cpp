@@ -144,7 +144,7 @@ TEST_F(MachineKvm, NeverReportingStartedTimesOutIntoFailed) {
   auto w = m->wait(MachineState::started, 30s);
   ASSERT_FALSE(w.ok());
   EXPECT_EQ(w.error().code, Errc::guest_failure);
-  EXPECT_NE(w.error().message.find("did not report started within 1 s"), std::string::npos) << w.error().message;
+  EXPECT_NE(w.error().message.find("did not report started within 1s"), std::string::npos) << w.error().message;
   EXPECT_EQ(m->state(), MachineState::failed);
   ASSERT_TRUE(m->last_exit());
   EXPECT_FALSE(m->last_exit()->requested_stop);

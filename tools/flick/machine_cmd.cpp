@@ -22,7 +22,7 @@
 
 namespace {
 
-using flick::cli::write_all;
+using flick::write_all;
 
 constexpr const char* kAbout =
     "Runs IMAGE as a microVM until its program exits, streaming the console to stdout, and\n"

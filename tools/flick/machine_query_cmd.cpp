@@ -2,6 +2,7 @@
 // or Fly-shaped JSON.
 #include "command.h"
 #include "shared.h"
+#include "store/names.h"
 #include "store_cmd.h"
 
 #include <flick/machine.h>
@@ -99,10 +100,6 @@ std::vector<std::string> command_of(const Machine& m) {
   return argv;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) {
-  return ms.count() % 1000 ? std::to_string(ms.count()) + "ms" : std::to_string(ms.count() / 1000) + "s";
-}
-
 void print_status(const Machine& m) {
   const MachineConfig& c = m.config();
   const MachineState state = m.state();
@@ -119,8 +116,8 @@ void print_status(const Machine& m) {
                       (c.restart.policy == RestartPolicy::on_failure ? ", " + std::to_string(c.restart.max_retries) +
                                                                           " retries"
                                                                     : "")},
-      {"Stop", "signal " + std::to_string(c.stop_config.signal) + ", timeout " + ms_text(c.stop_config.timeout)},
-      {"Start timeout", ms_text(c.start_timeout)},
+      {"Stop", "signal " + std::to_string(c.stop_config.signal) + ", timeout " + store::format_duration(c.stop_config.timeout)},
+      {"Start timeout", store::format_duration(c.start_timeout)},
   };
   if (c.auto_destroy) rows.emplace_back("Auto destroy", "yes");
   for (const auto& mount : c.mounts) rows.emplace_back("Mount", mount.volume + " at " + mount.path);

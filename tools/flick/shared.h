@@ -1,8 +1,10 @@
 // What the commands share besides the command line (command.h): the image store's
-// environment, whole writes to a descriptor.
+// environment.
 #pragma once
 
 #include <flick/image.h>
+
+#include "base/fd.h"
 
 #include <unistd.h>
 
@@ -35,16 +37,6 @@ inline StoreOptions store_options_from_env() {
     for (auto& host : split_commas(list))
       if (!host.empty()) o.insecure_registries.push_back(std::move(host));
   return o;
-}
-
-// Writes all of `s` (console output: a closed pipe just ends it).
-inline void write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
 }
 
 }  // namespace flick::cli

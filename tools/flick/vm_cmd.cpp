@@ -24,7 +24,7 @@ using flick::cli::add_value;
 using flick::cli::add_values;
 using flick::cli::split_commas;
 using flick::cli::usage_error;
-using flick::cli::write_all;
+using flick::write_all;
 
 constexpr const char* kAbout =
     "Boots the kernel (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
