@@ -1,10 +1,18 @@
 // Start latency of a stopped machine, and the boot files QEMU needs to boot the same thing.
 //
 //   machine_start_bench flick --image REF --kernel VMLINUZ --kernel-modules DIR
-//       --state-dir D --cache-dir C --runs N [--cpus N] [--memory MB]
+//       --state-dir D --cache-dir C --runs N [--cpus N] [--memory MB] [--cli FLICK] [--rss 1]
 //     A machine running `sh -c 'exit 0'`: one warm-up start, then N starts of the stopped
 //     machine; one JSON line per run (ms from start(): VM created, boot timer, `started`
-//     event, back in `stopped`) and a summary line of medians.
+//     event, back in `stopped`) and a summary line of medians. With --cli, N more runs of
+//     the same machine through the command line (`FLICK machine start` then `FLICK machine
+//     wait --state stopped`, wall time of both). With --rss, a second machine running
+//     `sleep` is started and its processes' memory reported (rss line), guest RAM apart.
+//
+//   machine_start_bench tiny --image REF --kernel TESTGUEST --state-dir D --cache-dir C --runs N
+//     A machine whose kernel is the PVH test guest (it powers off at once, without flick-init,
+//     so each run ends `failed`): ms from start() to the VM created (flick-vmm spawned, the VM
+//     process forked, the VM built: just before the first KVM_RUN) and to the run settled.
 //
 //   machine_start_bench qemu-files --image REF --kernel VMLINUZ --kernel-modules DIR
 //       --cache-dir C --out DIR
@@ -19,15 +27,18 @@
 #include "machine/guest_kernel.h"
 #include "machine/init_config.h"
 #include "machine/initramfs.h"
+#include "runner/control.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,7 +66,8 @@ struct Options {
 int usage() {
   std::fprintf(stderr,
                "usage: machine_start_bench flick --image REF --kernel VMLINUZ --kernel-modules DIR\n"
-               "           --state-dir D --cache-dir C --runs N [--cpus N] [--memory MB]\n"
+               "           --state-dir D --cache-dir C --runs N [--cpus N] [--memory MB] [--cli FLICK] [--rss 1]\n"
+               "       machine_start_bench tiny --image REF --kernel TESTGUEST --state-dir D --cache-dir C --runs N\n"
                "       machine_start_bench qemu-files --image REF --kernel VMLINUZ --kernel-modules DIR\n"
                "           --cache-dir C --out DIR\n");
   return 2;
@@ -164,6 +176,93 @@ flick::Result<RunTimes> start_once(Machine& m, ConsoleTail& console) {
   return RunTimes{*t, stopped};
 }
 
+// A command line through the shell, with the state and cache folders in its environment;
+// its wall time, or nothing when it failed.
+std::optional<std::chrono::nanoseconds> timed_shell(const std::string& command) {
+  auto began = std::chrono::steady_clock::now();
+  int status = std::system(command.c_str());
+  if (status != 0) return std::nullopt;
+  return std::chrono::steady_clock::now() - began;
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The stopped machine `id` started through the command line, `runs` times after a warm-up.
+int run_cli(const std::string& flick, const HostOptions& ho, const std::string& id, uint32_t runs) {
+  std::string env = "FLICK_STATE_DIR=" + quoted(ho.state_dir.string()) + " FLICK_HOME=" + quoted(ho.cache_dir.string()) +
+                    " FLICK_CACHE_DIR=" + quoted(ho.cache_dir.string()) + " ";
+  std::string once = env + quoted(flick) + " machine start " + id + " >/dev/null && " + env + quoted(flick) +
+                     " machine wait " + id + " --state stopped --timeout 10m >/dev/null";
+  std::vector<double> wall;
+  for (uint32_t i = 0; i <= runs; ++i) {
+    auto t = timed_shell(once);
+    if (!t) return fail("the command line's start and wait failed: " + once);
+    if (i == 0) continue;
+    wall.push_back(ms(*t));
+    std::printf("{\"cli_run\":%u,\"stopped_ms\":%.3f}\n", i - 1, wall.back());
+    std::fflush(stdout);
+  }
+  std::printf("{\"cli_summary\":true,\"runs\":%u,\"median_stopped_ms\":%.3f}\n", runs, median(wall));
+  return 0;
+}
+
+// Kibibytes of `field` ("Rss:", "Pss:") in a /proc/<pid>/smaps_rollup, and in the one mapping
+// of smaps exactly `guest_bytes` long (the guest's RAM), if there is one.
+struct Memory {
+  uint64_t total_kib = 0, guest_kib = 0;
+};
+Memory memory_of(int pid, const std::string& field, uint64_t guest_bytes) {
+  Memory m;
+  std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream rollup(dir + "/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);)
+    if (line.rfind(field, 0) == 0) m.total_kib = std::stoull(line.substr(field.size()));
+  std::ifstream smaps(dir + "/smaps");
+  bool in_guest = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      in_guest = hi - lo == guest_bytes;
+    } else if (in_guest && line.rfind(field, 0) == 0) {
+      m.guest_kib += std::stoull(line.substr(field.size()));
+    }
+  }
+  return m;
+}
+
+// What a started machine costs the host beyond its guest's RAM: its monitor and VM process.
+int report_rss(Host& host, const Options& o, uint32_t cpus, uint32_t memory_mb) {
+  MachineConfig c = bench_config(o, cpus, memory_mb);
+  c.init.exec = {"sleep", "3600"};
+  auto created = host.create(c, {}, "machine-start-bench-rss");
+  if (!created) return fail("creating the rss machine: " + created.error().describe());
+  auto& m = **created;
+  if (auto s = m.start(); !s) return fail("starting the rss machine: " + s.error().describe());
+  if (auto w = m.wait(MachineState::started, kWaitLimit); !w) return fail("the rss machine: " + w.error().describe());
+  auto control = runner::ControlClient::connect(host.options().run_dir / (m.id() + ".ctl"));
+  if (!control) return fail("the rss machine's control socket: " + control.error().describe());
+  auto status = control->status();
+  if (!status) return fail("the rss machine's status: " + status.error().describe());
+  const uint64_t guest = uint64_t{memory_mb} << 20;
+  std::ostringstream line;
+  line << "{\"rss\":true,\"memory_mb\":" << memory_mb;
+  for (const char* field : {"Rss:", "Pss:"}) {
+    Memory mon = memory_of(status->monitor_pid, field, guest), vm = memory_of(status->vmm_pid, field, guest);
+    std::string key = field[0] == 'R' ? "rss" : "pss";
+    line << ",\"" << key << "_monitor_kib\":" << mon.total_kib << ",\"" << key << "_vm_kib\":" << vm.total_kib << ",\""
+         << key << "_guest_ram_kib\":" << vm.guest_kib << ",\"" << key << "_beyond_guest_kib\":"
+         << mon.total_kib + vm.total_kib - vm.guest_kib;
+  }
+  line << "}";
+  std::printf("%s\n", line.str().c_str());
+  if (auto d = m.destroy(true); !d) return fail("destroying the rss machine: " + d.error().describe());
+  return 0;
+}
+
 int run_flick(const Options& o) {
   if (!require(o, {"image", "kernel", "kernel-modules", "state-dir", "cache-dir", "runs"})) return usage();
   auto runs = number(o, "runs", 1);
@@ -206,6 +305,50 @@ int run_flick(const Options& o) {
   std::printf("{\"summary\":true,\"runs\":%u,\"median_vm_created_ms\":%.3f,\"median_boot_timer_ms\":%.3f,"
               "\"median_started_ms\":%.3f,\"median_stopped_ms\":%.3f}\n",
               *runs, median(created_ms), median(timer_ms), median(started_ms), median(stopped_ms));
+  std::fflush(stdout);
+  if (std::string cli = o.get("cli"); !cli.empty())
+    if (int r = run_cli(cli, ho, m.id(), *runs)) return r;
+  if (!o.get("rss").empty())
+    if (int r = report_rss(**host, o, *cpus, *memory)) return r;
+  if (auto d = m.destroy(); !d) return fail("destroying the machine: " + d.error().describe());
+  return 0;
+}
+
+int run_tiny(const Options& o) {
+  if (!require(o, {"image", "kernel", "state-dir", "cache-dir", "runs"})) return usage();
+  auto runs = number(o, "runs", 1);
+  if (!runs) return 2;
+  HostOptions ho;
+  ho.state_dir = o.get("state-dir");
+  ho.cache_dir = o.get("cache-dir");
+  ho.kernel = o.get("kernel");
+  ho.network = HostOptions::Networking::none;
+  auto host = Host::open(ho);
+  if (!host) return fail("opening the host: " + host.error().describe());
+  MachineConfig c;
+  c.image = o.get("image");
+  c.guest.memory_mb = 64;
+  c.guest.kernel_args = {"testguest", "mode=poweroff"};
+  auto created = (*host)->create(c, {}, "machine-start-bench-tiny");
+  if (!created) return fail("creating the machine: " + created.error().describe());
+  auto& m = **created;
+  std::vector<double> created_ms, settled_ms;
+  for (uint32_t i = 0; i <= *runs; ++i) {  // run 0 warms the page cache
+    auto began = std::chrono::steady_clock::now();
+    if (auto s = m.start(); !s) return fail("start: " + s.error().describe());
+    auto w = m.wait(MachineState::stopped, kWaitLimit);  // it powers off without events: failed
+    auto settled = std::chrono::steady_clock::now() - began;
+    if (w || w.error().code != Errc::guest_failure) return fail("the test guest's run did not end as expected");
+    auto t = m.last_start_timings();
+    if (!t) return fail("no start timings");
+    if (i == 0) continue;
+    created_ms.push_back(ms(t->vm_created));
+    settled_ms.push_back(ms(settled));
+    std::printf("{\"run\":%u,\"vm_created_ms\":%.3f,\"settled_ms\":%.3f}\n", i - 1, created_ms.back(),
+                settled_ms.back());
+  }
+  std::printf("{\"summary\":true,\"runs\":%u,\"median_vm_created_ms\":%.3f,\"median_settled_ms\":%.3f}\n", *runs,
+              median(created_ms), median(settled_ms));
   if (auto d = m.destroy(); !d) return fail("destroying the machine: " + d.error().describe());
   return 0;
 }
@@ -266,5 +409,6 @@ int main(int argc, char** argv) {
   if (!o) return usage();
   if (o->mode == "flick") return run_flick(*o);
   if (o->mode == "qemu-files") return run_qemu_files(*o);
+  if (o->mode == "tiny") return run_tiny(*o);
   return usage();
 }

@@ -39,7 +39,6 @@ using nlohmann::json;
 // No PCI in a flick VM: pci=off, and x86's PCI set-up skipped (it would only log that it
 // found no config space access, on every boot).
 constexpr const char* kBaseCmdline = "console=ttyS0 quiet panic=-1 pci=off initcall_blacklist=pci_subsys_init";
-constexpr uint64_t kConsoleLogCap = 4u << 20;  // rotated to console.log.1 at a start beyond this
 
 bool running(std::string_view s) { return running_state(s); }
 bool settled(std::string_view s) { return s == "stopped" || s == "failed" || s == "destroyed"; }
@@ -139,16 +138,27 @@ void Machine::Impl::follow() {
   for (bool last = false; !last;) {
     last = closing.load();
     if (handlers.console) {
-      if (!log) {
-        log.reset(::open(console_path().c_str(), O_RDONLY | O_CLOEXEC));
-        struct stat st{};
-        if (log && ::fstat(log.get(), &st) == 0 && st.st_size < offset) offset = 0;  // rotated
-      }
-      char buf[16384];
-      ssize_t n;
-      while (log && (n = ::pread(log.get(), buf, sizeof buf, offset)) > 0) {
-        offset += n;
-        handlers.console({buf, static_cast<size_t>(n)});
+      for (bool again = true; again;) {
+        again = false;
+        if (!log) {
+          log.reset(::open(console_path().c_str(), O_RDONLY | O_CLOEXEC));
+          struct stat st{};
+          if (log && ::fstat(log.get(), &st) == 0 && st.st_size < offset) offset = 0;  // rotated at a start
+        }
+        char buf[16384];
+        ssize_t n;
+        while (log && (n = ::pread(log.get(), buf, sizeof buf, offset)) > 0) {
+          offset += n;
+          handlers.console({buf, static_cast<size_t>(n)});
+        }
+        // Read to its end: if the run has since moved it aside (console.log.1), go on in the new one.
+        struct stat now{}, opened{};
+        if (log && ::stat(console_path().c_str(), &now) == 0 && ::fstat(log.get(), &opened) == 0 &&
+            (now.st_ino != opened.st_ino || now.st_dev != opened.st_dev)) {
+          log.reset();
+          offset = 0;
+          again = true;
+        }
       }
     }
     if (handlers.event) {
@@ -318,7 +328,7 @@ Result<void> Machine::start() {
   };
   std::error_code ec;
   fs::create_directories(d.dir, ec);
-  if (fs::file_size(d.console_path(), ec) > kConsoleLogCap && !ec)
+  if (fs::file_size(d.console_path(), ec) > runner::kConsoleLogCap && !ec)
     fs::rename(d.console_path(), d.console_path().string() + ".1", ec);
   if (auto w = d.write_run_spec(); !w) return undo(std::move(w).error());
   fs::path program = d.host->options.vmm_program;

@@ -21,13 +21,17 @@ namespace flick::runner {
 // run kills the VM if it has not ended this long after that.
 inline constexpr std::chrono::seconds kStopGrace{10};
 
+// A console log past this size moves to "<log>.1" (replacing the one before) and a new log
+// begins: a chatty machine keeps at most twice this on disk.
+inline constexpr uint64_t kConsoleLogCap = 4u << 20;
+
 struct RunSpec {
   std::string machine_id;
   std::string store;        // the MachineStore database
   std::string machine_dir;  // removed by auto_destroy
   std::string lock_path;    // flock held by the run for its whole life: its liveness
   std::string control_path; // the control socket (control.h)
-  std::string console_log;  // the guest's console, appended
+  std::string console_log;  // the guest's console, appended (rotated at kConsoleLogCap)
 
   VmConfig vm;              // everything but `console` (the run writes console_log)
   std::optional<MachineNetwork> network;  // configured on the TAP each boot makes

@@ -3,6 +3,7 @@
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "runner/console_log.h"
 #include "runner/guest_channel.h"
 #include "runner/host_network.h"
 #include "store/names.h"
@@ -29,42 +30,10 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr size_t kConsoleTail = 4096;
-
 std::string stop_command_for(int signo, std::chrono::milliseconds timeout) {
   return "{\"command\":\"stop\",\"signal\":" + std::to_string(signo) + ",\"timeout_ms\":" +
          std::to_string(timeout.count()) + "}\n";
 }
-
-// The guest's console: appended to the run's log file, its tail kept for error messages.
-class Console {
- public:
-  explicit Console(const std::string& path)
-      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) {}
-  void write(std::string_view bytes) {
-    if (fd_) write_all(fd_.get(), bytes);  // a full disk loses console output, never the run
-    std::lock_guard lk(mu_);
-    tail_.append(bytes);
-    if (tail_.size() > 2 * kConsoleTail) tail_.erase(0, tail_.size() - kConsoleTail);
-  }
-  // The line that says most about why the guest ended: a panic's own line, else the last one.
-  std::string telling_line() const {
-    std::lock_guard lk(mu_);
-    const std::string& t = tail_;
-    size_t end = t.rfind("Kernel panic - not syncing");
-    end = end != std::string::npos ? t.find_first_of("\r\n", end) : t.size();
-    end = t.find_last_not_of("\r\n", end == std::string::npos ? t.size() : end);
-    if (end == std::string::npos) return {};
-    size_t begin = t.find_last_of("\r\n", end);
-    begin = begin == std::string::npos ? 0 : begin + 1;
-    return t.substr(begin, end - begin + 1);
-  }
-
- private:
-  UniqueFd fd_;
-  mutable std::mutex mu_;
-  std::string tail_;
-};
 
 void tell(int fd, const json& message) {
   std::string s = message.dump();
@@ -79,7 +48,7 @@ int64_t since(Clock::time_point began) {
 }  // namespace
 
 int run_vm_process(const RunSpec& spec, int monitor, Clock::time_point began) {
-  Console console(spec.console_log);
+  ConsoleLog console(spec.console_log, kConsoleLogCap);
   const std::string event_socket = spec.vm.vsock ? spec.vm.vsock->uds_path + "_" + std::to_string(kEventPort) : "";
   auto fail = [&](const Error& e) {
     tell(monitor, {{"ev", "boot_failed"}, {"error", e.describe()}, {"code", static_cast<int>(e.code)}});
