@@ -107,7 +107,7 @@ static void parse_mount(struct ctx *c, const struct json_value *v, struct mount_
 }
 
 static void parse_process(struct ctx *c, const struct json_value *p, struct init_config *out) {
-    static const char *const keys[] = {"argv", "env", "cwd", "user", NULL};
+    static const char *const keys[] = {"argv", "env", "cwd", "user", "terminal", NULL};
     only_known(c, p, "process", keys);
     const struct json_value *argv = member(c, p, "argv", JSON_ARRAY, true, "process");
     if (argv && json_length(argv) == 0) fail(c, "process: \"argv\" must not be empty");
@@ -119,6 +119,8 @@ static void parse_process(struct ctx *c, const struct json_value *p, struct init
     out->cwd = string_member(c, p, "cwd", false, "/", "process");
     if (out->cwd && out->cwd[0] != '/') fail(c, "process: cwd must be absolute");
     out->user = string_member(c, p, "user", false, "", "process");
+    out->terminal = string_member(c, p, "terminal", false, "/dev/console", "process");
+    if (out->terminal && strncmp(out->terminal, "/dev/", 5) != 0) fail(c, "process: terminal must be under /dev");
 }
 
 static void parse_network(struct ctx *c, const struct json_value *n, struct init_config *out) {
@@ -263,6 +265,7 @@ void config_free(struct init_config *c) {
     free_vector(c->env);
     free(c->cwd);
     free(c->user);
+    free(c->terminal);
     free(c->ifname);
     free_vector(c->dns);
     for (size_t i = 0; c->hosts && i < c->n_hosts; i++) {

@@ -25,6 +25,7 @@ struct init_config {
     char **argv, **env;        /* NULL-terminated; argv non-empty */
     char *cwd;                 /* default "/" */
     char *user;                /* default "" (root) */
+    char *terminal;            /* the program's stdio and controlling terminal; default "/dev/console" */
     bool has_network;
     char *ifname;
     uint32_t address;          /* network byte order */

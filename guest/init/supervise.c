@@ -53,7 +53,10 @@ static _Noreturn void child(const struct init_config *c, const struct user_ids *
     sigprocmask(SIG_SETMASK, &none, NULL);
 
     setsid();
-    int tty = open("/dev/console", O_RDWR);
+    /* The host may give the program a terminal of its own (a second serial port), so that
+       its output is apart from the kernel's; the console stands in if that is missing. */
+    int tty = open(c->terminal ? c->terminal : "/dev/console", O_RDWR | O_NOCTTY);
+    if (tty < 0) tty = open("/dev/console", O_RDWR | O_NOCTTY);
     if (tty >= 0) {
         ioctl(tty, TIOCSCTTY, 0);
         dup2(tty, 0);

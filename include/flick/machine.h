@@ -197,10 +197,13 @@ struct MachineNetwork {
 };
 
 // Console output and events, delivered on the handle's follower thread (it reads the
-// machine's console log and the store's events as they grow) in the order they happened.
-// A handle with no handlers has no thread. Keep them short.
+// machine's logs and the store's events as they grow) in the order they happened. A handle
+// with no handlers has no thread. Keep them short.
 struct MachineHandlers {
+  // Everything the guest writes: the kernel's console, flick-init and the program.
   std::function<void(std::string_view)> console;
+  // The program's own stdout and stderr only (its terminal is a serial port of its own).
+  std::function<void(std::string_view)> output;
   std::function<void(const MachineEvent&)> event;
 };
 

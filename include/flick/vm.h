@@ -67,6 +67,10 @@ struct VmConfig {
   bool virtio_cmdline_devices = false;
   // Receives everything the guest writes to its serial console, on a vCPU thread.
   std::function<void(std::string_view)> console;
+  // When set, a second 16550 UART (COM2 at 0x2f8, IRQ 3: the guest's ttyS1) whose output
+  // comes here, on a vCPU thread: a channel apart from the kernel's console, e.g. for a
+  // program's own output.
+  std::function<void(std::string_view)> serial2;
 };
 
 enum class VmExitReason {

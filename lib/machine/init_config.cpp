@@ -59,6 +59,7 @@ std::string init_config_json(const std::string& hostname, const ProcessSpec& pro
   for (const auto& mount : mounts)
     m.push_back({{"device", mount.device}, {"path", mount.path}, {"fstype", "ext4"}, {"options", "rw"}});
   j["process"] = {{"argv", process.argv}, {"env", process.env}, {"cwd", process.cwd}, {"user", process.user}};
+  if (!process.terminal.empty()) j["process"]["terminal"] = process.terminal;
   j["stop"] = {{"signal", stop.signal}, {"timeout_ms", stop.timeout.count()}};
   j["vsock"] = {{"port", runner::kEventPort}};
   if (network) {

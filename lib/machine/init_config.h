@@ -17,6 +17,7 @@ struct ProcessSpec {
   std::vector<std::string> env;  // KEY=value, final
   std::string cwd = "/";
   std::string user;              // empty: root
+  std::string terminal;          // the guest device for its stdio; empty: /dev/console
 };
 
 // init.exec, else entrypoint + cmd where the machine's init.entrypoint replaces the image's

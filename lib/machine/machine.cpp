@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "machine/files.h"
 #include "machine/initramfs.h"
+#include "machine/log_follower.h"
 #include "machine/machine_impl.h"
 #include "runner/control.h"
 #include "runner/guest_channel.h"
@@ -114,7 +115,7 @@ Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, const store::MachineRow& r, M
       boot(std::move(b)),
       dir(host->machine_dir(id)),
       handlers(std::move(hs)) {
-  if (!handlers.console && !handlers.event) return;
+  if (!handlers.console && !handlers.output && !handlers.event) return;
   // Follow from now on: events already recorded are history, not news.
   if (auto evs = host->store.events(id, 1); evs && !evs->empty()) last_event_id = evs->front().id;
   follower = std::thread([this] { follow(); });
@@ -129,38 +130,12 @@ Machine::Impl::~Impl() {
 // closes (then once more, so nothing recorded before the close is lost).
 void Machine::Impl::follow() {
   StoreWatch watch(host->options.state_dir);
-  UniqueFd log;
-  off_t offset = 0;
-  {
-    struct stat st{};
-    if (::stat(console_path().c_str(), &st) == 0) offset = st.st_size;
-  }
+  machine::LogFollower console(console_path(), machine::LogFollower::From::end);
+  machine::LogFollower output(output_path(), machine::LogFollower::From::end);
   for (bool last = false; !last;) {
     last = closing.load();
-    if (handlers.console) {
-      for (bool again = true; again;) {
-        again = false;
-        if (!log) {
-          log.reset(::open(console_path().c_str(), O_RDONLY | O_CLOEXEC));
-          struct stat st{};
-          if (log && ::fstat(log.get(), &st) == 0 && st.st_size < offset) offset = 0;  // rotated at a start
-        }
-        char buf[16384];
-        ssize_t n;
-        while (log && (n = ::pread(log.get(), buf, sizeof buf, offset)) > 0) {
-          offset += n;
-          handlers.console({buf, static_cast<size_t>(n)});
-        }
-        // Read to its end: if the run has since moved it aside (console.log.1), go on in the new one.
-        struct stat now{}, opened{};
-        if (log && ::stat(console_path().c_str(), &now) == 0 && ::fstat(log.get(), &opened) == 0 &&
-            (now.st_ino != opened.st_ino || now.st_dev != opened.st_dev)) {
-          log.reset();
-          offset = 0;
-          again = true;
-        }
-      }
-    }
+    if (handlers.console) console.drain(handlers.console);
+    if (handlers.output) output.drain(handlers.output);
     if (handlers.event) {
       if (auto evs = host->store.events(id, 0, last_event_id); evs) {
         for (auto it = evs->rbegin(); it != evs->rend(); ++it) {
@@ -195,8 +170,10 @@ Result<void> Machine::Impl::write_run_spec() {
   for (size_t i = 0; i < config.mounts.size(); ++i)
     mounts.push_back({machine::virtio_disk_name(i + 1), config.mounts[i].path});
   fs::path per_start = dir / "config.cpio";
+  machine::ProcessSpec process = boot.process;
+  process.terminal = "/dev/ttyS1";  // the VM's second serial port: the program's output apart
   FLICK_TRY(machine::write_config_archive(
-      machine::init_config_json(id, boot.process, mounts, config.stop_config, boot.network), per_start));
+      machine::init_config_json(id, process, mounts, config.stop_config, boot.network), per_start));
 
   runner::RunSpec s;
   s.machine_id = id;
@@ -205,6 +182,7 @@ Result<void> Machine::Impl::write_run_spec() {
   s.lock_path = lock_path();
   s.control_path = control_path();
   s.console_log = console_path();
+  s.output_log = output_path();
   VmConfig& vc = s.vm;
   vc.kernel = boot.kernel;
   vc.initrd = boot.initramfs;
@@ -328,8 +306,6 @@ Result<void> Machine::start() {
   };
   std::error_code ec;
   fs::create_directories(d.dir, ec);
-  if (fs::file_size(d.console_path(), ec) > runner::kConsoleLogCap && !ec)
-    fs::rename(d.console_path(), d.console_path().string() + ".1", ec);
   if (auto w = d.write_run_spec(); !w) return undo(std::move(w).error());
   fs::path program = d.host->options.vmm_program;
   if (program.empty()) {

@@ -55,6 +55,7 @@ struct Machine::Impl {
   std::filesystem::path lock_path() const { return dir / runner::kRunLock; }
   std::filesystem::path spec_path() const { return dir / "run.json"; }
   std::filesystem::path console_path() const { return dir / "console.log"; }
+  std::filesystem::path output_path() const { return dir / "output.log"; }
   std::filesystem::path control_path() const { return host->options.run_dir / (id + ".ctl"); }
   std::filesystem::path vsock_path() const { return host->options.run_dir / (id + ".vsock"); }
 

@@ -38,6 +38,7 @@ std::string RunSpec::to_json() const {
       {"start_timeout_ms", start_timeout.count()},
       {"auto_destroy", auto_destroy},
   };
+  if (!output_log.empty()) j["output_log"] = output_log;
   if (vm.vsock) j["vm"]["vsock"] = {{"uds_path", vm.vsock->uds_path}, {"guest_cid", vm.vsock->guest_cid}};
   if (network)
     j["network"] = {{"tap", network->tap}, {"host_address", network->host_address},
@@ -56,6 +57,7 @@ Result<RunSpec> RunSpec::from_json(std::string_view text) {
     j.at("lock_path").get_to(s.lock_path);
     j.at("control_path").get_to(s.control_path);
     j.at("console_log").get_to(s.console_log);
+    s.output_log = j.value("output_log", "");
     const json& v = j.at("vm");
     v.at("kernel").get_to(s.vm.kernel);
     v.at("initrd").get_to(s.vm.initrd);

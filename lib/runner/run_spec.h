@@ -32,6 +32,9 @@ struct RunSpec {
   std::string lock_path;    // flock held by the run for its whole life: its liveness
   std::string control_path; // the control socket (control.h)
   std::string console_log;  // the guest's console, appended (rotated at kConsoleLogCap)
+  // When set, the VM gets a second serial port (the guest's ttyS1, where flick-init puts the
+  // program's stdio): its output goes to console_log and to this file alone as well.
+  std::string output_log;
 
   VmConfig vm;              // everything but `console` (the run writes console_log)
   std::optional<MachineNetwork> network;  // configured on the TAP each boot makes

@@ -20,6 +20,7 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace flick::runner {
@@ -49,6 +50,8 @@ int64_t since(Clock::time_point began) {
 
 int run_vm_process(const RunSpec& spec, int monitor, Clock::time_point began) {
   ConsoleLog console(spec.console_log, kConsoleLogCap);
+  std::optional<ConsoleLog> output;
+  if (!spec.output_log.empty()) output.emplace(spec.output_log, kConsoleLogCap);
   const std::string event_socket = spec.vm.vsock ? spec.vm.vsock->uds_path + "_" + std::to_string(kEventPort) : "";
   auto fail = [&](const Error& e) {
     tell(monitor, {{"ev", "boot_failed"}, {"error", e.describe()}, {"code", static_cast<int>(e.code)}});
@@ -69,6 +72,11 @@ int run_vm_process(const RunSpec& spec, int monitor, Clock::time_point began) {
   }
   VmConfig vc = spec.vm;
   vc.console = [&console](std::string_view s) { console.write(s); };
+  if (output)
+    vc.serial2 = [&console, &output](std::string_view s) {
+      console.write(s);
+      output->write(s);
+    };
   const auto vm_create_began = Clock::now();  // VmTimings count from here (setup, then the boot timer)
   auto created = Vm::create(vc);
   if (!created) return fail(std::move(created).error().with_context("machine " + spec.machine_id));

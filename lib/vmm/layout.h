@@ -43,6 +43,7 @@ inline constexpr uint64_t kTss = 0xfeffd000;               // KVM_SET_TSS_ADDR (
 inline constexpr uint16_t kPioI8042Data = 0x60;
 inline constexpr uint16_t kPioI8042Command = 0x64;  // 0xfe written here resets the machine
 inline constexpr uint16_t kPioCom1 = 0x3f8;
+inline constexpr uint16_t kPioCom2 = 0x2f8;
 inline constexpr uint16_t kPioAcpiSleepControl = 0x600;  // FADT SLEEP_CONTROL_REG
 inline constexpr uint16_t kPioAcpiSleepStatus = 0x601;   // FADT SLEEP_STATUS_REG
 inline constexpr uint16_t kPioAcpiReset = 0x602;         // FADT RESET_REG
@@ -54,6 +55,7 @@ inline constexpr uint8_t kBootTimerMagic = 123;
 
 // IOAPIC pins (GSIs).
 inline constexpr uint32_t kIrqCom1 = 4;
+inline constexpr uint32_t kIrqCom2 = 3;
 inline constexpr uint32_t kIrqFirstDevice = 5;
 inline constexpr uint32_t kIrqLastDevice = 23;
 inline constexpr uint32_t kIoapicPins = 24;

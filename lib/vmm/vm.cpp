@@ -167,6 +167,13 @@ Result<void> Vm::Impl::add_devices() {
     if (config.console)
       config.console(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   });
+  if (config.serial2) {
+    FLICK_TRY_ASSIGN(auto com2_irq, IrqfdLine::create(*vm, layout::kIrqCom2));
+    auto com2 = std::make_shared<Serial>(com2_irq, [this](std::span<const uint8_t> bytes) {
+      config.serial2(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    });
+    FLICK_TRY(pio.insert(com2, layout::kPioCom2, 8));
+  }
   boot_timer = std::make_shared<BootTimer>();
   pvpanic = std::make_shared<PvPanic>();
   FLICK_TRY(pio.insert(serial, layout::kPioCom1, 8));
@@ -179,7 +186,7 @@ Result<void> Vm::Impl::add_devices() {
   auto ignored = std::make_shared<IgnoredPorts>();
   for (auto [base, len] : {std::pair<uint16_t, uint16_t>{layout::kPioPostCode, 1}, {0x70, 2},
                            {0x2e8, 8}, {0x2f8, 8}, {0x3e8, 8}, {0xcf8, 8}})
-    FLICK_TRY(pio.insert(ignored, base, len));
+    if (base != layout::kPioCom2 || !config.serial2) FLICK_TRY(pio.insert(ignored, base, len));
   FLICK_TRY(mmio.insert(boot_timer, layout::kBootTimerMmio, 0x1000));
   return {};
 }
@@ -297,6 +304,7 @@ Result<void> Vm::Impl::build() {
 
   acpi::AcpiConfig acpi_cfg;
   acpi_cfg.cpus = config.cpus;
+  acpi_cfg.com2 = static_cast<bool>(config.serial2);
   acpi_cfg.mmio_devices = virtio_windows;
   acpi_cfg.extra_devices.push_back(acpi::Aml::device(
       "PEVT", {acpi::Aml::name("_HID", acpi::Aml::string("QEMU0001")),

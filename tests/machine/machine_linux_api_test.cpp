@@ -42,7 +42,20 @@ class Console {
       text_.append(s);
       cv_.notify_all();
     };
+    h.output = [this](std::string_view s) {
+      std::lock_guard lk(mu_);
+      output_.append(s);
+      cv_.notify_all();
+    };
     return h;
+  }
+  bool wait_for_output(const std::string& needle, std::chrono::seconds timeout = 30s) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return output_.find(needle) != std::string::npos; });
+  }
+  std::string output() const {  // the program's own output
+    std::lock_guard lk(mu_);
+    return output_;
   }
   bool wait_for(const std::string& needle, std::chrono::seconds timeout = kBoot) {
     std::unique_lock lk(mu_);
@@ -61,12 +74,13 @@ class Console {
   void clear() {
     std::lock_guard lk(mu_);
     text_.clear();
+    output_.clear();
   }
 
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::string text_;
+  std::string text_, output_;
 };
 
 class MachineLinux : public ::testing::Test {
@@ -119,6 +133,12 @@ TEST_F(MachineLinux, RootIsABlankSlateOnEveryStartAndVolumesKeepTheirData) {
     ASSERT_TRUE(m->wait(MachineState::stopped, kBoot).ok()) << console_.text();
     EXPECT_EQ(console_.count("root-kept"), 0u) << console_.text();
     EXPECT_EQ(console_.count("volume-runs=" + std::to_string(run)), 1u) << console_.text();
+    // The program's output comes apart from the kernel's and flick-init's, and in the console too.
+    EXPECT_TRUE(console_.wait_for("reboot: Power down", 30s)) << console_.text();
+    EXPECT_TRUE(console_.wait_for_output("done")) << console_.output();
+    EXPECT_NE(console_.output().find("volume-runs=" + std::to_string(run)), std::string::npos) << console_.output();
+    EXPECT_EQ(console_.output().find("reboot: Power down"), std::string::npos) << console_.output();
+    EXPECT_EQ(console_.output().find("flick-init"), std::string::npos) << console_.output();
     ASSERT_TRUE(m->last_exit());
     EXPECT_TRUE(m->last_exit()->success()) << m->last_exit()->error;
   }

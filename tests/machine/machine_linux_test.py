@@ -73,6 +73,9 @@ class Cases:
         rc, out, _ = self.run("--rm", "--", "sh", "-c", "echo hi; exit 3")
         self.expect(rc == 3, f"exit 3 expected, got {rc}", out)
         self.expect("hi\n" in out.replace("\r", ""), "'hi' missing", out)
+        # The program's own terminal is a serial port apart from the kernel's console.
+        for noise in ("reboot: Power down", "flick-init", '"event"'):
+            self.expect(noise not in out, f"{noise!r} is not the program's output", out)
 
     def image_config_and_overrides(self) -> None:
         probe = 'echo "probe user=$(id -un) cwd=$(pwd) from=$FROM_IMAGE extra=$EXTRA home=$HOME"'
@@ -136,9 +139,14 @@ class Cases:
         run_dir = self.work / "run" / "flick"
         files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if not p.is_dir())
         self.expect(not files, f"--rm left files in the run directory: {files}")
-        rc, out, _ = self.run("--", "true")  # without --rm the stopped machine stays
+        rc, out, _ = self.run("--verbose", "--", "true")  # without --rm the stopped machine stays
         kept = sorted(p.name for p in machines.iterdir())
         self.expect(rc == 0 and len(kept) == 1, f"without --rm: exit {rc}, machines {kept}", out)
+        self.expect("reboot: Power down" in out, "--verbose does not show the kernel's console", out)
+        if len(kept) == 1:  # the machine's log keeps the whole console
+            logs = subprocess.run([self.flick, "machine", "logs", kept[0]], env=self.env, stdout=subprocess.PIPE,
+                                  text=True, errors="replace").stdout
+            self.expect("reboot: Power down" in logs, "the machine's log lacks the kernel's console", logs)
 
 
 def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:

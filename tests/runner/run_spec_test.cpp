@@ -17,6 +17,7 @@ TEST(RunSpec, RoundTripsEveryField) {
   s.lock_path = s.machine_dir + "/run.lock";
   s.control_path = "/run/flick/0123456789abcd.ctl";
   s.console_log = s.machine_dir + "/console.log";
+  s.output_log = s.machine_dir + "/output.log";
   s.vm.kernel = "/k";
   s.vm.initrd = "/i";
   s.vm.initrd_append = {"/a", "/b"};
@@ -42,6 +43,9 @@ TEST(RunSpec, RoundTripsEveryField) {
   EXPECT_EQ(back->restart.policy, RestartPolicy::on_failure);
   EXPECT_EQ(back->restart.max_retries, 7u);
   EXPECT_EQ(back->network->guest_address, "172.19.0.2");
+  EXPECT_EQ(back->output_log, s.output_log);
+  s.output_log.clear();  // older specs have none: no second serial port
+  EXPECT_EQ(RunSpec::from_json(s.to_json())->output_log, "");
 }
 
 TEST(RunSpec, DamageIsAClearError) {

@@ -25,7 +25,8 @@ namespace {
 using flick::write_all;
 
 constexpr const char* kAbout =
-    "Runs IMAGE as a microVM until its program exits, streaming the console to stdout, and\n"
+    "Runs IMAGE as a microVM until its program exits, streaming the program's output to stdout\n"
+    "(--verbose: the whole console, kernel and flick-init too; `flick machine logs` keeps it), and\n"
     "exits with the program's exit code (128+N if signal N ended it, 125 if flick failed).\n"
     "CMD follows \"--\" (or is the first argument after IMAGE that is not an option) and takes\n"
     "the rest of the line, options and all.\n"
@@ -51,6 +52,7 @@ int exit_code_of(const flick::Machine& m) {
 struct Options {
   flick::cli::MachineOptions machine;
   bool timings = false;
+  bool verbose = false;
 };
 
 void print_timings(const flick::Machine& m) {
@@ -77,7 +79,8 @@ int machine_run(Options& opts) {
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
 
   flick::MachineHandlers handlers;
-  handlers.console = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
+  auto print = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
+  (opts.verbose ? handlers.console : handlers.output) = print;
   auto created = (*host)->create(o.config, handlers, o.name, app);
   if (!created) return std::fprintf(stderr, "flick: %s\n", created.error().describe().c_str()), kFlickFailed;
   flick::Machine& m = **created;
@@ -142,6 +145,7 @@ void add_run(CLI::App& machine) {
   run->footer(kAbout);
   flick::cli::add_machine_options(*run, o->machine);
   run->add_flag("--timings", o->timings, "print where the start's time went");
+  run->add_flag("--verbose", o->verbose, "print the whole console (kernel, flick-init), not only the program's output");
   flick::cli::add_kvm_device_option(*run, &o->machine.host);
   flick::cli::set_action(run, [o] { return machine_run(*o); });
 }

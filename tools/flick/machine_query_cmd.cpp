@@ -1,6 +1,7 @@
 // flick machine list|status|logs: what the store and a machine's console log say, as tables
 // or Fly-shaped JSON.
 #include "command.h"
+#include "machine/log_follower.h"
 #include "shared.h"
 #include "store/names.h"
 #include "store_cmd.h"
@@ -166,16 +167,6 @@ void add_status(CLI::App& machine) {
 
 // --- logs ---
 
-// Copies what `fd` has from *offset on to stdout.
-void drain(int fd, off_t* offset) {
-  char buf[16384];
-  ssize_t n;
-  while ((n = ::pread(fd, buf, sizeof buf, *offset)) > 0) {
-    write_all(STDOUT_FILENO, {buf, static_cast<size_t>(n)});
-    *offset += n;
-  }
-}
-
 bool running(MachineState s) {
   return s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
 }
@@ -183,32 +174,14 @@ bool running(MachineState s) {
 // Prints the console log; with `follow`, then what the machine writes until it is neither
 // starting, started nor stopping (a restart goes from stopping to starting, so it is followed).
 int print_logs(const Machine& m, const std::filesystem::path& log, bool follow) {
-  int fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
-  off_t offset = 0;
-  struct stat opened{};
-  if (fd >= 0) {
-    ::fstat(fd, &opened);
-    drain(fd, &offset);
-  }
-  while (follow) {
-    const bool last = !running(m.state());
-    if (fd >= 0) drain(fd, &offset);
-    // A start rotates a big log to console.log.1 and begins a new one: move to it.
-    struct stat now{};
-    if (::stat(log.c_str(), &now) == 0 && (fd < 0 || now.st_ino != opened.st_ino || now.st_dev != opened.st_dev)) {
-      if (fd >= 0) ::close(fd);
-      fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
-      offset = 0;
-      if (fd >= 0) {
-        ::fstat(fd, &opened);
-        drain(fd, &offset);
-      }
-    }
-    if (last) break;
+  machine::LogFollower reader(log, machine::LogFollower::From::beginning);
+  auto print = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
+  for (;;) {
+    const bool last = !follow || !running(m.state());
+    reader.drain(print);
+    if (last) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  if (fd >= 0) ::close(fd);
-  return 0;
 }
 
 struct LogsOptions {

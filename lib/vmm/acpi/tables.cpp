@@ -177,17 +177,18 @@ Aml mmio_device_aml(size_t index, const MmioDevice& d) {
 
 Result<std::vector<uint8_t>> build_dsdt(const AcpiConfig& config) {
   std::vector<Aml> devices;
-  if (config.com1) {
-    devices.push_back(Aml::device("COM1", {
+  auto uart = [](const char* name, uint64_t uid, uint16_t port, uint32_t irq) {
+    return Aml::device(name, {
         Aml::name("_HID", Aml::eisa_id("PNP0501")),
-        Aml::name("_UID", Aml::integer(1)),
+        Aml::name("_UID", Aml::integer(uid)),
         Aml::name("_CRS", Aml::resource_template({
-            Resource::io(layout::kPioCom1, layout::kPioCom1, 1, 8),
-            Resource::interrupt(layout::kIrqCom1, Resource::Trigger::edge,
-                                Resource::Polarity::active_high),
+            Resource::io(port, port, 1, 8),
+            Resource::interrupt(irq, Resource::Trigger::edge, Resource::Polarity::active_high),
         })),
-    }));
-  }
+    });
+  };
+  if (config.com1) devices.push_back(uart("COM1", 1, layout::kPioCom1, layout::kIrqCom1));
+  if (config.com2) devices.push_back(uart("COM2", 2, layout::kPioCom2, layout::kIrqCom2));
   for (size_t i = 0; i < config.mmio_devices.size(); ++i)
     devices.push_back(mmio_device_aml(i, config.mmio_devices[i]));
   for (const auto& extra : config.extra_devices) devices.push_back(extra);

@@ -36,6 +36,7 @@ struct AcpiConfig {
   uint32_t cpus = 1;                     // 1..254; APIC IDs are 0..cpus-1
   std::vector<MmioDevice> mmio_devices;  // _UID = index in this list
   bool com1 = true;                      // 16550 at 0x3f8, IRQ 4
+  bool com2 = false;                     // 16550 at 0x2f8, IRQ 3
   // More devices to declare in Scope(\_SB_), e.g. Aml::device("PCI0", {...}).
   std::vector<Aml> extra_devices;
 };
