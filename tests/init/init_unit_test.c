@@ -102,7 +102,8 @@ static const char *const doc_example =
     "    \"argv\": [\"/bin/sh\", \"-c\", \"echo hi; exit 3\"],\n"
     "    \"env\": [\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\", \"FOO=bar\"],\n"
     "    \"cwd\": \"/\",\n"
-    "    \"user\": \"nobody\"\n"
+    "    \"user\": \"nobody\",\n"
+    "    \"terminal\": \"/dev/ttyS1\"\n"
     "  },\n"
     "  \"network\": {\"interface\": \"eth0\", \"address\": \"172.30.0.2/30\", \"gateway\": \"172.30.0.1\",\n"
     "              \"mtu\": 1500, \"dns\": [\"172.30.0.1\"]},\n"
@@ -131,6 +132,7 @@ static void test_config(void) {
     CHECK(c.argv && strcmp(c.argv[2], "echo hi; exit 3") == 0 && c.argv[3] == NULL);
     CHECK(c.env && strcmp(c.env[1], "FOO=bar") == 0 && c.env[2] == NULL);
     CHECK(c.user && strcmp(c.user, "nobody") == 0);
+    CHECK(c.terminal && strcmp(c.terminal, "/dev/ttyS1") == 0);
     CHECK(c.has_network && strcmp(c.ifname, "eth0") == 0 && c.prefix_len == 30 && c.mtu == 1500);
     CHECK(c.address == htonl(0xAC1E0002) && c.has_gateway && c.gateway == htonl(0xAC1E0001));
     CHECK(c.dns && strcmp(c.dns[0], "172.30.0.1") == 0 && c.dns[1] == NULL);
@@ -141,6 +143,7 @@ static void test_config(void) {
     const char *minimal = "{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":[\"app\"]}}";
     CHECK(config_parse(minimal, strlen(minimal), &c, err, sizeof err) == 0);
     CHECK(strcmp(c.root.fstype, "ext4") == 0 && strcmp(c.cwd, "/") == 0 && strcmp(c.user, "") == 0);
+    CHECK(strcmp(c.terminal, "/dev/console") == 0);
     CHECK(c.stop_signal == SIGTERM && c.stop_timeout_ms == 10000 && c.vsock_port == 0);
     CHECK(!c.has_network && c.n_mounts == 0 && c.env && c.env[0] == NULL && c.hostname == NULL);
     config_free(&c);
@@ -154,6 +157,8 @@ static void test_config(void) {
     config_rejects("{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":\"a\"}}", "must be an array");
     config_rejects("{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":[\"a\"],\"cwd\":\"rel\"}}",
                    "cwd must be absolute");
+    config_rejects("{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":[\"a\"],\"terminal\":\"/etc/passwd\"}}",
+                   "terminal must be under /dev");
     config_rejects("{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":[\"a\"],\"env\":[\"NOEQ\"]}}",
                    "not NAME=VALUE");
     config_rejects("{\"root\":{\"device\":\"/dev/vda\"},\"process\":{\"argv\":[\"a\"]},\"extra\":1}",
