@@ -91,7 +91,8 @@ class Help(FlickTest):
             ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device", "--lease-nonce"],
             ("machine", "signal"): ["ID", "SIG", "-a,--app", "--lease-nonce"],
             ("machine", "update"): ["ID", "--config", "--image", "--cpus", "--memory", "-e,--env", "--metadata",
-                                    "--restart", "--cmd", "--skip-start", "--json", "--lease-nonce", "-a,--app"],
+                                    "--restart", "--cmd", "--entrypoint", "--user", "--workdir", "--skip-start",
+                                    "--json", "--lease-nonce", "-a,--app"],
             ("machine", "clone"): ["ID", "--name", "--skip-start", "--json", "-a,--app"],
             ("machine", "cordon"): ["ID", "--lease-nonce", "-a,--app"],
             ("machine", "uncordon"): ["ID", "--lease-nonce", "-a,--app"],
@@ -453,14 +454,15 @@ class MachineChanges(StoreCommands):
         m = self.create("-e", "GREETING=one", "--", "sh", "-c", "echo $GREETING")
         self.assertEqual(m["version"], 1)
         out = self.ok("machine", "update", m["id"], "--skip-start", "-e", "GREETING=two", "--cpus", "2",
-                      "--metadata", "role=db")
+                      "--metadata", "role=db", "--user", "nobody", "--workdir", "/tmp")
         after = self.status(m["id"])
         self.assertEqual(out, f"machine {m['id']} updated to version 2 (instance {after['instance_id']})\n")
         self.assertNotEqual(after["instance_id"], m["instance_id"])
         self.assertEqual(after["state"], "created")
         self.assertEqual(after["config"]["env"], {"GREETING": "two"})
         self.assertEqual(after["config"]["guest"]["cpus"], 2)
-        self.assertEqual(after["config"]["init"]["cmd"], ["sh", "-c", "echo $GREETING"])  # kept
+        self.assertEqual(after["config"]["init"], {"cmd": ["sh", "-c", "echo $GREETING"],  # kept
+                                                   "user": "nobody", "workdir": "/tmp"})
         self.assertEqual(after["events"][0]["type"], "update")
         # --config replaces the whole config (Fly's update has no merge); options change it.
         path = self.config_file({"image": self.image, "init": {"cmd": ["true"]}})

@@ -58,7 +58,8 @@ void add_update(CLI::App& machine) {
       "As Fly's update: the config is replaced (by --config FILE, else the machine's own) and\n"
       "the options given change it; a new version and instance_id are recorded. A new image is\n"
       "fetched and built first. A running machine is stopped and started on the new config; a\n"
-      "created or stopped one is started too, unless --skip-start.");
+      "created or stopped one is started too, unless --skip-start. Volume mounts change with\n"
+      "--config.");
   add_one(*cmd, o->target, true);
   auto edit = [o](std::function<void(MachineConfig&)> f) { o->edits.push_back(std::move(f)); };
   add_value(
@@ -113,6 +114,16 @@ void add_update(CLI::App& machine) {
       *cmd, "--cmd", "ARG",
       [edit](const std::string& v) { edit([v](MachineConfig& c) { c.init.cmd.push_back(v); }); },
       "the program, then one argument per --cmd (replaces the config's init.cmd)");
+  add_value(
+      *cmd, "--entrypoint", "PROG",
+      [edit](const std::string& v) { edit([v](MachineConfig& c) { c.init.entrypoint = {v}; }); },
+      "replace the image's entrypoint");
+  add_value(
+      *cmd, "--user", "USER", [edit](const std::string& v) { edit([v](MachineConfig& c) { c.init.user = v; }); },
+      "run as USER (name, uid, name:group or uid:gid)");
+  add_value(
+      *cmd, "--workdir", "DIR", [edit](const std::string& v) { edit([v](MachineConfig& c) { c.init.workdir = v; }); },
+      "working directory");
   cmd->add_flag("--skip-start", o->skip_start, "leave the machine stopped (Fly's skip_launch)");
   add_json_flag(*cmd, &o->target.json);
   add_kvm_device_option(*cmd, &o->target.host);
