@@ -205,10 +205,11 @@ struct MachineHandlers {
 };
 
 // A machine's lease (Fly's): while one is live, every call that changes the machine (start,
-// stop, signal, update, destroy, cordon, from any process) fails with Errc::lease_held and
-// Fly's text ("machine ID <id> lease currently held by <owner>, expires at <time>") unless
-// it carries the lease's nonce. Metadata calls are not guarded, as in Fly. An expired lease
-// is as good as none.
+// stop, update, destroy, cordon, uncordon, and signal, which Fly leaves unguarded; from any
+// process) fails with Errc::lease_held and Fly's text ("machine ID <id> lease currently held
+// by <owner>, expires at <time>") unless it carries the lease's nonce. Metadata calls are
+// not guarded, as in Fly. An expired lease is as good as none. The machine's own run (its
+// restarts, its exit) is never held back by a lease.
 struct Lease {
   std::string nonce;        // 32 hex digits: what the holder passes (Machine::set_lease_nonce)
   std::string owner;
@@ -231,7 +232,8 @@ struct UpdateOptions {
   // Fly's skip_launch. By default an update leaves the machine started on its new config,
   // as Fly's does: a running machine is stopped (its stop_config), updated and started again,
   // and a created, stopped or failed one is updated and started. With skip_launch the
-  // machine is updated and left (or stopped and left) not running.
+  // machine is updated and left (or stopped and left) not running. A start that then fails
+  // leaves the update in place; the error says so.
   bool skip_launch = false;
   // Fly's current_version: non-zero fails the update with Errc::busy unless the machine is
   // still at this config version (Machine::version()).
@@ -276,7 +278,7 @@ class FLICK_API Machine {
   // Fly's metadata: config.metadata, changed in place (no new version; not lease-guarded,
   // as Fly's metadata endpoints). Keys are 1-128 of a-z, A-Z, 0-9, '_', '.' and '-'
   // (Errc::invalid_argument otherwise). The guest reads them, with the machine's id, name,
-  // app, region and instance_id, in /flick/metadata.json from its next start on.
+  // app, region, instance_id and version, in /flick/metadata.json from its next start on.
   Result<std::map<std::string, std::string>> metadata() const;
   Result<void> set_metadata(const std::string& key, const std::string& value);
   Result<void> delete_metadata(const std::string& key);  // a key that is not there is not an error
@@ -309,8 +311,8 @@ class FLICK_API Machine {
   Result<void> stop(std::optional<StopConfig> how = std::nullopt);
   // Sends a signal to the main program (started only).
   Result<void> signal(int signo);
-  // Removes the machine's files and releases its volumes (and its lease). A running machine needs `force`
-  // (it is then killed, not stopped gracefully).
+  // Removes the machine's files and releases its volumes and its lease. A running machine
+  // needs `force` (it is then killed, not stopped gracefully).
   Result<void> destroy(bool force = false);
   // Blocks until the machine is in `state`. Fails with Errc::timeout; with Errc::guest_failure
   // when it reaches `failed` instead (unless waiting for `destroyed`: auto_destroy may follow),
@@ -403,7 +405,8 @@ class FLICK_API Host {
   // config (or `options.config`), its own id, name, network and instance_id, created from the
   // cached image and, unless options.skip_launch, started. Volumes are never shared: a source
   // with mounts needs `options.config` whose mounts name other, free volumes (else
-  // Errc::invalid_argument; a volume in use is Errc::busy, as in create()).
+  // Errc::invalid_argument; a volume in use is Errc::busy, as in create()). A clone that
+  // does not start is destroyed, and the start's error returned.
   Result<std::unique_ptr<Machine>> clone(const Machine& source, CloneOptions options = {},
                                          MachineHandlers handlers = {});
 
