@@ -33,6 +33,7 @@ int code_of(flick::Errc c) {
     case flick::Errc::network: return FLICK_ENETWORK;
     case flick::Errc::integrity: return FLICK_EINTEGRITY;
     case flick::Errc::exists: return FLICK_EEXISTS;
+    case flick::Errc::lease_held: return FLICK_ELEASE;
   }
   return FLICK_EINTERNAL;
 }

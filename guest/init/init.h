@@ -16,6 +16,11 @@ int mount_early(void);
 int load_modules(const char *list_path, char *err, size_t err_len);
 int mount_root_and_switch(const struct init_config *c, char *err, size_t err_len);
 void write_etc_files(const struct init_config *c);
+/* A small file of the initramfs (at most CARRY_MAX_BYTES), read before the switch deletes it
+ * (NULL when there is none) and written at the same path in the root file system after it. */
+#define CARRY_MAX_BYTES (256 * 1024)
+char *carry_read(const char *path);
+void carry_write(const char *path, const char *text);
 void unmount_all(const struct init_config *c);
 
 /* net.c */

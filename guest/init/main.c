@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -50,9 +51,12 @@ int main(void) {
     if (load_modules("/flick/modules", err, sizeof err) != 0) fail(err, 1);
     if (config_load("/flick/config.json", &config, err, sizeof err) != 0) fail(err, 1);
     events_connect(config.vsock_port);
+    char *metadata = carry_read("/flick/metadata.json");
     if (mount_root_and_switch(&config, err, sizeof err) != 0) fail(err, 1);
     switched = true;
     write_etc_files(&config);
+    carry_write("/flick/metadata.json", metadata);
+    free(metadata);
     if (net_configure(&config, err, sizeof err) != 0) fail(err, 1);
     struct user_ids ids;
     if (resolve_user(config.user, "/etc/passwd", "/etc/group", &ids, err, sizeof err) != 0) fail(err, 1);

@@ -183,6 +183,38 @@ static void write_file(const char *path, const char *text, const char *mode) {
     if (!f || fputs(text, f) < 0 || fclose(f) != 0) say("cannot write %s: %s", path, strerror(errno));
 }
 
+char *carry_read(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    char *buf = malloc(CARRY_MAX_BYTES + 1);
+    size_t len = 0;
+    ssize_t n = 0;
+    while (buf && len < CARRY_MAX_BYTES && (n = read(fd, buf + len, CARRY_MAX_BYTES - len)) > 0) len += (size_t)n;
+    close(fd);
+    if (!buf || n < 0) {
+        say("cannot read %s", path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+void carry_write(const char *path, const char *text) {
+    if (!text) return;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (make_dirs(dir) != 0) say("cannot create %s: %s", dir, strerror(errno));
+    }
+    /* Readable by the machine's programs whatever user they run as; replaced, never appended. */
+    unlink(path);
+    write_file(path, text, "we");
+    chmod(path, 0644);
+}
+
 void write_etc_files(const struct init_config *c) {
     char buf[8192];
     size_t n = 0;

@@ -158,7 +158,7 @@ struct MachineConfig {
   bool operator==(const MachineConfig&) const = default;
 };
 
-enum class MachineEventType { launch, start, exit, stop, restart, destroy };
+enum class MachineEventType { launch, start, exit, stop, restart, destroy, update };
 FLICK_API const char* to_string(MachineEventType type) noexcept;
 
 // How a run of the machine ended (Fly's exit_event).
@@ -207,6 +207,42 @@ struct MachineHandlers {
   std::function<void(const MachineEvent&)> event;
 };
 
+// A machine's lease (Fly's): while one is live, every call that changes the machine (start,
+// stop, update, destroy, cordon, uncordon, and signal, which Fly leaves unguarded; from any
+// process) fails with Errc::lease_held and Fly's text ("machine ID <id> lease currently held
+// by <owner>, expires at <time>") unless it carries the lease's nonce. Metadata calls are
+// not guarded, as in Fly. An expired lease is as good as none. The machine's own run (its
+// restarts, its exit) is never held back by a lease.
+struct Lease {
+  std::string nonce;        // 32 hex digits: what the holder passes (Machine::set_lease_nonce)
+  std::string owner;
+  std::string description;
+  std::chrono::system_clock::time_point expires_at;  // to the second
+  std::string version;      // a ULID, new on every acquire or refresh
+};
+
+// One config version of a machine (Fly's GET /machines/{id}/versions): version 1 at create,
+// one more per update(); each has its own instance_id (a ULID).
+struct MachineVersion {
+  uint64_t version = 0;
+  std::string instance_id;
+  std::chrono::system_clock::time_point created_at;
+  MachineConfig config;
+};
+
+// Fly's update request, less the config.
+struct UpdateOptions {
+  // Fly's skip_launch. By default an update leaves the machine started on its new config,
+  // as Fly's does: a running machine is stopped (its stop_config), updated and started again,
+  // and a created, stopped or failed one is updated and started. With skip_launch the
+  // machine is updated and left (or stopped and left) not running. A start that then fails
+  // leaves the update in place; the error says so.
+  bool skip_launch = false;
+  // Fly's current_version: non-zero fails the update with Errc::busy unless the machine is
+  // still at this config version (Machine::version()).
+  uint64_t current_version = 0;
+};
+
 class FLICK_API Machine {
  public:
   ~Machine();  // only the handle goes: a running machine keeps running
@@ -218,13 +254,57 @@ class FLICK_API Machine {
   const std::string& app() const;
   const std::string& region() const;  // Fly's region: "local"
   std::chrono::system_clock::time_point created_at() const;
-  const MachineConfig& config() const;  // as of when this handle was made
+  // The config as this handle last read it: when it was made, or at its last start(),
+  // update() or metadata change (a reference stays valid for the handle's life).
+  const MachineConfig& config() const;
   const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
   MachineState state() const;
   std::vector<MachineEvent> events() const;
   std::optional<ExitStatus> last_exit() const;
   std::optional<StartTimings> last_start_timings() const;
   const std::optional<MachineNetwork>& network() const;  // none when the Host has no networking
+
+  // The store's current config version and its instance_id (a ULID, new with each version).
+  uint64_t version() const;
+  std::string instance_id() const;
+  // Every config version, newest first.
+  Result<std::vector<MachineVersion>> versions() const;
+
+  // Replaces the config (Fly's update: the whole config, no merge) with a new version and
+  // instance_id, keeping the old one in versions(). `config` is validated first, and a new
+  // image (or guest kernel) is fetched and built before anything changes, so a bad one leaves
+  // the machine as it was; then see UpdateOptions for whether it is stopped and started.
+  // mounts[] name volumes of the machine's app that are free or this machine's already;
+  // volumes no longer mounted are released. Errc::busy for a destroyed machine.
+  Result<void> update(const MachineConfig& config, UpdateOptions options = {});
+
+  // Fly's metadata: config.metadata, changed in place (no new version; not lease-guarded,
+  // as Fly's metadata endpoints). Keys are 1-128 of a-z, A-Z, 0-9, '_', '.' and '-'
+  // (Errc::invalid_argument otherwise). The guest reads them, with the machine's id, name,
+  // app, region, instance_id and version, in /flick/metadata.json from its next start on.
+  Result<std::map<std::string, std::string>> metadata() const;
+  Result<void> set_metadata(const std::string& key, const std::string& value);
+  Result<void> delete_metadata(const std::string& key);  // a key that is not there is not an error
+
+  // Fly's cordon: kept with the machine (the proxy of a later release skips cordoned
+  // machines); lease-guarded.
+  Result<void> cordon();
+  Result<void> uncordon();
+  bool cordoned() const;
+
+  // Takes the machine's lease for `ttl` (whole seconds, at least 1), or refreshes it when
+  // this handle holds it (a new expiry and version, the same nonce); Errc::lease_held when
+  // another holds it. The handle keeps the nonce (set_lease_nonce). `owner` defaults to the
+  // user running this process.
+  Result<Lease> acquire_lease(std::chrono::seconds ttl, const std::string& description = {},
+                              const std::string& owner = {});
+  Result<Lease> lease() const;  // the live lease; Errc::not_found when there is none
+  // Releases the lease: Errc::not_found ("lease not found") unless `nonce` is its nonce.
+  Result<void> release_lease(const std::string& nonce);
+  // The nonce this handle sends with every call that changes the machine (empty: none), as
+  // Fly's fly-machine-lease-nonce header. Handles are per caller: set it on yours.
+  void set_lease_nonce(std::string nonce);
+  const std::string& lease_nonce() const;
 
   // created | stopped | failed -> starting. Returns once the VM runs; errors (missing
   // /dev/kvm, bad kernel, a volume in use) leave the state as it was.
@@ -234,8 +314,8 @@ class FLICK_API Machine {
   Result<void> stop(std::optional<StopConfig> how = std::nullopt);
   // Sends a signal to the main program (started only).
   Result<void> signal(int signo);
-  // Removes the machine's files and releases its volumes. A running machine needs `force`
-  // (it is then killed, not stopped gracefully).
+  // Removes the machine's files and releases its volumes and its lease. A running machine
+  // needs `force` (it is then killed, not stopped gracefully).
   Result<void> destroy(bool force = false);
   // Blocks until the machine is in `state`. Fails with Errc::timeout; with Errc::guest_failure
   // when it reaches `failed` instead (unless waiting for `destroyed`: auto_destroy may follow),
@@ -300,6 +380,13 @@ struct HostOptions {
   Networking network = Networking::automatic;
 };
 
+// Host::clone's options.
+struct CloneOptions {
+  std::string name{};                     // default: the new machine's id
+  std::optional<MachineConfig> config{};  // default: the source's current config
+  bool skip_launch = false;
+};
+
 class FLICK_API Host {
  public:
   // Opens the state directory's store and settles what no one watched: a machine whose run
@@ -316,6 +403,15 @@ class FLICK_API Host {
   Result<std::unique_ptr<Machine>> create(const MachineConfig& config,
                                           MachineHandlers handlers = {},
                                           std::string name = {}, std::string app = {});
+
+  // flyctl's `machine clone`: a new machine in the source's app and region with the source's
+  // config (or `options.config`), its own id, name, network and instance_id, created from the
+  // cached image and, unless options.skip_launch, started. Volumes are never shared: a source
+  // with mounts needs `options.config` whose mounts name other, free volumes (else
+  // Errc::invalid_argument; a volume in use is Errc::busy, as in create()). A clone that
+  // does not start is destroyed, and the start's error returned.
+  Result<std::unique_ptr<Machine>> clone(const Machine& source, CloneOptions options = {},
+                                         MachineHandlers handlers = {});
 
   // A machine of this state directory, made by any process: by id, or by name (within
   // `app` when given). Errc::not_found when there is none.

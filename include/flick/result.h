@@ -31,6 +31,7 @@ enum class Errc {
   network,               // a remote peer or the network failed
   integrity,             // a digest or checksum did not match
   exists,                // a machine or volume of that name already exists
+  lease_held,            // a machine's lease is held and the call did not carry its nonce (Fly's 409)
 };
 
 FLICK_API const char* to_string(Errc code) noexcept;

@@ -21,6 +21,7 @@ const char* to_string(Errc code) noexcept {
     case Errc::network: return "network error";
     case Errc::integrity: return "integrity check failed";
     case Errc::exists: return "already exists";
+    case Errc::lease_held: return "lease held";
   }
   return "unknown error";
 }

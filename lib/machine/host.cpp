@@ -165,6 +165,7 @@ void Host::Impl::settle_if_orphaned(const store::MachineRow& seen) {
   if (!row) return;
   store::Transition t;
   t.machine_id = row->id;
+  t.by_run = true;  // recording what happened, lease or not
   if (row->state == "destroying") {  // a destroy was interrupted: finish it
     (void)runner::remove_machine_files(dir);
     t.from = {"destroying"};
@@ -284,8 +285,8 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& given, Machin
     row.boot = boot.to_json();
     auto in = store.insert_machine(row, launch);
     if (in) break;
-    if (!networked || attempt > 8 || in.error().message.find("subnet") == std::string::npos)
-      return std::move(in).error();
+    // Errc::busy: another process took the subnet meanwhile (a name taken is Errc::exists).
+    if (!networked || attempt > 8 || in.error().code != Errc::busy) return std::move(in).error();
   }
   for (const auto& v : volume_ids) {
     if (auto a = store.attach_volume(v, row.id); !a) {

@@ -257,14 +257,16 @@ Result<fs::path> build_base_initramfs(const GuestKernel& kernel, std::string_vie
   return out;
 }
 
-Result<std::vector<uint8_t>> config_archive(const std::string& config_json) {
+Result<std::vector<uint8_t>> config_archive(const std::string& config_json, const std::string& metadata_json) {
   CpioTree tree;
   add_file(tree, "flick/config.json", config_json, 0644);
+  if (!metadata_json.empty()) add_file(tree, "flick/metadata.json", metadata_json, 0644);
   return pack_newc(tree, /*gzip=*/false);
 }
 
-Result<void> write_config_archive(const std::string& config_json, const fs::path& path) {
-  FLICK_TRY_ASSIGN(auto bytes, config_archive(config_json));
+Result<void> write_config_archive(const std::string& config_json, const fs::path& path,
+                                  const std::string& metadata_json) {
+  FLICK_TRY_ASSIGN(auto bytes, config_archive(config_json, metadata_json));
   return write_file_atomic(path, bytes.data(), bytes.size());
 }
 

@@ -36,11 +36,14 @@ Result<std::filesystem::path> build_base_initramfs(const GuestKernel& kernel,
                                                    std::span<const std::string> modules,
                                                    const std::filesystem::path& cache_dir);
 
-// The per-start archive: an uncompressed newc cpio holding /flick/config.json only.
-Result<std::vector<uint8_t>> config_archive(const std::string& config_json);
+// The per-start archive: an uncompressed newc cpio holding /flick/config.json and, when
+// given, /flick/metadata.json (which flick-init copies into the root file system).
+Result<std::vector<uint8_t>> config_archive(const std::string& config_json,
+                                            const std::string& metadata_json = {});
 
 // config_archive written to `path` (for VmConfig::initrd_append, which takes paths).
 Result<void> write_config_archive(const std::string& config_json,
-                                  const std::filesystem::path& path);
+                                  const std::filesystem::path& path,
+                                  const std::string& metadata_json = {});
 
 }  // namespace flick::machine

@@ -111,9 +111,8 @@ Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, const store::MachineRow& r, M
       app(r.app),
       region(r.region),
       created_at(std::chrono::milliseconds(r.created_at_ms)),
-      config(std::move(c)),
-      boot(std::move(b)),
       dir(host->machine_dir(id)),
+      view(std::make_shared<const View>(View{r.config, r.boot, std::move(c), std::move(b)})),
       handlers(std::move(hs)) {
   if (!handlers.console && !handlers.output && !handlers.event) return;
   // Follow from now on: events already recorded are history, not news.
@@ -165,7 +164,22 @@ Result<store::MachineRow> Machine::Impl::wait_until(const std::function<bool(con
   }
 }
 
-Result<void> Machine::Impl::write_run_spec() {
+Result<std::shared_ptr<const Machine::Impl::View>> Machine::Impl::refresh(const store::MachineRow& r) {
+  if (auto v = current(); v->config_json == r.config && v->boot_json == r.boot) return v;
+  auto c = MachineConfig::from_json(r.config);
+  if (!c) return std::move(c).error().with_context("machine " + id + "'s stored config");
+  FLICK_TRY_ASSIGN(auto b, MachineBoot::from_json(r.boot));
+  auto fresh = std::make_shared<const View>(View{r.config, r.boot, std::move(c).value(), std::move(b)});
+  std::lock_guard lk(mu);
+  retired.push_back(std::move(view));
+  view = fresh;
+  return fresh;
+}
+
+Result<void> Machine::Impl::write_run_spec(const store::MachineRow& row) {
+  FLICK_TRY_ASSIGN(auto seen, refresh(row));
+  const MachineConfig& config = seen->config;
+  const MachineBoot& boot = seen->boot;
   std::vector<machine::GuestMount> mounts;
   for (size_t i = 0; i < config.mounts.size(); ++i)
     mounts.push_back({machine::virtio_disk_name(i + 1), config.mounts[i].path});
@@ -173,7 +187,8 @@ Result<void> Machine::Impl::write_run_spec() {
   machine::ProcessSpec process = boot.process;
   process.terminal = "/dev/ttyS1";  // the VM's second serial port: the program's output apart
   FLICK_TRY(machine::write_config_archive(
-      machine::init_config_json(id, process, mounts, config.stop_config, boot.network), per_start));
+      machine::init_config_json(id, process, mounts, config.stop_config, boot.network), per_start,
+      metadata_json(row)));
 
   runner::RunSpec s;
   s.machine_id = id;
@@ -198,7 +213,7 @@ Result<void> Machine::Impl::write_run_spec() {
   vc.disks.push_back({boot.image.path, false, true, dir, "rootfs"});
   FLICK_TRY_ASSIGN(auto volumes, host->store.list_volumes(app));
   for (const auto& m : config.mounts) {
-    auto v = std::find_if(volumes.begin(), volumes.end(), [&](const store::VolumeRow& r) { return r.id == m.volume; });
+    auto v = std::find_if(volumes.begin(), volumes.end(), [&](const store::VolumeRow& vr) { return vr.id == m.volume; });
     if (v == volumes.end()) return make_error(Errc::not_found, "machine " + id + ": volume " + m.volume + " is gone");
     vc.disks.push_back({v->path, false, false, {}, v->name});
   }
@@ -221,9 +236,9 @@ const std::string& Machine::name() const { return impl_->name; }
 const std::string& Machine::app() const { return impl_->app; }
 const std::string& Machine::region() const { return impl_->region; }
 std::chrono::system_clock::time_point Machine::created_at() const { return impl_->created_at; }
-const MachineConfig& Machine::config() const { return impl_->config; }
-const Rootfs& Machine::image() const { return impl_->boot.image; }
-const std::optional<MachineNetwork>& Machine::network() const { return impl_->boot.network; }
+const MachineConfig& Machine::config() const { return impl_->current()->config; }
+const Rootfs& Machine::image() const { return impl_->current()->boot.image; }
+const std::optional<MachineNetwork>& Machine::network() const { return impl_->current()->boot.network; }
 
 MachineState Machine::state() const {
   auto r = impl_->row();
@@ -289,11 +304,12 @@ Result<void> Machine::start() {
   t.machine_id = d.id;
   t.from = startable;
   t.to = "starting";
-  if (auto moved = d.host->store.transition(t); !moved) {
+  t.lease_nonce = d.nonce();
+  auto moved = d.host->store.transition(t);
+  if (!moved) {
     if (auto now = d.row(); now && now->state == "destroyed") runner::remove_machine_dir(d.dir);  // our lock file
     Error e = std::move(moved).error();
-    if (e.code == Errc::busy && e.message.find("lease") == std::string::npos)
-      e.message += ": only a created, stopped or failed machine can start";
+    if (e.code == Errc::busy) e.message += ": only a created, stopped or failed machine can start";
     return e;
   }
   auto undo = [&](Error e) -> Error {
@@ -301,12 +317,13 @@ Result<void> Machine::start() {
     back.machine_id = d.id;
     back.from = {"starting"};
     back.to = before.state;
+    back.by_run = true;  // undoing our own step, lease or not
     (void)d.host->store.transition(back);
     return e;
   };
   std::error_code ec;
   fs::create_directories(d.dir, ec);
-  if (auto w = d.write_run_spec(); !w) return undo(std::move(w).error());
+  if (auto w = d.write_run_spec(*moved); !w) return undo(std::move(w).error());
   fs::path program = d.host->options.vmm_program;
   if (program.empty()) {
     auto found = runner::find_vmm_program();
@@ -333,12 +350,16 @@ Result<runner::ControlClient> control(const Machine::Impl& d) {
 
 Result<void> Machine::stop(std::optional<StopConfig> how) {
   auto& d = *impl_;
-  const StopConfig effective = how.value_or(d.config.stop_config);
   FLICK_TRY_ASSIGN(auto r, d.row());
   if (r.state == "destroying" || r.state == "destroyed") return make_error(Errc::busy, "machine " + d.id + " is " + r.state);
+  FLICK_TRY(d.host->store.check_lease(d.id, d.nonce()));
   if (!running(r.state)) return {};
+  FLICK_TRY_ASSIGN(auto v, d.refresh(r));
+  const StopConfig effective = how.value_or(v->config.stop_config);
   if (auto c = control(d)) {
-    if (auto s = c->stop(effective); !s && s.error().code == Errc::busy) return std::move(s).error();
+    if (auto s = c->stop(effective, d.nonce());
+        !s && (s.error().code == Errc::busy || s.error().code == Errc::lease_held))
+      return std::move(s).error();
   }
   auto limit = effective.timeout + runner::kStopGrace + 30s;
   // Settled, and the run gone: a start right after this one finds the machine free.
@@ -355,6 +376,7 @@ Result<void> Machine::signal(int signo) {
   FLICK_TRY_ASSIGN(auto r, d.row());
   if (r.state != "started")
     return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": its program is not running");
+  FLICK_TRY(d.host->store.check_lease(d.id, d.nonce()));
   FLICK_TRY_ASSIGN(auto c, control(d));
   return c.signal(signo);
 }
@@ -362,10 +384,11 @@ Result<void> Machine::signal(int signo) {
 Result<void> Machine::destroy(bool force) {
   auto& d = *impl_;
   FLICK_TRY_ASSIGN(auto r, d.row());
+  if (r.state != "destroyed") FLICK_TRY(d.host->store.check_lease(d.id, d.nonce()));
   if (running(r.state)) {
     if (!force)
       return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": stop it first, or destroy it with force");
-    if (auto c = control(d)) (void)c->kill();
+    if (auto c = control(d)) (void)c->kill(d.nonce());
     FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
                                      60s));
     if (running(r.state)) return make_error(Errc::timeout, "machine " + d.id + " did not end within 60 s of a kill");
@@ -385,6 +408,7 @@ Result<void> Machine::destroy(bool force) {
   t.machine_id = d.id;
   t.from = {"created", "stopped", "failed"};
   t.to = "destroying";
+  t.lease_nonce = d.nonce();
   if (auto moved = d.host->store.transition(t); !moved) {
     if (destroyed_meanwhile()) return {};
     return std::move(moved).error();

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace flick {
 
@@ -37,15 +38,36 @@ struct Machine::Impl {
        MachineHandlers handlers);
   ~Impl();
 
+  // The config and boot as the store had them when last read. Replaced whole when they
+  // change (update, metadata, another process's update seen at start); the old ones are kept
+  // so that references config() and image() handed out stay valid.
+  struct View {
+    std::string config_json, boot_json;
+    MachineConfig config;
+    MachineBoot boot;
+  };
+
   std::shared_ptr<Host::Impl> host;
   const std::string id, name, app, region;
   const std::chrono::system_clock::time_point created_at;
-  const MachineConfig config;
-  const MachineBoot boot;
   const std::filesystem::path dir;  // <state>/machines/<id>
 
   mutable std::mutex mu;
   std::optional<StartTimings> timings;  // of the last start() through this handle
+  std::shared_ptr<const View> view;     // never null
+  std::vector<std::shared_ptr<const View>> retired;
+  std::string lease_nonce;              // sent with every change; empty: none
+
+  std::shared_ptr<const View> current() const {
+    std::lock_guard lk(mu);
+    return view;
+  }
+  std::optional<std::string> nonce() const {
+    std::lock_guard lk(mu);
+    return lease_nonce.empty() ? std::nullopt : std::optional<std::string>(lease_nonce);
+  }
+  // Takes the row's config and boot when they differ from the view's.
+  Result<std::shared_ptr<const View>> refresh(const store::MachineRow& row);
 
   MachineHandlers handlers;
   std::thread follower;  // delivers handlers; only when there are any
@@ -60,7 +82,11 @@ struct Machine::Impl {
   std::filesystem::path vsock_path() const { return host->options.run_dir / (id + ".vsock"); }
 
   Result<store::MachineRow> row() const { return host->store.get_machine("", id); }
-  Result<void> write_run_spec();
+  // What a start of `row` (the machine as it leaves for `starting`) boots.
+  Result<void> write_run_spec(const store::MachineRow& row);
+  // /flick/metadata.json for the guest: config.metadata with id, name, app, region and
+  // instance_id (docs/init-protocol.md).
+  std::string metadata_json(const store::MachineRow& row) const;
   void follow();
   // Blocks until `done(row)` or the timeout; settles an orphaned run on the way.
   Result<store::MachineRow> wait_until(const std::function<bool(const store::MachineRow&)>& done,

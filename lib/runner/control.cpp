@@ -89,7 +89,9 @@ Result<std::string> ControlClient::call(std::string_view request) {
   try {
     json j = json::parse(line);
     if (!j.at("ok").get<bool>())
-      return make_error(j.value("code", "") == "busy" ? Errc::busy : Errc::invalid_argument,
+      return make_error(j.value("code", "") == "busy"         ? Errc::busy
+                        : j.value("code", "") == "lease_held" ? Errc::lease_held
+                                                              : Errc::invalid_argument,
                         j.value("error", std::string("the run refused the request")));
   } catch (const json::exception& e) {
     return make_error(Errc::malformed, std::string("the run's reply is not JSON: ") + e.what());
@@ -107,8 +109,10 @@ Result<RunStatus> ControlClient::status() {
   }
 }
 
-Result<void> ControlClient::stop(const StopConfig& how) {
-  FLICK_TRY(call(json{{"op", "stop"}, {"signal", how.signal}, {"timeout_ms", how.timeout.count()}}.dump()));
+Result<void> ControlClient::stop(const StopConfig& how, const std::optional<std::string>& lease_nonce) {
+  json req{{"op", "stop"}, {"signal", how.signal}, {"timeout_ms", how.timeout.count()}};
+  if (lease_nonce) req["lease_nonce"] = *lease_nonce;
+  FLICK_TRY(call(req.dump()));
   return {};
 }
 
@@ -117,8 +121,10 @@ Result<void> ControlClient::signal(int signo) {
   return {};
 }
 
-Result<void> ControlClient::kill() {
-  FLICK_TRY(call(R"({"op":"kill"})"));
+Result<void> ControlClient::kill(const std::optional<std::string>& lease_nonce) {
+  json req{{"op", "kill"}};
+  if (lease_nonce) req["lease_nonce"] = *lease_nonce;
+  FLICK_TRY(call(req.dump()));
   return {};
 }
 

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -48,9 +49,10 @@ class ControlClient {
   int version() const { return version_; }
 
   Result<RunStatus> status();
-  Result<void> stop(const StopConfig& how);
+  // The lease nonce lets the run record the stop while the machine's lease is held.
+  Result<void> stop(const StopConfig& how, const std::optional<std::string>& lease_nonce = std::nullopt);
   Result<void> signal(int signo);
-  Result<void> kill();
+  Result<void> kill(const std::optional<std::string>& lease_nonce = std::nullopt);
 
   // One request line (a JSON object) and its reply; an {"ok":false} reply is an error
   // carrying the run's message.

@@ -142,6 +142,7 @@ void Monitor::record(std::string to, std::vector<std::string> from, std::optiona
   t.to = std::move(to);
   t.event = std::move(ev);
   t.last_exit = std::move(last_exit);
+  t.by_run = true;
   if (auto r = store_.transition(t); !r)
     LOG_WARN("machine %s: recording %s: %s", spec_.machine_id.c_str(), t.to.c_str(), r.error().describe().c_str());
 }
@@ -306,7 +307,7 @@ std::string Monitor::handle(Client& c, const std::string& line) {
                                                : "signal " + std::to_string(signo) + ", timeout " +
                                                      std::to_string(timeout.count()) + " ms"}});
       auto r = store_.transition(t);
-      if (!r && r.error().message.find("lease") != std::string::npos) return error(r.error().message, "busy");
+      if (!r && r.error().code == Errc::lease_held) return error(r.error().message, "lease_held");
       // Otherwise it is already stopping or settled: stopping again is a no-op.
       if (op == "kill") {
         stop_requested_ = true;
@@ -362,6 +363,7 @@ void Monitor::finish() {
   t.machine_id = spec_.machine_id;
   t.from = {"stopped", "failed"};
   t.to = "destroying";
+  t.by_run = true;
   if (!store_.transition(t)) return;  // someone else has the machine now
   if (auto r = remove_machine_files(spec_.machine_dir); !r)
     LOG_WARN("machine %s: %s", spec_.machine_id.c_str(), r.error().describe().c_str());

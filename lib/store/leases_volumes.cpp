@@ -84,7 +84,7 @@ Result<LeaseRow> MachineStore::acquire_lease(std::string_view machine_id, int64_
   int64_t expires = now_s() + ttl_s;
   LeaseRow lease;
   if (live) {
-    FLICK_TRY(check_lease(op, machine_id, nonce));  // Errc::busy unless the holder refreshes
+    FLICK_TRY(detail::check_lease(op, machine_id, nonce));  // Errc::lease_held unless the holder refreshes
     lease = std::move(*live);
     lease.expires_at_s = expires;
     lease.version = new_ulid();

@@ -1,6 +1,8 @@
 // MachineStore: ids, apps, machines (state changes, config versions) and their events.
 #include "store/store_db.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 
@@ -94,12 +96,12 @@ Result<EventRow> insert_event(const Op& op, EventRow e, std::string_view machine
   return e;
 }
 
-// The machine, which must not be destroyed, when no one else holds its lease.
+// The machine, which must not be destroyed, when no one else holds its lease (if `guarded`).
 Result<MachineRow> load_for_change(const Op& op, std::string_view id,
-                                   const std::optional<std::string>& lease_nonce) {
+                                   const std::optional<std::string>& lease_nonce, bool guarded = true) {
   FLICK_TRY_ASSIGN(MachineRow m, load_machine(op, id));
   if (m.state == "destroyed") return state_busy(m);
-  FLICK_TRY(check_lease(op, id, lease_nonce));
+  if (guarded) FLICK_TRY(check_lease(op, id, lease_nonce));
   return m;
 }
 
@@ -226,7 +228,7 @@ Result<void> MachineStore::insert_machine(const MachineRow& machine, const Event
       .bind(m.version).bind(m.boot).bind(m.last_exit).bind(m.cordoned).bind(m.created_at_ms).bind(m.updated_at_ms);
   if (auto r = ins.run(); !r) {
     if (is_constraint(ins, SQLITE_CONSTRAINT_UNIQUE) && r.error().message.find("machines_live_subnet") != std::string::npos)
-      return make_error(Errc::exists, "creating machine " + m.id + ": its network subnet is taken by another machine");
+      return make_error(Errc::busy, "creating machine " + m.id + ": its network subnet is taken by another machine");
     if (is_constraint(ins, SQLITE_CONSTRAINT_UNIQUE)) return name_taken(m.name, m.app);
     if (is_constraint(ins, SQLITE_CONSTRAINT_CHECK)) return config_not_json(m.id);
     return r;
@@ -314,7 +316,7 @@ Result<MachineRow> MachineStore::transition(const Transition& t) {
   bool may_leave = t.from.empty() ? m.state != "destroyed"
                                   : std::find(t.from.begin(), t.from.end(), m.state) != t.from.end();
   if (!may_leave) return state_busy(m);
-  FLICK_TRY(check_lease(op, m.id, t.lease_nonce));
+  if (!t.by_run) FLICK_TRY(detail::check_lease(op, m.id, t.lease_nonce));
 
   int64_t now = now_ms();
   bool destroying = t.to == "destroyed";
@@ -344,7 +346,8 @@ Result<MachineRow> MachineStore::transition(const Transition& t) {
 
 Result<MachineRow> MachineStore::update_config(std::string_view machine_id, std::string config_json,
                                                uint64_t expect_version,
-                                               const std::optional<std::string>& lease_nonce) {
+                                               const std::optional<std::string>& lease_nonce,
+                                               const std::optional<std::string>& boot) {
   ConnLock lock(db_);
   Op op{db_, "updating the config of machine " + std::string(machine_id)};
   FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
@@ -356,8 +359,8 @@ Result<MachineRow> MachineStore::update_config(std::string_view machine_id, std:
   std::string instance_id = new_ulid();
   int64_t now = now_ms();
   FLICK_TRY_ASSIGN(Stmt up, Stmt::prepare(op, "UPDATE machines SET config = ?, version = ?, instance_id = ?, "
-                                              "updated_at = ? WHERE id = ?"));
-  up.bind(config_json).bind(version).bind(instance_id).bind(now).bind(m.id);
+                                              "updated_at = ?, boot = coalesce(?, boot) WHERE id = ?"));
+  up.bind(config_json).bind(version).bind(instance_id).bind(now).bind_optional(boot).bind(m.id);
   if (auto r = up.run(); !r) {
     if (is_constraint(up, SQLITE_CONSTRAINT_CHECK)) return config_not_json(m.id);
     return std::move(r).error();
@@ -379,6 +382,44 @@ Result<void> MachineStore::set_cordoned(std::string_view machine_id, bool cordon
   FLICK_TRY_ASSIGN(Stmt up, Stmt::prepare(op, "UPDATE machines SET cordoned = ?, updated_at = ? WHERE id = ?"));
   FLICK_TRY(up.bind(cordoned).bind(now_ms()).bind(machine_id).run());
   return txn.commit();
+}
+
+Result<MachineRow> MachineStore::set_metadata(std::string_view machine_id, std::string_view key,
+                                              const std::optional<std::string>& value) {
+  ConnLock lock(db_);
+  Op op{db_, (value ? "setting" : "deleting") + std::string(" metadata key ") + std::string(key) + " of machine " +
+                 std::string(machine_id)};
+  FLICK_TRY_ASSIGN(Txn txn, Txn::begin(op));
+  FLICK_TRY_ASSIGN(MachineRow m, load_for_change(op, machine_id, std::nullopt, /*guarded=*/false));
+  nlohmann::ordered_json config;
+  try {
+    config = nlohmann::ordered_json::parse(m.config);
+    if (value) {
+      config["metadata"][std::string(key)] = *value;
+    } else if (config.contains("metadata")) {
+      config["metadata"].erase(std::string(key));
+      if (config["metadata"].empty()) config.erase("metadata");
+    }
+  } catch (const nlohmann::json::exception&) {
+    return config_not_json(m.id);
+  }
+  std::string text = config.dump();
+  int64_t now = now_ms();
+  FLICK_TRY_ASSIGN(Stmt up, Stmt::prepare(op, "UPDATE machines SET config = ?, updated_at = ? WHERE id = ?"));
+  FLICK_TRY(up.bind(text).bind(now).bind(m.id).run());
+  // The current version's config says what the machine has now (its instance_id is unchanged).
+  FLICK_TRY_ASSIGN(Stmt ver, Stmt::prepare(op, "UPDATE machine_versions SET config = ? WHERE machine_id = ? AND version = ?"));
+  FLICK_TRY(ver.bind(text).bind(m.id).bind(m.version).run());
+  FLICK_TRY_ASSIGN(MachineRow updated, load_machine(op, m.id));
+  FLICK_TRY(txn.commit());
+  return updated;
+}
+
+Result<void> MachineStore::check_lease(std::string_view machine_id, const std::optional<std::string>& lease_nonce) {
+  ConnLock lock(db_);
+  Op op{db_, "checking the lease of machine " + std::string(machine_id)};
+  FLICK_TRY(load_machine(op, machine_id));
+  return detail::check_lease(op, machine_id, lease_nonce);
 }
 
 Result<std::vector<VersionRow>> MachineStore::versions(std::string_view machine_id) {

@@ -110,6 +110,9 @@ struct Transition {
   std::vector<std::string> from{};  // the states it may leave; empty: any but destroyed
   std::string to{};
   std::optional<std::string> lease_nonce{};  // checked when the machine's lease is held
+  // A change the machine's own run (or flick settling an ended one) makes: a lease binds
+  // callers, not the run a holder started, so it is not checked.
+  bool by_run = false;
   // Appended: machine_id set; a zero timestamp and an empty status (`to`) filled in.
   std::optional<EventRow> event{};
   std::optional<std::string> last_exit{};  // replaces MachineRow::last_exit
@@ -141,23 +144,34 @@ class MachineStore {
 
   // Machines. insert_machine adds the row, its version 1 and `launch` in one transaction;
   // Errc::not_found for a missing app, Errc::exists for a name taken in the app or an id in
-  // use, or a network subnet (boot's network.subnet) a live machine has. Blanks are filled in: state "created", instance_id a new ULID, times now; `launch`
-  // as in Transition::event.
+  // use, Errc::busy for a network subnet (boot's network.subnet) a live machine has (the
+  // caller picks another). Blanks are filled in: state "created", instance_id a new ULID,
+  // times now; `launch` as in Transition::event.
   Result<void> insert_machine(const MachineRow& machine, const EventRow& launch);
   // By id, or by name within `app` (empty app: a name must be unique across apps, else
   // Errc::invalid_argument naming them). With an app, an id of another app's machine is not
   // found. Destroyed machines are found by id only. Listing orders by created_at, then id.
   Result<MachineRow> get_machine(std::string_view app, std::string_view id_or_name);
   Result<std::vector<MachineRow>> list_machines(const MachineFilter& filter);
-  // Errc::not_found, Errc::busy (state not in `from`: "machine ID is STATE"; lease held:
-  // "machine ID <id> lease currently held by OWNER, expires at TIME", Fly's text). Moving to
+  // Errc::not_found, Errc::busy (state not in `from`: "machine ID is STATE"), Errc::lease_held
+  // ("machine ID <id> lease currently held by OWNER, expires at TIME", Fly's text). Moving to
   // "destroyed" also drops the lease and detaches the machine's volumes. Returns the updated row.
   Result<MachineRow> transition(const Transition& t);
   // A new config version (version+1, new instance_id); the old one stays in versions().
   // `expect_version` (when non-zero) must match (Errc::busy). Lease-guarded like transition();
-  // Errc::busy for a destroyed machine (set_cordoned too).
+  // Errc::busy for a destroyed machine (set_cordoned too). `boot`, when given, replaces
+  // MachineRow::boot in the same transaction.
   Result<MachineRow> update_config(std::string_view machine_id, std::string config_json,
-                                   uint64_t expect_version, const std::optional<std::string>& lease_nonce);
+                                   uint64_t expect_version, const std::optional<std::string>& lease_nonce,
+                                   const std::optional<std::string>& boot = std::nullopt);
+  // Sets config.metadata[key] (removes it when `value` is nullopt) in the current config, in
+  // place: no new version, as Fly's metadata endpoints; not lease-guarded (Fly's are not).
+  // The caller validates the key. Errc::busy for a destroyed machine.
+  Result<MachineRow> set_metadata(std::string_view machine_id, std::string_view key,
+                                  const std::optional<std::string>& value);
+  // Errc::lease_held unless the machine has no live lease or `lease_nonce` is its nonce:
+  // for calls that change a machine without a store write of their own (stop, signal).
+  Result<void> check_lease(std::string_view machine_id, const std::optional<std::string>& lease_nonce);
   Result<void> set_cordoned(std::string_view machine_id, bool cordoned,
                             const std::optional<std::string>& lease_nonce);
   Result<std::vector<VersionRow>> versions(std::string_view machine_id);  // newest first
@@ -169,7 +183,7 @@ class MachineStore {
 
   // Leases (expired ones are as good as absent). acquire: no lease or an expired one, or a
   // refresh with the holder's nonce (a new expiry and version; same nonce and owner);
-  // Errc::busy naming the owner otherwise. A new lease gets a new nonce even when `nonce` is
+  // Errc::lease_held naming the owner otherwise. A new lease gets a new nonce even when `nonce` is
   // given. release: Errc::not_found "lease not found" unless `nonce` is the lease's.
   Result<LeaseRow> acquire_lease(std::string_view machine_id, int64_t ttl_s, std::string_view owner,
                                  std::string_view description, const std::optional<std::string>& nonce);

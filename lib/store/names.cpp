@@ -38,6 +38,7 @@ const char* to_string(MachineEventType type) noexcept {
     case MachineEventType::stop: return "stop";
     case MachineEventType::restart: return "restart";
     case MachineEventType::destroy: return "destroy";
+    case MachineEventType::update: return "update";
   }
   return "unknown";
 }
@@ -81,7 +82,7 @@ std::optional<RestartPolicy> restart_policy_from_string(std::string_view name) {
 }
 
 std::optional<MachineEventType> machine_event_type_from_string(std::string_view name) {
-  return by_name(name, MachineEventType::destroy);
+  return by_name(name, MachineEventType::update);
 }
 
 const char* signal_name(int signo) noexcept {

@@ -174,7 +174,7 @@ Result<void> check_lease(const Op& op, std::string_view machine_id,
   FLICK_TRY_ASSIGN(bool held, st.step());
   if (!held || (nonce && *nonce == st.text(0))) return {};
   // Fly's own text (a 409 in its API).
-  return make_error(Errc::busy, "machine ID " + std::string(machine_id) + " lease currently held by " +
+  return make_error(Errc::lease_held, "machine ID " + std::string(machine_id) + " lease currently held by " +
                                     st.text(1) + ", expires at " + rfc3339(st.i64(2)));
 }
 

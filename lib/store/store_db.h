@@ -110,7 +110,7 @@ MachineRow read_machine(const Stmt& st);
 // The machine with this id, in any state (Errc::not_found "machine ID not found").
 Result<MachineRow> load_machine(const Op& op, std::string_view id);
 
-// Errc::busy with Fly's text when a live lease on the machine has a nonce other than `nonce`.
+// Errc::lease_held with Fly's text when a live lease on the machine has a nonce other than `nonce`.
 Result<void> check_lease(const Op& op, std::string_view machine_id,
                          const std::optional<std::string>& nonce);
 

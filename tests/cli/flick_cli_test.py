@@ -38,12 +38,15 @@ class FlickTest(unittest.TestCase):
                               stdin=subprocess.DEVNULL)
 
 
-MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait", "destroy", "list", "status", "logs"]
+MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait", "destroy", "list", "status", "logs",
+                    "update", "clone", "metadata", "cordon", "uncordon", "lease"]
 
 
 class Help(FlickTest):
     COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rootfs"], ["image", "prune"],
                 ["machine"], *[["machine", c] for c in MACHINE_COMMANDS], ["vm"], ["vm", "run"], ["version"],
+                *[["machine", "metadata", c] for c in ("get", "set", "delete")],
+                *[["machine", "lease", c] for c in ("acquire", "show", "release")],
                 ["app"], ["app", "create"], ["app", "list"], ["app", "destroy"],
                 ["volume"], ["volume", "create"], ["volume", "list"], ["volume", "destroy"]]
 
@@ -60,6 +63,8 @@ class Help(FlickTest):
         for command, subcommands in (([], ["app", "image", "machine", "vm", "volume", "version"]),
                                      (["image"], ["pull", "ls", "rootfs", "prune"]),
                                      (["machine"], MACHINE_COMMANDS), (["vm"], ["run"]),
+                                     (["machine", "metadata"], ["get", "set", "delete"]),
+                                     (["machine", "lease"], ["acquire", "show", "release"]),
                                      (["app"], ["create", "list", "destroy"]),
                                      (["volume"], ["create", "list", "destroy"])):
             out = self.flick(*command, "--help").stdout
@@ -74,19 +79,28 @@ class Help(FlickTest):
     MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
                        "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
                        "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE",
-                       "CMD"]
+                       "CMD", "--config", "--metadata"]
 
     def test_help_names_every_option(self):
         MACHINE_OPTIONS = self.MACHINE_OPTIONS
         options = {
             ("machine", "run"): MACHINE_OPTIONS + ["--timings", "--kvm-device"],
             ("machine", "create"): MACHINE_OPTIONS + ["--json"],
-            ("machine", "start"): ["ID", "-a,--app", "--state-dir", "--kvm-device"],
-            ("machine", "stop"): ["ID", "-s,--signal", "--timeout", "-a,--app", "--state-dir"],
-            ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device"],
-            ("machine", "signal"): ["ID", "SIG", "-a,--app"],
+            ("machine", "start"): ["ID", "-a,--app", "--state-dir", "--kvm-device", "--lease-nonce"],
+            ("machine", "stop"): ["ID", "-s,--signal", "--timeout", "-a,--app", "--state-dir", "--lease-nonce"],
+            ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device", "--lease-nonce"],
+            ("machine", "signal"): ["ID", "SIG", "-a,--app", "--lease-nonce"],
+            ("machine", "update"): ["ID", "--config", "--image", "--cpus", "--memory", "-e,--env", "--metadata",
+                                    "--restart", "--cmd", "--entrypoint", "--user", "--workdir", "--skip-start",
+                                    "--json", "--lease-nonce", "-a,--app"],
+            ("machine", "clone"): ["ID", "--name", "--skip-start", "--json", "-a,--app"],
+            ("machine", "cordon"): ["ID", "--lease-nonce", "-a,--app"],
+            ("machine", "uncordon"): ["ID", "--lease-nonce", "-a,--app"],
+            ("machine", "metadata", "set"): ["ID", "KEY", "VALUE", "-a,--app"],
+            ("machine", "lease", "acquire"): ["ID", "--ttl", "--description", "--lease-nonce", "--json"],
+            ("machine", "lease", "release"): ["ID", "NONCE", "--lease-nonce"],
             ("machine", "wait"): ["ID", "--state", "--timeout", "-a,--app"],
-            ("machine", "destroy"): ["ID", "-f,--force", "-a,--app", "--state-dir"],
+            ("machine", "destroy"): ["ID", "-f,--force", "-a,--app", "--state-dir", "--lease-nonce"],
             ("machine", "list"): ["-a,--app", "--state", "--json", "--state-dir"],
             ("machine", "status"): ["ID", "-a,--app", "--json", "--state-dir"],
             ("machine", "logs"): ["ID", "-f,--follow", "-a,--app", "--state-dir"],
@@ -163,6 +177,17 @@ class UsageErrors(FlickTest):
         (["machine", "list", "extra"], "flick machine list: unexpected argument 'extra'"),
         (["machine", "status"], "flick machine status: ID is required"),
         (["machine", "logs"], "flick machine logs: ID is required"),
+        (["machine", "update"], "flick machine update: ID is required"),
+        (["machine", "update", "x", "--cpus", "0"], "flick machine update: --cpus takes 1 to 254, not '0'"),
+        (["machine", "update", "x", "--metadata", "novalue"], "flick machine update: --metadata takes K=V, not 'novalue'"),
+        (["machine", "update", "x", "--config", "/nonexistent.json"], "flick machine update: --config: cannot read /nonexistent.json"),
+        (["machine", "create", "busybox", "--metadata", "=v"], "flick machine create: --metadata takes K=V, not '=v'"),
+        (["machine", "clone"], "flick machine clone: ID is required"),
+        (["machine", "metadata"], "flick machine metadata: a command is required: get, set, delete"),
+        (["machine", "metadata", "set", "x", "k"], "flick machine metadata set: VALUE is required"),
+        (["machine", "lease"], "flick machine lease: a command is required: acquire, show, release"),
+        (["machine", "lease", "acquire", "x", "--ttl", "0"], "flick machine lease acquire: --ttl takes seconds from 1, not '0'"),
+        (["machine", "cordon"], "flick machine cordon: ID is required"),
         (["app"], "flick app: a command is required: create, list, destroy"),
         (["app", "create"], "flick app create: NAME is required"),
         (["app", "destroy"], "flick app destroy: NAME is required"),
@@ -227,8 +252,8 @@ class MachineRunCommand(FlickTest):
                 self.assertIn("not an OCI image layout", p.stderr)
 
 
-class Store(FlickTest):
-    """Apps, volumes and machine lookups: the store alone, in a temporary --state-dir."""
+class StoreCommands(FlickTest):
+    """Commands over the store alone, in a temporary --state-dir."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -253,6 +278,10 @@ class Store(FlickTest):
         self.assertEqual(p.returncode, 1, f"{args}: {p.stdout} {p.stderr}")
         self.assertEqual(p.stdout, "", args)
         self.assertEqual(p.stderr, f"flick: {says}\n", args)
+
+
+class Store(StoreCommands):
+    """Apps, volumes and machine lookups."""
 
     def test_uses_the_state_dir_given(self):
         self.ok("app", "create", "web")
@@ -352,6 +381,159 @@ class Store(FlickTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual([v["app"] for v in self.json("volume", "list", "-a", "web")], ["web"])
         self.assertEqual(self.json("volume", "list"), [])
+
+
+class MachineChanges(StoreCommands):
+    """update, clone, metadata, cordon, leases and --config over machines that are created but
+    never started (the test guest is their kernel; `update` and `clone` get --skip-start)."""
+
+    KERNEL = os.environ.get("FLICK_TEST_GUEST_KERNEL", "")
+    layout: Path | None = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if not cls.KERNEL:
+            return
+        cls.layout_dir = Path(tempfile.mkdtemp(prefix="flick-cli-image-"))
+        root = Path(__file__).resolve().parents[2]
+        cls.image = subprocess.run([sys.executable, str(root / "scripts" / "busybox-image.py"), str(cls.layout_dir / "l")],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.KERNEL:
+            shutil.rmtree(cls.layout_dir, ignore_errors=True)
+
+    def setUp(self) -> None:
+        super().setUp()
+        if not self.KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest)")
+        self.env["FLICK_KERNEL"] = self.KERNEL
+
+    def create(self, *args: str) -> dict:
+        # The options before CMD, which takes the rest of the line.
+        p = subprocess.run([FLICK, "machine", "create", self.image, "--no-network", "--json", "--state-dir",
+                            str(self.state), *args], capture_output=True, text=True, env=self.env, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, f"{args}: {p.stderr}")
+        return json.loads(p.stdout)
+
+    def status(self, machine: str) -> dict:
+        return self.json("machine", "status", machine)
+
+    def config_file(self, config: dict) -> str:
+        path = self.dir / "config.json"
+        path.write_text(json.dumps(config))
+        return str(path)
+
+    def test_config_file_with_flags_over_it(self):
+        path = self.config_file({"image": "ignored-for-IMAGE", "guest": {"cpus": 2, "memory_mb": 128},
+                                 "env": {"A": "1", "B": "2"}, "init": {"cmd": ["sh", "-c", "echo hi"]},
+                                 "restart": {"policy": "always"}, "metadata": {"role": "web"}})
+        m = self.create("--config", path, "--cpus", "3", "-e", "B=9", "--metadata", "tier=gold")
+        c = m["config"]
+        self.assertEqual(c["image"], self.image)  # IMAGE, given on the line
+        self.assertEqual((c["guest"]["cpus"], c["guest"]["memory_mb"]), (3, 128))
+        self.assertEqual(c["env"], {"A": "1", "B": "9"})
+        self.assertEqual(c["init"]["cmd"], ["sh", "-c", "echo hi"])  # no CMD given: the file's
+        self.assertEqual(c["restart"]["policy"], "always")
+        self.assertEqual(c["metadata"], {"role": "web", "tier": "gold"})
+        m = self.create("--config", path, "--", "echo", "mine")
+        self.assertEqual(m["config"]["init"]["cmd"], ["echo", "mine"])
+        # A bad file is a bad command line, naming the field; nothing is created.
+        before = len(self.json("machine", "list"))
+        for command in ("create", "run"):
+            bad = self.config_file({"image": "x", "guest": {"cpuz": 1}})
+            p = self.store("machine", command, self.image, "--config", bad)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(f"flick machine {command}: --config {bad}: machine config: guest.cpuz: unknown field",
+                          p.stderr)
+        self.assertEqual(len(self.json("machine", "list")), before)
+
+    def test_update_makes_a_version_and_keeps_the_old(self):
+        m = self.create("-e", "GREETING=one", "--", "sh", "-c", "echo $GREETING")
+        self.assertEqual(m["version"], 1)
+        out = self.ok("machine", "update", m["id"], "--skip-start", "-e", "GREETING=two", "--cpus", "2",
+                      "--metadata", "role=db", "--user", "nobody", "--workdir", "/tmp")
+        after = self.status(m["id"])
+        self.assertEqual(out, f"machine {m['id']} updated to version 2 (instance {after['instance_id']})\n")
+        self.assertNotEqual(after["instance_id"], m["instance_id"])
+        self.assertEqual(after["state"], "created")
+        self.assertEqual(after["config"]["env"], {"GREETING": "two"})
+        self.assertEqual(after["config"]["guest"]["cpus"], 2)
+        self.assertEqual(after["config"]["init"], {"cmd": ["sh", "-c", "echo $GREETING"],  # kept
+                                                   "user": "nobody", "workdir": "/tmp"})
+        self.assertEqual(after["events"][0]["type"], "update")
+        # --config replaces the whole config (Fly's update has no merge); options change it.
+        path = self.config_file({"image": self.image, "init": {"cmd": ["true"]}})
+        m3 = self.json("machine", "update", m["id"], "--skip-start", "--config", path, "--memory", "128")
+        self.assertEqual(m3["version"], 3)
+        self.assertEqual(m3["config"]["init"]["cmd"], ["true"])
+        self.assertEqual(m3["config"]["guest"], {"cpu_kind": "shared", "cpus": 1, "memory_mb": 128})
+        self.assertNotIn("env", m3["config"])
+        self.assertIn("Version = 3 (instance " + m3["instance_id"] + ")",
+                      re.sub(r" +=", " =", self.ok("machine", "status", m["id"])))
+        self.fails("machine", "update", m["id"], "--skip-start", "--memory", "32",
+                   says="machine config: guest.memory_mb: 32 is not in 64..1048576")
+        self.assertEqual(self.status(m["id"])["version"], 3)
+
+    def test_metadata(self):
+        m = self.create("--metadata", "role=web")
+        self.assertEqual(self.ok("machine", "metadata", "set", m["id"], "tier", "gold"), "")
+        self.assertEqual(self.ok("machine", "metadata", "get", m["id"]), "role=web\ntier=gold\n")
+        self.assertEqual(self.ok("machine", "metadata", "get", m["id"], "tier"), "gold\n")
+        self.assertEqual(self.json("machine", "metadata", "get", m["id"]), {"role": "web", "tier": "gold"})
+        self.ok("machine", "metadata", "delete", m["id"], "role")
+        self.assertEqual(self.status(m["id"])["config"]["metadata"], {"tier": "gold"})
+        self.assertEqual(self.status(m["id"])["version"], 1)
+        self.fails("machine", "metadata", "get", m["id"], "role", says=f"machine {m['id']} has no metadata key role")
+        self.fails("machine", "metadata", "set", m["id"], "a b", "v",
+                   says="metadata key 'a b' is not valid: use 1 to 128 of a-z, A-Z, 0-9, _, . and -")
+
+    def test_cordon_and_a_lease_that_guards_it(self):
+        m = self.create()
+        self.assertEqual(self.ok("machine", "cordon", m["id"]), f"machine {m['id']} cordoned\n")
+        self.assertTrue(self.status(m["id"])["cordoned"])
+        nonce = self.ok("machine", "lease", "acquire", m["id"], "--ttl", "60", "--description", "deploy").strip()
+        self.assertRegex(nonce, r"^[0-9a-f]{32}$")
+        lease = self.json("machine", "lease", "show", m["id"])
+        self.assertEqual((lease["nonce"], lease["description"]), (nonce, "deploy"))
+        self.assertEqual(self.status(m["id"])["lease"]["nonce"], nonce)
+        for args in (["uncordon", m["id"]], ["destroy", m["id"]], ["start", m["id"]],
+                     ["update", m["id"], "--skip-start"], ["lease", "acquire", m["id"]]):
+            with self.subTest(args=args):
+                p = self.store("machine", *args)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertRegex(p.stderr, rf"^flick: machine ID {m['id']} lease currently held by .+, expires at ")
+        p = self.store("machine", "uncordon", m["id"], "--lease-nonce", "0" * 32)  # a wrong nonce is no better
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertTrue(p.stderr.startswith(f"flick: machine ID {m['id']} lease currently held by {lease['owner']}"),
+                        p.stderr)
+        self.ok("machine", "metadata", "set", m["id"], "k", "v")  # not guarded, as Fly
+        self.ok("machine", "uncordon", m["id"], "--lease-nonce", nonce)
+        self.assertFalse(self.status(m["id"])["cordoned"])
+        self.assertEqual(self.ok("machine", "lease", "acquire", m["id"], "--lease-nonce", nonce).strip(), nonce)
+        self.fails("machine", "lease", "release", m["id"], "0" * 32,
+                   says=f"lease not found: machine {m['id']} holds no lease with that nonce")
+        self.assertEqual(self.ok("machine", "lease", "release", m["id"], nonce), f"machine {m['id']} lease released\n")
+        self.fails("machine", "lease", "show", m["id"], says=f"lease not found: machine {m['id']} has no live lease")
+        self.ok("machine", "destroy", m["id"])
+
+    def test_clone(self):
+        m = self.create("--name", "src", "-e", "A=1", "--metadata", "role=web", "--", "echo", "hi")
+        self.ok("volume", "create", "data")
+        out = self.ok("machine", "clone", "src", "--name", "copy", "--skip-start").strip()
+        copy = self.status("copy")
+        self.assertEqual(copy["id"], out)
+        self.assertNotEqual(copy["id"], m["id"])
+        self.assertEqual(copy["config"], m["config"])
+        self.assertEqual(copy["state"], "created")
+        self.assertEqual(sorted(x["name"] for x in self.json("machine", "list")), ["copy", "src"])
+        self.fails("machine", "clone", "src", "--name", "copy", "--skip-start", says="machine name copy is taken in app default")
+        with_volume = self.create("-v", "data:/data")
+        p = self.store("machine", "clone", with_volume["id"], "--skip-start")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("volumes are not shared", p.stderr)
 
 
 if __name__ == "__main__":

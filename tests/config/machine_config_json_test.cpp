@@ -413,7 +413,7 @@ TEST(ConfigJsonNames, EveryEnumValueReadsBack) {
     auto p = static_cast<RestartPolicy>(i);
     EXPECT_EQ(store::restart_policy_from_string(to_string(p)), p) << to_string(p);
   }
-  for (int i = 0; i <= static_cast<int>(MachineEventType::destroy); ++i) {
+  for (int i = 0; i <= static_cast<int>(MachineEventType::update); ++i) {
     auto t = static_cast<MachineEventType>(i);
     EXPECT_EQ(store::machine_event_type_from_string(to_string(t)), t) << to_string(t);
   }

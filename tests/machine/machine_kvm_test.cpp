@@ -214,6 +214,40 @@ TEST_F(MachineKvm, IllegalTransitionsAreClearErrorsAndStopEndsAStartingMachine) 
   EXPECT_TRUE(m->destroy().ok());  // already gone
 }
 
+// While a lease is held, only its nonce starts, stops or updates the machine, from any
+// process; the machine's own run records its states all the same. An update of a running
+// machine stops it and starts the new version.
+TEST_F(MachineKvm, ALeasedMachineObeysItsHolderAndAnUpdateRestartsIt) {
+  auto m = machine("hang");
+  ASSERT_TRUE(m);
+  auto lease = m->acquire_lease(60s, "kvm test");
+  ASSERT_TRUE(lease.ok()) << lease.error().describe();
+  auto other = another_host();
+  ASSERT_TRUE(other);
+  auto theirs = other->get(m->id());
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_EQ((*theirs)->start().error().code, Errc::lease_held);
+  ASSERT_TRUE(m->start().ok());
+  EXPECT_EQ((*theirs)->stop().error().code, Errc::lease_held);
+  EXPECT_EQ((*theirs)->destroy(/*force=*/true).error().code, Errc::lease_held);
+  EXPECT_EQ(m->state(), MachineState::starting);
+
+  MachineConfig next = m->config();
+  next.env["VERSION"] = "2";
+  auto updated = m->update(next);
+  ASSERT_TRUE(updated.ok()) << updated.error().describe();
+  EXPECT_EQ(m->version(), 2u);
+  EXPECT_EQ(m->state(), MachineState::starting);  // the new version's run
+  EXPECT_TRUE(run_locked(m->id()));
+  ASSERT_TRUE(m->stop().ok());
+  EXPECT_EQ(m->state(), MachineState::stopped);
+  EXPECT_EQ(types(*m), (std::vector<MachineEventType>{MachineEventType::launch, MachineEventType::stop,
+                                                      MachineEventType::exit, MachineEventType::update,
+                                                      MachineEventType::stop, MachineEventType::exit}));
+  ASSERT_TRUE(m->release_lease(lease->nonce).ok());
+  ASSERT_TRUE((*theirs)->destroy().ok());
+}
+
 TEST_F(MachineKvm, ForcedDestroyGivesBackFilesDescriptorsThreadsAndVolumes) {
   ASSERT_TRUE(host_->create_volume({"data", 1}).ok());
   size_t fds = entries("/proc/self/fd"), threads = entries("/proc/self/task");

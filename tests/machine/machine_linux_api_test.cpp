@@ -277,4 +277,45 @@ TEST_F(MachineLinux, TheHostAndTheGuestReachEachOther) {
   EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + net.tap));  // the TAP went with the VM
 }
 
+// Fly's update of a started machine: stopped, given the new config (a new version and
+// instance_id) and started on it; the guest reads its metadata in /flick/metadata.json, as of
+// each start. A clone of it runs the same config under its own id.
+TEST_F(MachineLinux, UpdateRestartsOntoTheNewConfigAndTheGuestSeesItsMetadata) {
+  MachineConfig c;
+  c.env["GREETING"] = "one";
+  c.metadata["role"] = "web";
+  auto m = machine("cat /flick/metadata.json; echo; echo greeting=$GREETING; while true; do sleep 1; done", c);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->start().ok());
+  ASSERT_TRUE(console_.wait_for("greeting=one")) << console_.text();
+  const std::string first = m->instance_id();
+  EXPECT_EQ(console_.count("\"instance_id\":\"" + first + "\""), 1u) << console_.text();
+  EXPECT_EQ(console_.count("\"metadata\":{\"role\":\"web\"}"), 1u) << console_.text();
+
+  ASSERT_TRUE(m->set_metadata("role", "db").ok());
+  MachineConfig next = m->config();
+  next.env["GREETING"] = "two";
+  auto updated = m->update(next);
+  ASSERT_TRUE(updated.ok()) << updated.error().describe();
+  ASSERT_TRUE(m->wait(MachineState::started, kBoot).ok());
+  ASSERT_TRUE(console_.wait_for("greeting=two")) << console_.text();
+  EXPECT_EQ(m->version(), 2u);
+  EXPECT_NE(m->instance_id(), first);
+  EXPECT_EQ(console_.count("\"instance_id\":\"" + m->instance_id() + "\""), 1u) << console_.text();
+  EXPECT_EQ(console_.count("\"metadata\":{\"role\":\"db\"}"), 1u) << console_.text();
+  EXPECT_EQ(console_.count("\"version\":2"), 1u) << console_.text();
+  EXPECT_EQ(count(*m, MachineEventType::update), 1u);
+  EXPECT_EQ(count(*m, MachineEventType::stop), 1u);
+
+  Console theirs;
+  auto copy = host_->clone(*m, {}, theirs.handlers());
+  ASSERT_TRUE(copy.ok()) << copy.error().describe();
+  ASSERT_TRUE((*copy)->wait(MachineState::started, kBoot).ok());
+  ASSERT_TRUE(theirs.wait_for("greeting=two")) << theirs.text();
+  EXPECT_EQ(theirs.count("\"id\":\"" + (*copy)->id() + "\""), 1u) << theirs.text();
+  EXPECT_EQ(theirs.count("\"role\":\"db\""), 1u) << theirs.text();
+  ASSERT_TRUE((*copy)->destroy(/*force=*/true).ok());
+  ASSERT_TRUE(m->destroy(/*force=*/true).ok());
+}
+
 }  // namespace

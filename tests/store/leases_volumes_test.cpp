@@ -27,10 +27,10 @@ TEST_F(MachineStoreLeases, AcquireRefreshConflictRelease) {
   EXPECT_EQ(got.description, "deploying");
 
   // Another caller (no nonce, or a wrong one) gets Fly's text.
-  Error e = ERROR_OF(s.acquire_lease("m1", 60, "bob", "", std::nullopt), Errc::busy);
+  Error e = ERROR_OF(s.acquire_lease("m1", 60, "bob", "", std::nullopt), Errc::lease_held);
   EXPECT_THAT(e.message, StartsWith("machine ID m1 lease currently held by alice, expires at 20"));
   EXPECT_THAT(e.message, HasSubstr("Z"));
-  ERROR_OF(s.acquire_lease("m1", 60, "bob", "", std::string("0123")), Errc::busy);
+  ERROR_OF(s.acquire_lease("m1", 60, "bob", "", std::string("0123")), Errc::lease_held);
 
   // The holder refreshes: same nonce, new version and expiry.
   LeaseRow r = VALUE(s.acquire_lease("m1", 600, "alice", "", a.nonce));
@@ -52,11 +52,18 @@ TEST_F(MachineStoreLeases, MutationsNeedTheNonceWhileHeld) {
   MachineStore s = open_store();
   add_machine(s, "web", "m1", "one");
   LeaseRow a = VALUE(s.acquire_lease("m1", 60, "alice", "", std::nullopt));
-  Error e = ERROR_OF(s.transition({.machine_id = "m1", .from = {"created"}, .to = "starting"}), Errc::busy);
+  Error e = ERROR_OF(s.transition({.machine_id = "m1", .from = {"created"}, .to = "starting"}), Errc::lease_held);
   EXPECT_THAT(e.message, StartsWith("machine ID m1 lease currently held by alice"));
-  ERROR_OF(s.transition({.machine_id = "m1", .to = "starting", .lease_nonce = std::string("bad")}), Errc::busy);
-  ERROR_OF(s.update_config("m1", "{}", 0, std::nullopt), Errc::busy);
-  ERROR_OF(s.set_cordoned("m1", true, std::string("bad")), Errc::busy);
+  ERROR_OF(s.transition({.machine_id = "m1", .to = "starting", .lease_nonce = std::string("bad")}), Errc::lease_held);
+  ERROR_OF(s.update_config("m1", "{}", 0, std::nullopt), Errc::lease_held);
+  ERROR_OF(s.set_cordoned("m1", true, std::string("bad")), Errc::lease_held);
+  ERROR_OF(s.check_lease("m1", std::nullopt), Errc::lease_held);
+  ERROR_OF(s.check_lease("m1", std::string("bad")), Errc::lease_held);
+  ASSERT_OK(s.check_lease("m1", a.nonce));
+  // The machine's own run records its changes whoever holds the lease; metadata is unguarded (Fly).
+  ASSERT_OK(s.transition({.machine_id = "m1", .from = {"created"}, .to = "failed", .by_run = true}));
+  ASSERT_OK(s.transition({.machine_id = "m1", .from = {"failed"}, .to = "created", .by_run = true}));
+  ASSERT_OK(s.set_metadata("m1", "role", std::string("web")));
   EXPECT_EQ(VALUE(s.get_machine("", "m1")).state, "created");
   EXPECT_EQ(VALUE(s.events("m1", 0)).size(), 1u);  // the refused calls added no event
 
@@ -81,7 +88,7 @@ TEST_F(MachineStoreLeases, AnExpiredLeaseIsAsGoodAsNone) {
   EXPECT_NE(b.nonce, a.nonce);
   EXPECT_EQ(b.owner, "bob");
   // alice's old nonce refreshes nothing now.
-  EXPECT_THAT(ERROR_OF(s.acquire_lease("m1", 60, "alice", "", a.nonce), Errc::busy).message,
+  EXPECT_THAT(ERROR_OF(s.acquire_lease("m1", 60, "alice", "", a.nonce), Errc::lease_held).message,
               HasSubstr("held by bob"));
 }
 

@@ -253,7 +253,7 @@ TEST_F(MachineStoreMachines, ALiveMachinesSubnetIsItsOwn) {
     return m;
   };
   ASSERT_OK(s.insert_machine(with_subnet("m1", 7), event("launch")));
-  Error e = ERROR_OF(s.insert_machine(with_subnet("m2", 7), event("launch")), Errc::exists);
+  Error e = ERROR_OF(s.insert_machine(with_subnet("m2", 7), event("launch")), Errc::busy);  // not a name clash
   EXPECT_NE(e.message.find("subnet is taken"), std::string::npos) << e.message;
   ASSERT_OK(s.insert_machine(with_subnet("m2", 8), event("launch")));
   ASSERT_OK(s.insert_machine(make_machine("m3", "m3", "web"), event("launch")));  // no network: no subnet
@@ -372,7 +372,7 @@ TEST_F(MachineStoreTransitions, DestroyDropsLeaseAndDetachesVolumes) {
   ASSERT_OK(s.attach_volume(vol, "m1"));
   LeaseRow lease = VALUE(s.acquire_lease("m1", 60, "alice", "deploy", std::nullopt));
 
-  ERROR_OF(s.transition({.machine_id = "m1", .to = "destroyed"}), Errc::busy);  // no nonce
+  ERROR_OF(s.transition({.machine_id = "m1", .to = "destroyed"}), Errc::lease_held);  // no nonce
   ASSERT_OK(s.transition({.machine_id = "m1", .to = "destroyed", .lease_nonce = lease.nonce}));
   ERROR_OF(s.get_lease("m1"), Errc::not_found);
   EXPECT_EQ(VALUE(s.get_volume("web", vol)).attached_machine_id, "");
@@ -419,9 +419,32 @@ TEST_F(MachineStoreConfig, UpdatesAddVersionsAndNewInstanceIds) {
   ASSERT_OK(s.set_cordoned("m1", false, std::nullopt));
   EXPECT_FALSE(VALUE(s.get_machine("", "m1")).cordoned);
 
+  // A new boot goes with the config, in the same version.
+  MachineRow v4 = VALUE(s.update_config("m1", R"({"image":"d"})", 3, std::nullopt, std::string(R"({"k":1})")));
+  EXPECT_EQ(v4.boot, R"({"k":1})");
+  EXPECT_EQ(VALUE(s.update_config("m1", R"({"image":"e"})", 4, std::nullopt)).boot, R"({"k":1})");
+
   ASSERT_OK(s.transition({.machine_id = "m1", .to = "destroyed"}));
   ERROR_OF(s.update_config("m1", "{}", 0, std::nullopt), Errc::busy);
   ERROR_OF(s.set_cordoned("m1", true, std::nullopt), Errc::busy);
+  ERROR_OF(s.set_metadata("m1", "k", std::string("v")), Errc::busy);
+}
+
+TEST_F(MachineStoreConfig, MetadataChangesInPlaceWithoutANewVersion) {
+  MachineStore s = open_store();
+  add_machine(s, "web", "m1", "one", R"({"image":"a","metadata":{"keep":"1"}})");
+  MachineRow before = VALUE(s.get_machine("", "m1"));
+  MachineRow set = VALUE(s.set_metadata("m1", "role.x-y_z", std::string("db")));
+  EXPECT_EQ(set.config, R"({"image":"a","metadata":{"keep":"1","role.x-y_z":"db"}})");
+  EXPECT_EQ(set.version, before.version);
+  EXPECT_EQ(set.instance_id, before.instance_id);
+  EXPECT_EQ(VALUE(s.versions("m1")).front().config, set.config);  // the current version says so too
+  // Found by a metadata filter, from the same JSON.
+  EXPECT_EQ(VALUE(s.list_machines({.metadata = {{"role.x-y_z", "db"}}})).size(), 1u);
+  ASSERT_OK(s.set_metadata("m1", "keep", std::nullopt));
+  ASSERT_OK(s.set_metadata("m1", "absent", std::nullopt));  // deleting what is not there is fine
+  EXPECT_EQ(VALUE(s.set_metadata("m1", "role.x-y_z", std::nullopt)).config, R"({"image":"a"})");
+  ERROR_OF(s.set_metadata("nope", "k", std::string("v")), Errc::not_found);
 }
 
 // --- Events ---

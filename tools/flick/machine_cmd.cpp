@@ -67,7 +67,8 @@ void print_timings(const flick::Machine& m) {
 
 int machine_run(Options& opts) {
   flick::cli::MachineOptions& o = opts.machine;
-  o.config.auto_destroy = o.rm;
+  if (o.rm) o.config.auto_destroy = true;
+  o.rm = o.config.auto_destroy;  // --config may ask for it too
   if (o.no_network) o.host.network = flick::HostOptions::Networking::none;
   const std::string app = flick::cli::app_or_default(o.app);
 
@@ -156,6 +157,7 @@ void add_machine_command(CLI::App& flick) {
   add_run(*machine);
   flick::cli::add_machine_lifecycle_commands(*machine);
   flick::cli::add_machine_query_commands(*machine);
+  flick::cli::add_machine_update_commands(*machine);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct Target {
   std::string app;
   std::vector<std::string> machines;  // ids or names
   std::string machine;                // the one, for commands that take one
+  std::string lease_nonce;            // --lease-nonce, on commands that change machines
 };
 
 void add_target(CLI::App& cmd, Target& t, bool many) {
@@ -51,6 +52,7 @@ int each_machine(const Target& t, const std::function<Result<void>(Machine&)>& s
       rc = fail(m.error());
       continue;
     }
+    (*m)->set_lease_nonce(t.lease_nonce);
     if (auto r = step(**m); !r) rc = fail(r.error());
   }
   return rc;
@@ -65,7 +67,7 @@ struct CreateOptions {
 
 int machine_create(CreateOptions& opts) {
   MachineOptions& o = opts.machine;
-  o.config.auto_destroy = o.rm;
+  if (o.rm) o.config.auto_destroy = true;
   if (o.no_network) o.host.network = HostOptions::Networking::none;
   const std::string app = app_or_default(o.app);
   auto host = open_host(o.host);
@@ -138,6 +140,7 @@ void add_start(CLI::App& machine) {
   cmd->footer("Returns once each machine's VM runs (state `starting`); `flick machine wait ID` follows it.");
   add_target(*cmd, *t, true);
   add_kvm_device_option(*cmd, &t->host);
+  add_lease_nonce_option(*cmd, &t->lease_nonce);
   set_action(cmd, [t] {
     return each_machine(*t, [](Machine& m) -> Result<void> {
       if (auto r = m.start(); !r) return r;
@@ -157,6 +160,7 @@ void add_stop(CLI::App& machine) {
       "machine does nothing.");
   add_target(*cmd, *t, true);
   add_stop_options(*cmd, *s);
+  add_lease_nonce_option(*cmd, &t->lease_nonce);
   set_action(cmd, [t, s] {
     return each_machine(*t, [s](Machine& m) -> Result<void> {
       if (auto r = m.stop(s->for_machine(m)); !r) return r;
@@ -173,6 +177,7 @@ void add_restart(CLI::App& machine) {
   add_target(*cmd, *t, true);
   add_stop_options(*cmd, *s);
   add_kvm_device_option(*cmd, &t->host);
+  add_lease_nonce_option(*cmd, &t->lease_nonce);
   set_action(cmd, [t, s] {
     return each_machine(*t, [s](Machine& m) -> Result<void> {
       if (auto r = m.stop(s->for_machine(m)); !r) return r;
@@ -190,6 +195,7 @@ void add_signal(CLI::App& machine) {
   auto signo = std::make_shared<int>(0);
   auto* cmd = machine.add_subcommand("signal", "send a signal to a started machine's program");
   add_target(*cmd, *t, false);
+  add_lease_nonce_option(*cmd, &t->lease_nonce);
   cmd->add_option_function<std::string>(
          "SIG",
          [signo](const std::string& v) {
@@ -244,6 +250,7 @@ void add_destroy(CLI::App& machine) {
   cmd->footer("A running machine needs --force, which kills it. Its volumes are kept, and freed.");
   add_target(*cmd, *t, true);
   cmd->add_flag("-f,--force", *force, "kill a running machine first");
+  add_lease_nonce_option(*cmd, &t->lease_nonce);
   set_action(cmd, [t, force] {
     return each_machine(*t, [force](Machine& m) -> Result<void> {
       if (auto r = m.destroy(*force); !r) return r;

@@ -4,10 +4,10 @@
 #include "store_cmd.h"
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 namespace flick::cli {
-
-namespace {
 
 // --restart no|always|on-failure[:MAX_RETRIES]
 void parse_restart(const std::string& p, RestartConfig* r) {
@@ -26,7 +26,22 @@ void parse_restart(const std::string& p, RestartConfig* r) {
   }
 }
 
-}  // namespace
+void parse_metadata(const std::string& kv, MachineConfig* c) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) usage_error("--metadata takes K=V, not '" + kv + "'");
+  c->metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+}
+
+MachineConfig read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) usage_error("--config: cannot read " + path);
+  std::string text{std::istreambuf_iterator<char>(in), {}};
+  std::vector<std::string> warnings;
+  auto c = MachineConfig::from_json(text, &warnings);
+  if (!c) usage_error("--config " + path + ": " + c.error().message);
+  for (const auto& w : warnings) std::fprintf(stderr, "flick: %s: %s\n", path.c_str(), w.c_str());
+  return std::move(c).value();
+}
 
 void add_machine_options(CLI::App& cmd, MachineOptions& o) {
   MachineConfig& c = o.config;
@@ -47,6 +62,16 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
       ->type_name("")
       ->check(CLI::Validator([](const std::string&) { return std::string("taken unparsed"); }, ""));
 
+  // Before the other options: CLI11 applies options in the order they are added, so the
+  // flags given beside --config override its fields (IMAGE, given first, is kept).
+  add_value(
+      cmd, "--config", "FILE",
+      [&c](const std::string& path) {
+        std::string image = c.image;
+        c = read_config_file(path);
+        if (!image.empty()) c.image = image;
+      },
+      "a machine config in Fly's JSON (as the Machines API's `config`); the options given override it");
   add_number(cmd, "--cpus", "N", &c.guest.cpus, 1, 254, "1 to 254", "vCPUs (default 1)");
   add_number(cmd, "--memory", "MB", &c.guest.memory_mb, 0, 1u << 20, "megabytes", "guest memory (default 256)");
   add_values(
@@ -65,6 +90,9 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
         c.mounts.push_back({v.substr(0, colon), v.substr(colon + 1)});
       },
       "mount volume VOL (a name or id) at PATH, creating it (1 GB) if needed (repeatable)");
+  add_values(
+      cmd, "--metadata", "K=V", [&c](const std::string& v) { parse_metadata(v, &c); },
+      "set a metadata key, which the guest reads in /flick/metadata.json (repeatable)");
   cmd.add_option("--user", c.init.user, "run as USER (name, uid, name:group or uid:gid)")->type_name("USER");
   cmd.add_option("--workdir", c.init.workdir, "working directory")->type_name("DIR");
   add_value(
@@ -112,7 +140,7 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
     } else if (!rest.empty() && rest[0][0] == '-') {
       usage_error("unknown option '" + rest[0] + "'");
     }
-    c.init.cmd = std::move(rest);
+    if (!rest.empty()) c.init.cmd = std::move(rest);  // else --config's, if any
     if (auto valid = c.validate(); !valid) usage_error(valid.error().message);
   });
 }

@@ -23,6 +23,14 @@ struct MachineOptions {
 // first argument after IMAGE that is not an option, with the rest of the line.
 void add_machine_options(CLI::App& command, MachineOptions& o);
 
+// --restart's value: no, always or on-failure[:MAX_RETRIES] (usage_error() otherwise).
+void parse_restart(const std::string& policy, RestartConfig* restart);
+// --metadata's K=V into config->metadata (usage_error() otherwise).
+void parse_metadata(const std::string& kv, MachineConfig* config);
+// --config FILE: a MachineConfig in Fly's JSON (usage_error() naming what is wrong); warnings
+// about fields flick keeps but does not implement go to stderr.
+MachineConfig read_config_file(const std::string& path);
+
 // Creates, in `app`, the volumes named in config.mounts that do not exist yet (1 GB each).
 Result<void> ensure_volumes(Host& host, const MachineConfig& config, const std::string& app);
 

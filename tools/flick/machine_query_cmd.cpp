@@ -110,6 +110,8 @@ void print_status(const Machine& m) {
       {"Image", c.image + " (" + m.image().image_digest + ")"},
       {"Region", m.region()},
       {"Created", rfc3339(m.created_at())},
+      {"Version", std::to_string(m.version()) + " (instance " + m.instance_id() + ")"},
+      {"Cordoned", m.cordoned() ? "yes" : "no"},
       {"CPUs", std::to_string(c.guest.cpus) + " (" + c.guest.cpu_kind + ")"},
       {"Memory", std::to_string(c.guest.memory_mb) + " MB"},
       {"Command", join_argv(command_of(m))},
@@ -124,6 +126,10 @@ void print_status(const Machine& m) {
   for (const auto& mount : c.mounts) rows.emplace_back("Mount", mount.volume + " at " + mount.path);
   if (const auto& net = m.network()) rows.emplace_back("Address", net->guest_address + " (host " + net->host_address + ")");
   if (auto exit = m.last_exit()) rows.emplace_back("Last exit", exit_summary(*exit));
+  if (auto lease = m.lease())
+    rows.emplace_back("Lease", "held by " + lease->owner + " until " + rfc3339(lease->expires_at) +
+                                   (lease->description.empty() ? "" : " (" + lease->description + ")"));
+  for (const auto& [k, v] : c.metadata) rows.emplace_back("Metadata", k + "=" + v);
   std::printf("Config\n");
   size_t width = 0;
   for (const auto& [k, v] : rows) width = std::max(width, k.size());
@@ -159,8 +165,13 @@ void add_status(CLI::App& machine) {
     if (!host) return fail(host.error());
     auto m = find_machine(**host, o->machine, app_scope(o->app));
     if (!m) return fail(m.error());
-    if (o->json) print_json(machine_json(**m, true));
-    else print_status(**m);
+    if (o->json) {
+      auto j = machine_json(**m, true);
+      if (auto lease = (*m)->lease()) j["lease"] = lease_json(*lease);
+      print_json(j);
+    }
+    else
+      print_status(**m);
     return 0;
   });
 }

@@ -39,6 +39,11 @@ CLI::Option* add_json_flag(CLI::App& command, bool* json) {
   return command.add_flag("--json", *json, "print JSON (as Fly's Machines API) instead of a table");
 }
 
+CLI::Option* add_lease_nonce_option(CLI::App& command, std::string* nonce) {
+  return command.add_option("--lease-nonce", *nonce, "the nonce of the machine's lease, when one is held")
+      ->type_name("NONCE");
+}
+
 std::string app_or_default(const std::string& given) {
   std::string scope = app_scope(given);
   return scope.empty() ? "default" : scope;
@@ -188,11 +193,12 @@ nlohmann::ordered_json event_json(const MachineEvent& e) {
 
 nlohmann::ordered_json machine_json(const Machine& m, bool events) {
   nlohmann::ordered_json j{{"id", m.id()}, {"name", m.name()}, {"state", to_string(m.state())}, {"region", m.region()},
-                   {"app", m.app()}};
+                   {"app", m.app()}, {"instance_id", m.instance_id()}, {"version", m.version()}};
   if (const auto& net = m.network()) j["private_ip"] = net->guest_address;
   j["config"] = nlohmann::ordered_json::parse(m.config().to_json());
   j["image_ref"] = {{"digest", m.image().image_digest}};
   j["created_at"] = rfc3339(m.created_at());
+  j["cordoned"] = m.cordoned();
   if (events) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
     auto all = m.events();
@@ -222,6 +228,15 @@ nlohmann::ordered_json app_json(const AppInfo& a) {
           {"machine_count", a.machine_count},
           {"volume_count", a.volume_count},
           {"created_at", rfc3339(a.created_at)}};
+}
+
+nlohmann::ordered_json lease_json(const Lease& l) {
+  using namespace std::chrono;
+  return {{"nonce", l.nonce},
+          {"expires_at", duration_cast<seconds>(l.expires_at.time_since_epoch()).count()},
+          {"owner", l.owner},
+          {"description", l.description},
+          {"version", l.version}};
 }
 
 void print_json(const nlohmann::ordered_json& j) { std::printf("%s\n", j.dump(2).c_str()); }

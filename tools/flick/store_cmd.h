@@ -33,6 +33,8 @@ CLI::Option* add_state_dir_option(CLI::App& command, HostOptions* options);
 CLI::Option* add_kvm_device_option(CLI::App& command, HostOptions* options);
 // `--json` into *json.
 CLI::Option* add_json_flag(CLI::App& command, bool* json);
+// `--lease-nonce NONCE` into *nonce: what a command that changes a leased machine sends.
+CLI::Option* add_lease_nonce_option(CLI::App& command, std::string* nonce);
 
 // The app a command works in: `given`, else $FLICK_APP, else "default".
 std::string app_or_default(const std::string& given);
@@ -68,8 +70,9 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// Fly's Machine object: id, name, state, region, private_ip, config, image_ref, created_at
-// (and, with `events`, events[] newest first, as Fly's GET /machines/{id}), plus flick's `app`.
+// Fly's Machine object: id, name, state, region, instance_id, version, private_ip, config,
+// image_ref, created_at, cordoned (and, with `events`, events[] newest first, as Fly's GET
+// /machines/{id}), plus flick's `app`.
 nlohmann::ordered_json machine_json(const Machine& m, bool events);
 nlohmann::ordered_json event_json(const MachineEvent& e);
 // Fly's Volume: id, name, state, size_gb, region, attached_machine_id; plus `app` and `path`.
@@ -86,5 +89,10 @@ std::string exit_summary(const ExitStatus& e);
 // machine_query_cmd.cpp).
 void add_machine_lifecycle_commands(CLI::App& machine);
 void add_machine_query_commands(CLI::App& machine);
+// update, clone, metadata, cordon, uncordon, lease (machine_update_cmd.cpp).
+void add_machine_update_commands(CLI::App& machine);
+
+// Fly's lease object: nonce, expires_at (Unix seconds), owner, description, version.
+nlohmann::ordered_json lease_json(const Lease& l);
 
 }  // namespace flick::cli
