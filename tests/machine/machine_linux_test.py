@@ -5,7 +5,7 @@ Outside: fetches the kernel, builds two busybox OCI layouts (plain, and one whos
 Env, WorkingDir and User). Inside the test host (or directly on a real KVM host):
   - `flick machine run` cases: output and exit code, image config and overrides, a stop that
     ends in SIGKILL after the timeout, a missing entrypoint (127 with the reason), a corrupt
-    rootfs, a kernel that panics, and --rm leaving nothing behind;
+    rootfs, a kernel that panics, --rm leaving nothing behind, and `flick machine exec`;
   - the Machine API suite (machine_linux_api_test): blank-slate root and persistent volumes
     across stop/start and destroy, graceful and forced stops, restart on-failure, signals, exec.
 
@@ -16,6 +16,7 @@ FLICK_TEST_ONLY=PART runs only the cases (and API tests) whose names contain PAR
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -142,12 +143,53 @@ class Cases:
         kept = sorted(p.name for p in machines.iterdir())
         self.expect(rc == 0 and len(kept) == 1, f"without --rm: exit {rc}, machines {kept}", out)
 
+    def exec_into_a_started_machine(self) -> None:
+        def flick(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+            print("$ flick", " ".join(args), flush=True)
+            return subprocess.run([self.flick, *args], env=self.env, capture_output=True, text=True,
+                                  input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                                  timeout=BOOT_TIMEOUT)
+
+        made = flick("machine", "create", self.image, *self.kernel_args, "--start-timeout", str(BOOT_TIMEOUT),
+                     "--", "sh", "-c", "while true; do sleep 1; done")
+        self.expect(made.returncode == 0, f"create: exit {made.returncode}", made.stderr)
+        if made.returncode != 0:
+            return
+        mid = made.stdout.strip()
+        for step in (("start", mid), ("wait", mid, "--timeout", str(BOOT_TIMEOUT))):
+            r = flick("machine", *step)
+            self.expect(r.returncode == 0, f"{step[0]}: exit {r.returncode}", r.stderr)
+        r = flick("machine", "exec", mid, "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+        self.expect((r.returncode, r.stdout, r.stderr) == (4, "out\n", "err\n"),
+                    f"exec: exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
+        r = flick("machine", "exec", mid, "-e", "GREETING=hi there", "--workdir", "/tmp", "--",
+                  "sh", "-c", 'echo "$GREETING from $(pwd)"; cat', stdin="piped\n")
+        self.expect((r.returncode, r.stdout) == (0, "hi there from /tmp\npiped\n"),
+                    f"exec with stdin: exit {r.returncode}, stdout {r.stdout!r}", r.stderr)
+        r = flick("machine", "exec", mid, "--json", "--", "sh", "-c", "echo json; kill -TERM $$")
+        try:
+            body = json.loads(r.stdout)
+        except ValueError:
+            body = {}
+        self.expect(r.returncode == 128 + 15 and body == {"stdout": "json\n", "stderr": "", "exit_code": -1,
+                                                          "exit_signal": 15},
+                    f"exec --json: exit {r.returncode}, {r.stdout!r}", r.stderr)
+        r = flick("machine", "exec", mid, "--timeout", "1", "--", "sleep", "100")
+        self.expect(r.returncode == 125 and "did not finish within" in r.stderr,
+                    f"exec --timeout: exit {r.returncode}, stderr {r.stderr!r}")
+        flick("machine", "stop", mid)
+        r = flick("machine", "exec", mid, "--", "true")
+        self.expect(r.returncode == 125 and "stopped" in r.stderr,
+                    f"exec on a stopped machine: exit {r.returncode}, stderr {r.stderr!r}")
+        flick("machine", "destroy", mid)
+
 
 def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:
     cases = Cases(flick, image, image_conf, kernel, modules)
     only = os.environ.get("FLICK_TEST_ONLY", "")  # a part of case names: run only those (while developing)
     for case in (cases.exit_code_and_output, cases.image_config_and_overrides, cases.stop_times_out_into_sigkill,
-                 cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing):
+                 cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing,
+                 cases.exec_into_a_started_machine):
         if only and only.lower() not in case.__name__.lower():
             continue
         print(f"=== {case.__name__}", flush=True)

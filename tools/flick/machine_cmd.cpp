@@ -152,6 +152,7 @@ void add_machine_command(CLI::App& flick) {
   add_run(*machine);
   flick::cli::add_machine_lifecycle_commands(*machine);
   flick::cli::add_machine_query_commands(*machine);
+  flick::cli::add_machine_exec_command(*machine);
 }
 
 }  // namespace

@@ -86,5 +86,6 @@ std::string exit_summary(const ExitStatus& e);
 // machine_query_cmd.cpp).
 void add_machine_lifecycle_commands(CLI::App& machine);
 void add_machine_query_commands(CLI::App& machine);
+void add_machine_exec_command(CLI::App& machine);  // machine_exec_cmd.cpp
 
 }  // namespace flick::cli
