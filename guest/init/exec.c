@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -109,6 +110,7 @@ struct session {
     size_t stdin_len;
     int stdin_eof;
     int host_gone;
+    int tty_fd; /* the terminal's master side, or -1 */
 };
 
 static void kill_command(struct session *s) { kill(-s->pid, SIGKILL); }
@@ -132,7 +134,11 @@ static void host_frames(struct session *s) {
                 s->stdin_len += len;
             }
         } else if (type == EXEC_STDIN_EOF) {
-            s->stdin_eof = 1;
+            s->stdin_eof = s->tty_fd < 0; /* a terminal stays open: the shell's exit ends it */
+        } else if (type == EXEC_RESIZE && len == 4) {
+            const unsigned char *p = (const unsigned char *)payload;
+            struct winsize ws = {.ws_row = (unsigned short)(p[0] << 8 | p[1]), .ws_col = (unsigned short)(p[2] << 8 | p[3])};
+            if (s->tty_fd >= 0) ioctl(s->tty_fd, TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH */
         } else if (type == EXEC_KILL) {
             kill_command(s);
         } else {
@@ -253,21 +259,49 @@ static _Noreturn void session(int conn, const struct init_config *c) {
     if (!env || !s || !stdin_buf) refuse(conn, "exec: out of memory");
 
     int in[2], out[2], errp[2], failure[2];
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(failure, O_CLOEXEC))
+    int tty = -1;
+    char tty_name[64];
+    if (req.tty) { /* one terminal instead of three pipes: its master is in[1] and out[0] */
+        tty = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (tty < 0 || grantpt(tty) || unlockpt(tty) || ptsname_r(tty, tty_name, sizeof tty_name))
+            refuse(conn, "exec: cannot allocate a terminal: %s", strerror(errno));
+        struct winsize ws = {.ws_row = (unsigned short)req.rows, .ws_col = (unsigned short)req.cols};
+        if (req.rows && req.cols) ioctl(tty, TIOCSWINSZ, &ws);
+        in[0] = out[1] = errp[1] = -1;
+        in[1] = fcntl(tty, F_DUPFD_CLOEXEC, 3);
+        out[0] = fcntl(tty, F_DUPFD_CLOEXEC, 3);
+        errp[0] = -1;
+        if (pipe2(failure, O_CLOEXEC)) refuse(conn, "exec: pipe: %s", strerror(errno));
+    } else if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(failure, O_CLOEXEC)) {
         refuse(conn, "exec: pipe: %s", strerror(errno));
+    }
     pid_t pid = fork();
     if (pid < 0) refuse(conn, "exec: fork: %s", strerror(errno));
     if (pid == 0) {
         child_signals_default();
         setsid(); /* its own process group, which a kill ends as a whole */
+        if (tty >= 0) { /* the terminal becomes its controlling terminal */
+            int slave = open(tty_name, O_RDWR);
+            if (slave < 0) {
+                struct exec_failure e = {.exit_code = 1};
+                snprintf(e.message, sizeof e.message, "open %s: %s", tty_name, strerror(errno));
+                ssize_t ignored = write(failure[1], &e, sizeof e);
+                (void)ignored;
+                _exit(1);
+            }
+            ioctl(slave, TIOCSCTTY, 0);
+            in[0] = out[1] = errp[1] = slave;
+        }
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(errp[1], 2);
         exec_as(req.argv, env, cwd, user, &ids, failure[1], false);
     }
-    close(in[0]);
-    close(out[1]);
-    close(errp[1]);
+    if (tty < 0) {
+        close(in[0]);
+        close(out[1]);
+        close(errp[1]);
+    }
     close(failure[1]);
     struct exec_failure f;
     ssize_t got;
@@ -286,10 +320,10 @@ static _Noreturn void session(int conn, const struct init_config *c) {
     }
 
     *s = (struct session){.conn = conn, .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = errp[0],
-                          .stdin_buf = stdin_buf};
+                          .stdin_buf = stdin_buf, .tty_fd = tty};
     set_nonblocking(s->in_fd);
     set_nonblocking(s->out_fd);
-    set_nonblocking(s->err_fd);
+    if (s->err_fd >= 0) set_nonblocking(s->err_fd);
     int status = pump(s, sig_fd);
     if (s->host_gone) _exit(0);
     char j[64];

@@ -21,6 +21,7 @@ enum exec_frame_type {
     EXEC_STDIN = 17,
     EXEC_STDIN_EOF = 18,
     EXEC_KILL = 19,      /* SIGKILL to the command's process group */
+    EXEC_RESIZE = 20,    /* tty only: rows, cols (2 bytes each, big-endian) */
 };
 
 struct exec_request {
@@ -28,6 +29,8 @@ struct exec_request {
     char **env;   /* NAME=VALUE overrides of the main program's env, NULL-terminated */
     char *user;   /* NULL: the main program's */
     char *cwd;    /* NULL: the main program's */
+    int tty;      /* a terminal (stdout and stderr merged) instead of pipes */
+    int rows, cols; /* the terminal's size; 0: the kernel's default */
 };
 
 /* Parses and validates the REQUEST frame's JSON. On failure returns -1 with a reason in err. */

@@ -64,7 +64,11 @@ int exec_request_parse(const char *text, size_t len, struct exec_request *out, c
             else if (m->string[0]) *(user ? &out->user : &out->cwd) = copy(m->string, &oom);
         } else if (strcmp(m->key, "tty") == 0) {
             if (m->type != JSON_BOOL) bad = "exec request: \"tty\" must be a boolean";
-            else if (m->boolean) bad = "exec request: a TTY is not supported yet";
+            else out->tty = m->boolean;
+        } else if (strcmp(m->key, "rows") == 0 || strcmp(m->key, "cols") == 0) {
+            if (m->type != JSON_NUMBER || !m->integral || m->number < 0 || m->number > 65535)
+                bad = "exec request: \"rows\" and \"cols\" must be integers in [0, 65535]";
+            else *(m->key[0] == 'r' ? &out->rows : &out->cols) = (int)m->number;
         } else {
             snprintf(why, sizeof why, "exec request: unknown member \"%.100s\"", m->key);
             bad = why;

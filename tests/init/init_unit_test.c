@@ -303,7 +303,13 @@ static void test_exec(void) {
     exec_rejects("{\"cmd\":[\"a\"],\"env\":{\"A=B\":\"1\"}}", "has '='");
     exec_rejects("{\"cmd\":[\"a\"],\"workdir\":\"tmp\"}", "must be absolute");
     exec_rejects("{\"cmd\":[\"a\"],\"user\":0}", "\"user\" must be a string");
-    exec_rejects("{\"cmd\":[\"a\"],\"tty\":true}", "TTY is not supported");
+    exec_rejects("{\"cmd\":[\"a\"],\"tty\":1}", "\"tty\" must be a boolean");
+    exec_rejects("{\"cmd\":[\"a\"],\"rows\":-1}", "\"rows\" and \"cols\"");
+    exec_rejects("{\"cmd\":[\"a\"],\"cols\":1.5}", "\"rows\" and \"cols\"");
+    const char *tty = "{\"cmd\":[\"sh\"],\"tty\":true,\"rows\":40,\"cols\":120}";
+    CHECK(exec_request_parse(tty, strlen(tty), &r, err, sizeof err) == 0);
+    CHECK(r.tty && r.rows == 40 && r.cols == 120);
+    exec_request_free(&r);
     exec_rejects("{\"cmd\":[\"a\"],\"stdin\":\"x\"}", "unknown member \"stdin\"");
     exec_rejects("{\"cmd\":[\"a\"],\"cmd\":[\"b\"]}", "duplicate");
 
