@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace flick {
@@ -214,6 +215,10 @@ struct ExecRequest {
   std::map<std::string, std::string> env;
   std::string user;     // "name", "uid", "name:group" or "uid:gid", as in the image config
   std::string workdir;  // absolute
+  // A terminal of rows x cols instead of pipes (its output comes as stdout), for an interactive
+  // program: see ExecOutput's stdin_fd and resize_fd.
+  bool tty = false;
+  uint16_t rows = 0, cols = 0;
 };
 
 // How an exec ended (Fly's exec response).
@@ -228,10 +233,18 @@ struct ExecResult {
 // rest is dropped (the streaming exec keeps nothing and has no cap).
 inline constexpr size_t kExecOutputCap = 1u << 20;
 
-// The streaming exec's output, delivered in order on the calling thread as it arrives.
+// The streaming exec's output, delivered in order on the calling thread as it arrives, and
+// its input for interactive use.
 struct ExecOutput {
   std::function<void(std::string_view)> stdout_chunk;
   std::function<void(std::string_view)> stderr_chunk;
+  // Read as it comes and sent as the command's stdin after stdin_data (-1: none); at its end of
+  // file the command's stdin is closed (a terminal's is not: the program ends it).
+  int stdin_fd = -1;
+  // With a tty: when this descriptor becomes readable (a SIGWINCH self-pipe) it is drained and
+  // window_size() is sent as the terminal's new size.
+  int resize_fd = -1;
+  std::function<std::pair<uint16_t, uint16_t>()> window_size;  // rows, cols
 };
 
 class FLICK_API Machine {

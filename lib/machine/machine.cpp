@@ -478,7 +478,10 @@ Result<ExecResult> Machine::exec(const ExecRequest& request) {
       to.append(chunk.substr(0, room));
     };
   };
-  FLICK_TRY_ASSIGN(auto result, exec(request, ExecOutput{keep(kept.stdout_data), keep(kept.stderr_data)}));
+  ExecOutput output;
+  output.stdout_chunk = keep(kept.stdout_data);
+  output.stderr_chunk = keep(kept.stderr_data);
+  FLICK_TRY_ASSIGN(auto result, exec(request, output));
   result.stdout_data = std::move(kept.stdout_data);
   result.stderr_data = std::move(kept.stderr_data);
   result.truncated = kept.truncated;

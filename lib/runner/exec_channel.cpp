@@ -87,6 +87,13 @@ std::string exec_request_json(const ExecRequest& r) {
   if (!r.env.empty()) j["env"] = r.env;
   if (!r.user.empty()) j["user"] = r.user;
   if (!r.workdir.empty()) j["workdir"] = r.workdir;
+  if (r.tty) {
+    j["tty"] = true;
+    if (r.rows && r.cols) {
+      j["rows"] = r.rows;
+      j["cols"] = r.cols;
+    }
+  }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -145,9 +152,31 @@ Result<ExecResult> exec_in_guest(const std::filesystem::path& uds_path, const Ex
     return make_error(Errc::limit, "exec: the request (cmd, env) is larger than " + std::to_string(kExecMaxPayload) + " bytes");
   for (size_t at = 0; at < request.stdin_data.size(); at += kExecMaxPayload / 2)
     out += encode_exec_frame(ExecFrameType::stdin_data, std::string_view(request.stdin_data).substr(at, kExecMaxPayload / 2));
-  out += encode_exec_frame(ExecFrameType::stdin_eof, {});
+  int stdin_fd = output.stdin_fd;
+  if (stdin_fd < 0) out += encode_exec_frame(ExecFrameType::stdin_eof, {});
   size_t sent = 0;
   bool guest_reads = true;  // false once the guest stopped taking what we send
+  auto read_stdin = [&] {
+    char in[kExecMaxPayload / 2];
+    ssize_t n = ::read(stdin_fd, in, sizeof in);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n > 0) {
+      out += encode_exec_frame(ExecFrameType::stdin_data, std::string_view(in, static_cast<size_t>(n)));
+      return;
+    }
+    out += encode_exec_frame(ExecFrameType::stdin_eof, {});
+    stdin_fd = -1;
+  };
+  auto resized = [&] {
+    char drain[64];
+    while (::read(output.resize_fd, drain, sizeof drain) > 0) {
+    }
+    if (!output.window_size) return;
+    auto [rows, cols] = output.window_size();
+    const char size[4] = {static_cast<char>(rows >> 8), static_cast<char>(rows), static_cast<char>(cols >> 8),
+                          static_cast<char>(cols)};
+    out += encode_exec_frame(ExecFrameType::resize, std::string_view(size, 4));
+  };
 
   ExecFrameDecoder decoder;
   ExecResult result;
@@ -168,16 +197,23 @@ Result<ExecResult> exec_in_guest(const std::filesystem::path& uds_path, const Ex
       wait_ms = static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
     }
     bool writing = guest_reads && sent < out.size();
-    pollfd pf{fd.get(), static_cast<short>(POLLIN | (writing ? POLLOUT : 0)), 0};
-    int r = ::poll(&pf, 1, wait_ms);
+    bool room = out.size() - sent < 4 * kExecMaxPayload;  // stdin waits while the guest is slow
+    pollfd fds[3] = {{fd.get(), static_cast<short>(POLLIN | (writing ? POLLOUT : 0)), 0},
+                     {room && guest_reads ? stdin_fd : -1, POLLIN, 0},
+                     {request.tty ? output.resize_fd : -1, POLLIN, 0}};
+    int r = ::poll(fds, 3, wait_ms);
     if (r < 0 && errno != EINTR) return sys_error("exec: poll", errno);
     if (r <= 0) continue;
+    if (fds[1].revents) read_stdin();
+    if (fds[2].revents) resized();
+    pollfd& pf = fds[0];
+    writing = guest_reads && sent < out.size();
     if (writing && (pf.revents & (POLLOUT | POLLERR))) {
       ssize_t n = ::send(fd.get(), out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
       if (n > 0) sent += static_cast<size_t>(n);
       else if (n < 0 && errno != EAGAIN && errno != EINTR) guest_reads = false;  // the exit may still come
-      if (sent == out.size()) {
-        out.clear();  // stdin can be large: let it go
+      if (sent == out.size() || sent > 4 * kExecMaxPayload) {
+        out.erase(0, sent);  // stdin can be large: let it go
         sent = 0;
       }
     }

@@ -28,6 +28,7 @@ enum class ExecFrameType : uint8_t {
   stdin_data = 17,
   stdin_eof = 18,
   kill = 19,
+  resize = 20,  // tty: rows, cols (big-endian u16 each)
 };
 
 struct ExecFrame {

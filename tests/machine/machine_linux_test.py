@@ -5,7 +5,8 @@ Outside: fetches the kernel, builds two busybox OCI layouts (plain, and one whos
 Env, WorkingDir and User). Inside the test host (or directly on a real KVM host):
   - `flick machine run` cases: output and exit code, image config and overrides, a stop that
     ends in SIGKILL after the timeout, a missing entrypoint (127 with the reason), a corrupt
-    rootfs, a kernel that panics, --rm leaving nothing behind, and `flick machine exec`;
+    rootfs, a kernel that panics, --rm leaving nothing behind, and `flick machine exec` (also
+    -it, driven through a PTY);
   - the Machine API suite (machine_linux_api_test): blank-slate root and persistent volumes
     across stop/start and destroy, graceful and forced stops, restart on-failure, signals, exec.
 
@@ -16,13 +17,17 @@ FLICK_TEST_ONLY=PART runs only the cases (and API tests) whose names contain PAR
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -177,11 +182,51 @@ class Cases:
         r = flick("machine", "exec", mid, "--timeout", "1", "--", "sleep", "100")
         self.expect(r.returncode == 125 and "did not finish within" in r.stderr,
                     f"exec --timeout: exit {r.returncode}, stderr {r.stderr!r}")
+        self.exec_interactive_shell(mid)
         flick("machine", "stop", mid)
         r = flick("machine", "exec", mid, "--", "true")
         self.expect(r.returncode == 125 and "stopped" in r.stderr,
                     f"exec on a stopped machine: exit {r.returncode}, stderr {r.stderr!r}")
         flick("machine", "destroy", mid)
+
+    def exec_interactive_shell(self, mid: str) -> None:
+        """`flick machine exec -it ID -- sh` driven through a PTY, as a person at a terminal."""
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        argv = [self.flick, "machine", "exec", "-it", mid, "--", "sh"]
+        print("$", " ".join(argv), flush=True)
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=dict(self.env, TERM="dumb"))
+        os.close(slave)
+        seen = b""
+
+        def until(needle: bytes, timeout: float = 60) -> bool:
+            nonlocal seen
+            end = time.monotonic() + timeout
+            while needle not in seen and time.monotonic() < end:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        seen += os.read(master, 4096)
+                    except OSError:
+                        break
+            return needle in seen
+
+        os.write(master, b"echo $((6*7))x; stty size\r")
+        self.expect(until(b"42x") and until(b"33 101"), "the shell did not answer, or not at 33x101", seen.decode(errors="replace"))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc.send_signal(signal.SIGWINCH)
+        time.sleep(1)
+        os.write(master, b"stty size\r")
+        self.expect(until(b"40 120"), "the new window size did not reach the guest", seen.decode(errors="replace"))
+        os.write(master, b"exit 3\r")
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        until(b"\0", 0.5)  # what is left
+        os.close(master)
+        self.expect(rc == 3, f"exec -it: `exit 3` should end it with 3, got {rc}", seen.decode(errors="replace"))
 
 
 def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:

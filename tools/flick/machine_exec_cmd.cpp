@@ -8,10 +8,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <tuple>
 
 namespace flick::cli {
 
@@ -25,7 +31,47 @@ struct ExecOptions {
   std::string machine;
   ExecRequest request;
   bool json = false;
+  bool interactive = false;
+  bool tty = false;
+  bool timeout_given = false;
 };
+
+// The terminal in raw mode while it lives (keys go to the guest's terminal as typed).
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (::tcgetattr(fd_, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(fd_, TCSADRAIN, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(fd_, TCSADRAIN, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+int resize_pipe[2] = {-1, -1};  // SIGWINCH -> exec's resize_fd
+
+void on_winch(int) {
+  int saved = errno;
+  ssize_t ignored = ::write(resize_pipe[1], "w", 1);
+  (void)ignored;
+  errno = saved;
+}
+
+std::pair<uint16_t, uint16_t> window_size() {
+  winsize ws{};
+  for (int fd : {STDIN_FILENO, STDOUT_FILENO})
+    if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) break;
+  return {ws.ws_row, ws.ws_col};
+}
 
 Result<std::string> read_stdin() {
   std::string data;
@@ -46,20 +92,34 @@ int machine_exec(ExecOptions& o) {
   if (auto a = check_app(**host, scope); !a) return fail(a.error()), kExecFailed;
   auto m = (*host)->get(o.machine, {}, scope);
   if (!m) return fail(m.error()), kExecFailed;
-  if (!::isatty(STDIN_FILENO)) {
+  if (!o.interactive && !::isatty(STDIN_FILENO)) {
     auto in = read_stdin();
     if (!in) return fail(in.error()), kExecFailed;
     o.request.stdin_data = std::move(in).value();
   }
-  Result<ExecResult> r = make_error(Errc::io, "");
-  if (o.json) {
-    r = (*m)->exec(o.request);
-  } else {
-    ExecOutput out;
-    out.stdout_chunk = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
-    out.stderr_chunk = [](std::string_view s) { write_all(STDERR_FILENO, s); };
-    r = (*m)->exec(o.request, out);
+  // An interactive command runs until it ends, unless told otherwise.
+  if ((o.interactive || o.tty) && !o.timeout_given) o.request.timeout = std::chrono::milliseconds(0);
+  std::optional<RawTerminal> raw;
+  ExecOutput out;
+  out.stdout_chunk = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
+  out.stderr_chunk = [](std::string_view s) { write_all(STDERR_FILENO, s); };
+  if (o.interactive) out.stdin_fd = STDIN_FILENO;
+  if (o.tty) {
+    o.request.tty = true;
+    std::tie(o.request.rows, o.request.cols) = window_size();
+    if (const char* term = std::getenv("TERM"); term && *term && !o.request.env.count("TERM")) o.request.env["TERM"] = term;
+    if (::pipe2(resize_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+      struct sigaction sa {};
+      sa.sa_handler = on_winch;
+      sa.sa_flags = SA_RESTART;
+      ::sigaction(SIGWINCH, &sa, nullptr);
+      out.resize_fd = resize_pipe[0];
+      out.window_size = window_size;
+    }
+    if (o.interactive && ::isatty(STDIN_FILENO)) raw.emplace(STDIN_FILENO);
   }
+  Result<ExecResult> r = o.json ? (*m)->exec(o.request) : (*m)->exec(o.request, out);
+  raw.reset();
   if (!r) return fail(r.error()), kExecFailed;
   if (o.json) {
     nlohmann::ordered_json j;  // Fly's exec response
@@ -83,7 +143,8 @@ void add_machine_exec_command(CLI::App& machine) {
       "environment unless told otherwise. Its stdout and stderr go to this command's; this\n"
       "command's stdin goes to it when stdin is not a terminal. Exits with CMD's exit code,\n"
       "128+N when signal N ended it, 125 when flick failed (a line on stderr). --json prints\n"
-      "Fly's exec response instead: stdout, stderr (1 MiB each at most), exit_code, exit_signal.");
+      "Fly's exec response instead: stdout, stderr (1 MiB each at most), exit_code, exit_signal.\n"
+      "-it gives an interactive shell: flick machine exec -it ID -- sh");
   // CMD as `machine run` takes it (machine_options.cpp): the rest of the line, unparsed.
   cmd->prefix_command();
   cmd->validate_positionals();
@@ -99,8 +160,13 @@ void add_machine_exec_command(CLI::App& machine) {
         auto d = parse_duration(v);
         if (!d) usage_error("--timeout takes seconds or a duration (30s, 5m), not '" + v + "'");
         o->request.timeout = *d;
+        o->timeout_given = true;
       },
-      "kill CMD after this long (default 30s; 0: no limit)");
+      "kill CMD after this long (default 30s, none with -i or -t; 0: no limit)");
+  cmd->add_flag("-i,--interactive", o->interactive, "pass stdin as it comes (default: all of it first, unless a terminal)");
+  cmd->add_flag("-t,--tty", o->tty,
+                "give CMD a terminal (stderr comes with stdout); with -i on a terminal, flick's is put in raw mode "
+                "and its size followed: flick machine exec -it ID -- sh");
   add_values(
       *cmd, "-e,--env", "K=V",
       [o](const std::string& v) {
