@@ -5,12 +5,12 @@ Outside: fetches the kernel, builds two busybox OCI layouts (plain, and one whos
 Env, WorkingDir and User). Inside the test host (or directly on a real KVM host):
   - `flick machine run` cases: output and exit code, image config and overrides, a stop that
     ends in SIGKILL after the timeout, a missing entrypoint (127 with the reason), a corrupt
-    rootfs, a kernel that panics, --rm leaving nothing behind, and `flick machine exec` (also
-    -it, driven through a PTY);
+    rootfs, a kernel that panics, --rm leaving nothing behind, `flick machine exec` (also
+    -it and `console`, driven through a PTY) and `flick machine run --shell`;
   - the Machine API suite (machine_linux_api_test): blank-slate root and persistent volumes
     across stop/start and destroy, graceful and forced stops, restart on-failure, signals, exec.
 
-FLICK_TEST_ONLY=PART runs only the cases (and API tests) whose names contain PART.
+FLICK_TEST_ONLY=PART[,PART...] runs only the cases (and API tests) whose names contain a PART.
 
   machine_linux_test.py FLICK MACHINE_LINUX_API_TEST
 """
@@ -182,18 +182,20 @@ class Cases:
         r = flick("machine", "exec", mid, "--timeout", "1", "--", "sleep", "100")
         self.expect(r.returncode == 125 and "did not finish within" in r.stderr,
                     f"exec --timeout: exit {r.returncode}, stderr {r.stderr!r}")
-        self.exec_interactive_shell(mid)
+        self.interactive_shell(["machine", "exec", "-it", mid, "--", "sh"], resize=True)
+        self.interactive_shell(["machine", "console", mid])
         flick("machine", "stop", mid)
         r = flick("machine", "exec", mid, "--", "true")
         self.expect(r.returncode == 125 and "stopped" in r.stderr,
                     f"exec on a stopped machine: exit {r.returncode}, stderr {r.stderr!r}")
         flick("machine", "destroy", mid)
 
-    def exec_interactive_shell(self, mid: str) -> None:
-        """`flick machine exec -it ID -- sh` driven through a PTY, as a person at a terminal."""
+    def interactive_shell(self, argv: list[str], resize: bool = False) -> None:
+        """A shell that `argv` gives, driven through a PTY as a person at a terminal: a command
+        typed and its output read, the window size (at start, and after a resize), `exit 3`."""
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-        argv = [self.flick, "machine", "exec", "-it", mid, "--", "sh"]
+        argv = [self.flick, *argv]
         print("$", " ".join(argv), flush=True)
         proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=dict(self.env, TERM="dumb"))
         os.close(slave)
@@ -213,11 +215,12 @@ class Cases:
 
         os.write(master, b"echo $((6*7))x; stty size\r")
         self.expect(until(b"42x") and until(b"33 101"), "the shell did not answer, or not at 33x101", seen.decode(errors="replace"))
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        proc.send_signal(signal.SIGWINCH)
-        time.sleep(1)
-        os.write(master, b"stty size\r")
-        self.expect(until(b"40 120"), "the new window size did not reach the guest", seen.decode(errors="replace"))
+        if resize:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            proc.send_signal(signal.SIGWINCH)
+            time.sleep(1)
+            os.write(master, b"stty size\r")
+            self.expect(until(b"40 120"), "the new window size did not reach the guest", seen.decode(errors="replace"))
         os.write(master, b"exit 3\r")
         try:
             rc = proc.wait(timeout=60)
@@ -226,16 +229,25 @@ class Cases:
             rc = proc.wait()
         until(b"\0", 0.5)  # what is left
         os.close(master)
-        self.expect(rc == 3, f"exec -it: `exit 3` should end it with 3, got {rc}", seen.decode(errors="replace"))
+        self.expect(rc == 3, f"{argv[1:3]}: `exit 3` should end it with 3, got {rc}", seen.decode(errors="replace"))
+
+    def run_shell(self) -> None:
+        listed = ["machine", "list", "--json"]
+        before = json.loads(subprocess.run([self.flick, *listed], env=self.env, capture_output=True).stdout or "[]")
+        self.interactive_shell(["machine", "run", self.image, *self.kernel_args, "--start-timeout", str(BOOT_TIMEOUT),
+                                "--shell"])
+        after = json.loads(subprocess.run([self.flick, *listed], env=self.env, capture_output=True).stdout or "[]")
+        self.expect(len(after) == len(before), f"run --shell left a machine: {len(before)} before, {len(after)} after")
 
 
 def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:
     cases = Cases(flick, image, image_conf, kernel, modules)
-    only = os.environ.get("FLICK_TEST_ONLY", "")  # a part of case names: run only those (while developing)
+    # Parts of case names, comma-separated: run only those (while developing).
+    only = [p for p in os.environ.get("FLICK_TEST_ONLY", "").split(",") if p]
     for case in (cases.exit_code_and_output, cases.image_config_and_overrides, cases.stop_times_out_into_sigkill,
                  cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing,
-                 cases.exec_into_a_started_machine):
-        if only and only.lower() not in case.__name__.lower():
+                 cases.exec_into_a_started_machine, cases.run_shell):
+        if only and not any(p.lower() in case.__name__.lower() for p in only):
             continue
         print(f"=== {case.__name__}", flush=True)
         case()
@@ -244,7 +256,8 @@ def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, 
 
     print("=== Machine API", flush=True)
     env = dict(os.environ, FLICK_TEST_IMAGE=image, FLICK_TEST_KERNEL=kernel, FLICK_TEST_MODULES=modules)
-    api = subprocess.run([api_test] + ([f"--gtest_filter=*{only}*"] if only else []), env=env).returncode
+    api = subprocess.run([api_test] + ([f"--gtest_filter={':'.join(f'*{p}*' for p in only)}"] if only else []),
+                         env=env).returncode
     if api != 0:
         cases.failures.append(f"machine_linux_api_test exited {api}")
     for f in cases.failures:

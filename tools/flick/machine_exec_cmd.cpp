@@ -85,13 +85,8 @@ Result<std::string> read_stdin() {
   }
 }
 
-int machine_exec(ExecOptions& o) {
-  auto host = open_host(o.host);
-  if (!host) return fail(host.error()), kExecFailed;
-  const std::string scope = app_scope(o.app);
-  if (auto a = check_app(**host, scope); !a) return fail(a.error()), kExecFailed;
-  auto m = (*host)->get(o.machine, {}, scope);
-  if (!m) return fail(m.error()), kExecFailed;
+// Runs o.request in `m` as o says; the command's exit status, or kExecFailed.
+int run_exec(Machine& m, ExecOptions& o) {
   if (!o.interactive && !::isatty(STDIN_FILENO)) {
     auto in = read_stdin();
     if (!in) return fail(in.error()), kExecFailed;
@@ -118,7 +113,7 @@ int machine_exec(ExecOptions& o) {
     }
     if (o.interactive && ::isatty(STDIN_FILENO)) raw.emplace(STDIN_FILENO);
   }
-  Result<ExecResult> r = o.json ? (*m)->exec(o.request) : (*m)->exec(o.request, out);
+  Result<ExecResult> r = o.json ? m.exec(o.request) : m.exec(o.request, out);
   raw.reset();
   if (!r) return fail(r.error()), kExecFailed;
   if (o.json) {
@@ -133,7 +128,24 @@ int machine_exec(ExecOptions& o) {
   return r->exit_signal ? 128 + r->exit_signal : r->exit_code;
 }
 
+int machine_exec(ExecOptions& o) {
+  auto host = open_host(o.host);
+  if (!host) return fail(host.error()), kExecFailed;
+  const std::string scope = app_scope(o.app);
+  if (auto a = check_app(**host, scope); !a) return fail(a.error()), kExecFailed;
+  auto m = (*host)->get(o.machine, {}, scope);
+  if (!m) return fail(m.error()), kExecFailed;
+  return run_exec(**m, o);
+}
+
 }  // namespace
+
+int exec_shell(Machine& m, std::vector<std::string> cmd) {
+  ExecOptions o;
+  o.request.cmd = std::move(cmd);
+  o.interactive = o.tty = true;
+  return run_exec(m, o);
+}
 
 void add_machine_exec_command(CLI::App& machine) {
   auto o = std::make_shared<ExecOptions>();
@@ -188,6 +200,19 @@ void add_machine_exec_command(CLI::App& machine) {
     o->request.cmd = std::move(rest);
   });
   set_action(cmd, [o] { return machine_exec(*o); });
+
+  auto c = std::make_shared<ExecOptions>();
+  auto* console = machine.add_subcommand("console", "an interactive shell in a started machine");
+  console->footer("The same as flick machine exec -it ID -- /bin/sh: exits with the shell's status.");
+  console->add_option("ID", c->machine, "the machine: its id or name")->required()->type_name("");
+  console->add_option("--user", c->request.user, "run as USER (name, uid, name:group or uid:gid)")->type_name("USER");
+  add_app_option(*console, &c->app);
+  add_state_dir_option(*console, &c->host);
+  set_action(console, [c] {
+    c->request.cmd = {"/bin/sh"};
+    c->interactive = c->tty = true;
+    return machine_exec(*c);
+  });
 }
 
 }  // namespace flick::cli

@@ -87,5 +87,7 @@ std::string exit_summary(const ExitStatus& e);
 void add_machine_lifecycle_commands(CLI::App& machine);
 void add_machine_query_commands(CLI::App& machine);
 void add_machine_exec_command(CLI::App& machine);  // machine_exec_cmd.cpp
+// `cmd` in `m` with a terminal, as `exec -it`: its exit status, or 125 when flick failed.
+int exec_shell(Machine& m, std::vector<std::string> cmd);
 
 }  // namespace flick::cli
