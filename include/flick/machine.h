@@ -289,7 +289,8 @@ class FLICK_API Machine {
   // started; Errc::invalid_argument for an empty cmd or a request flick-init refuses (unknown
   // user, relative workdir); Errc::timeout when the command outlived request.timeout (it is
   // killed, with its process group); Errc::io when the machine went away meanwhile;
-  // Errc::malformed when the guest broke the protocol.
+  // Errc::unsupported when its flick-init does not serve exec; Errc::malformed when the guest
+  // broke the protocol (docs/exec-protocol.md).
   Result<ExecResult> exec(const ExecRequest& request);
   // The same, streaming: output goes to `output` as it comes and is not kept in the result.
   Result<ExecResult> exec(const ExecRequest& request, const ExecOutput& output);
