@@ -42,7 +42,27 @@ struct command {
 };
 int events_read_command(struct command *cmd);
 
-/* supervise.c: runs the main process to its end; returns its wait status. */
-int run_process(const struct init_config *c, const struct user_ids *ids);
+/* supervise.c: runs the main process to its end; returns its wait status. exec_listen_fd is
+ * the exec agent's listening socket (or -1): connections are accepted while the process runs. */
+int run_process(const struct init_config *c, const struct user_ids *ids, int exec_listen_fd);
+
+/* What a child that could not exec tells its parent through a close-on-exec pipe. */
+struct exec_failure {
+    int exit_code;
+    char message[512];
+};
+/* In a forked child: signal dispositions and mask as a new program expects them. */
+void child_signals_default(void);
+/* In a forked child: becomes `ids`, changes to cwd, and execs argv with env (plus HOME from
+ * passwd unless env has it), searching env's PATH. If that fails, writes a struct
+ * exec_failure to pipe_fd and exits 1 (user, cwd), 126 (not executable) or 127 (not found).
+ * boot_timer: write the boot timer right before execve (the caller has ioperm). */
+_Noreturn void exec_as(char *const *argv, char *const *env, const char *cwd, const char *user,
+                       const struct user_ids *ids, int pipe_fd, bool boot_timer);
+
+/* exec.c: the exec agent (docs/exec-protocol.md). A listening vsock socket on EXEC_PORT, or
+ * -1; then each accepted connection is served by a forked session, never by PID 1 itself. */
+int exec_listen(void);
+void exec_accept(int listen_fd, const struct init_config *c);
 
 #endif

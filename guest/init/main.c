@@ -60,6 +60,7 @@ int main(void) {
     if (net_configure(&config, err, sizeof err) != 0) fail(err, 1);
     struct user_ids ids;
     if (resolve_user(config.user, "/etc/passwd", "/etc/group", &ids, err, sizeof err) != 0) fail(err, 1);
-    run_process(&config, &ids);
+    int exec_fd = config.vsock_port > 0 ? exec_listen() : -1;
+    run_process(&config, &ids, exec_fd);
     power_off();
 }

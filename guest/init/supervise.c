@@ -21,17 +21,11 @@
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
-/* What a child that could not exec tells PID 1 through the close-on-exec pipe. */
-struct exec_failure {
-    int exit_code;
-    char message[512];
-};
-
 static void noop(int sig) { (void)sig; }
 
-static const char *env_lookup(char **env, const char *name) {
+static const char *env_lookup(char *const *env, const char *name) {
     size_t n = strlen(name);
-    for (char **e = env; e && *e; e++)
+    for (char *const *e = env; e && *e; e++)
         if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
     return NULL;
 }
@@ -46,12 +40,16 @@ static _Noreturn void child_fail(int pipe_fd, int code, const char *fmt, const c
     _exit(code);
 }
 
-static _Noreturn void child(const struct init_config *c, const struct user_ids *ids, int pipe_fd) {
+void child_signals_default(void) {
     sigset_t none;
     sigemptyset(&none);
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
 
+static _Noreturn void child(const struct init_config *c, const struct user_ids *ids, int pipe_fd) {
+    child_signals_default();
     setsid();
     /* The host may give the program a terminal of its own (a second serial port), so that
        its output is apart from the kernel's; the console stands in if that is missing. */
@@ -66,34 +64,39 @@ static _Noreturn void child(const struct init_config *c, const struct user_ids *
     }
     /* Port access needs CAP_SYS_RAWIO: take it before dropping root, use it right before exec. */
     bool timer = ioperm(BOOT_TIMER_PORT, 1, 1) == 0;
-    if (setgroups(ids->n_groups, ids->groups) != 0) child_fail(pipe_fd, 1, "setgroups for user \"%s\"", c->user, errno);
-    if (setgid(ids->gid) != 0) child_fail(pipe_fd, 1, "setgid for user \"%s\"", c->user, errno);
-    if (setuid(ids->uid) != 0) child_fail(pipe_fd, 1, "setuid for user \"%s\"", c->user, errno);
-    if (chdir(c->cwd) != 0) child_fail(pipe_fd, 1, "chdir %s", c->cwd, errno);
+    exec_as(c->argv, c->env, c->cwd, c->user, ids, pipe_fd, timer);
+}
+
+_Noreturn void exec_as(char *const *argv, char *const *base_env, const char *cwd, const char *user,
+                       const struct user_ids *ids, int pipe_fd, bool boot_timer) {
+    if (setgroups(ids->n_groups, ids->groups) != 0) child_fail(pipe_fd, 1, "setgroups for user \"%s\"", user, errno);
+    if (setgid(ids->gid) != 0) child_fail(pipe_fd, 1, "setgid for user \"%s\"", user, errno);
+    if (setuid(ids->uid) != 0) child_fail(pipe_fd, 1, "setuid for user \"%s\"", user, errno);
+    if (chdir(cwd) != 0) child_fail(pipe_fd, 1, "chdir %s", cwd, errno);
 
     /* HOME from passwd unless the config sets it, as container runtimes do. */
     size_t n_env = 0;
-    while (c->env && c->env[n_env]) n_env++;
+    while (base_env && base_env[n_env]) n_env++;
     char **env = calloc(n_env + 2, sizeof *env);
     if (!env) child_fail(pipe_fd, 1, "%s", "environment", ENOMEM);
-    for (size_t i = 0; i < n_env; i++) env[i] = c->env[i];
+    for (size_t i = 0; i < n_env; i++) env[i] = base_env[i];
     char home[300];
-    if (!env_lookup(c->env, "HOME")) {
+    if (!env_lookup(base_env, "HOME")) {
         snprintf(home, sizeof home, "HOME=%s", ids->home);
         env[n_env] = home;
     }
 
-    if (timer) {
+    if (boot_timer) {
         outb(BOOT_TIMER_EXEC, BOOT_TIMER_PORT);
         ioperm(BOOT_TIMER_PORT, 1, 0);
     }
-    const char *prog = c->argv[0];
+    const char *prog = argv[0];
     if (strchr(prog, '/')) {
-        execve(prog, c->argv, env);
+        execve(prog, argv, env);
         child_fail(pipe_fd, errno == ENOENT ? 127 : 126, "exec %s", prog, errno);
     }
     /* PATH search with the process's own PATH (execvpe would use PID 1's). */
-    const char *path = env_lookup(c->env, "PATH");
+    const char *path = env_lookup(base_env, "PATH");
     if (!path) path = DEFAULT_PATH;
     int last = ENOENT;
     bool denied = false;
@@ -102,7 +105,7 @@ static _Noreturn void child(const struct init_config *c, const struct user_ids *
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char full[4096];
         snprintf(full, sizeof full, "%.*s/%s", (int)len, len ? p : ".", prog);
-        execve(full, c->argv, env);
+        execve(full, argv, env);
         last = errno;
         if (errno == EACCES) denied = true;
         else if (errno != ENOENT && errno != ENOTDIR) break;
@@ -131,7 +134,7 @@ static void arm(int timer_fd, int ms) {
     timerfd_settime(timer_fd, 0, &t, NULL);
 }
 
-int run_process(const struct init_config *c, const struct user_ids *ids) {
+int run_process(const struct init_config *c, const struct user_ids *ids, int exec_listen_fd) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -176,9 +179,11 @@ int run_process(const struct init_config *c, const struct user_ids *ids) {
     bool commands_open = events_fd() >= 0;
     int stop_timeout_ms = c->stop_timeout_ms;
     for (bool done = false; !done;) {
-        struct pollfd fds[4] = {{sig_fd, POLLIN, 0}, {timer_fd, POLLIN, 0},
-                                {kmsg_fd, POLLIN, 0}, {commands_open ? events_fd() : -1, POLLIN, 0}};
-        if (poll(fds, 4, -1) < 0 && errno != EINTR) break;
+        struct pollfd fds[5] = {{sig_fd, POLLIN, 0}, {timer_fd, POLLIN, 0},
+                                {kmsg_fd, POLLIN, 0}, {commands_open ? events_fd() : -1, POLLIN, 0},
+                                {started ? exec_listen_fd : -1, POLLIN, 0}};
+        if (poll(fds, 5, -1) < 0 && errno != EINTR) break;
+        if (fds[4].revents) exec_accept(exec_listen_fd, c);
         if (fds[0].revents) {
             struct signalfd_siginfo si;
             while (read(sig_fd, &si, sizeof si) == sizeof si) {

@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace flick {
@@ -243,6 +244,48 @@ struct UpdateOptions {
   uint64_t current_version = 0;
 };
 
+// A command to run in a started machine, beside its main program (Fly's exec). Unset fields
+// take the main program's: its user, working directory and environment (`env` is added to it).
+struct ExecRequest {
+  std::vector<std::string> cmd;  // argv; cmd[0] is looked up in the environment's PATH
+  std::string stdin_data;        // the command's stdin, then end of file
+  // The command is killed when it runs longer (Errc::timeout); zero: no limit.
+  std::chrono::milliseconds timeout{30000};
+  std::map<std::string, std::string> env;
+  std::string user;     // "name", "uid", "name:group" or "uid:gid", as in the image config
+  std::string workdir;  // absolute
+  // A terminal of rows x cols instead of pipes (its output comes as stdout), for an interactive
+  // program: see ExecOutput's stdin_fd and resize_fd.
+  bool tty = false;
+  uint16_t rows = 0, cols = 0;
+};
+
+// How an exec ended (Fly's exec response).
+struct ExecResult {
+  int exit_code = -1;   // -1 when a signal ended it; 127 when cmd[0] was not found, 126 not executable
+  int exit_signal = 0;  // the signal that ended it, if any
+  std::string stdout_data, stderr_data;  // each at most kExecOutputCap bytes; the rest is dropped
+  bool truncated = false;                // some output was dropped
+};
+
+// The output exec() keeps per stream: a command that writes more goes on running, and the
+// rest is dropped (the streaming exec keeps nothing and has no cap).
+inline constexpr size_t kExecOutputCap = 1u << 20;
+
+// The streaming exec's output, delivered in order on the calling thread as it arrives, and
+// its input for interactive use.
+struct ExecOutput {
+  std::function<void(std::string_view)> stdout_chunk;
+  std::function<void(std::string_view)> stderr_chunk;
+  // Read as it comes and sent as the command's stdin after stdin_data (-1: none); at its end of
+  // file the command's stdin is closed (a terminal's is not: the program ends it).
+  int stdin_fd = -1;
+  // With a tty: when this descriptor becomes readable (a SIGWINCH self-pipe) it is drained and
+  // window_size() is sent as the terminal's new size.
+  int resize_fd = -1;
+  std::function<std::pair<uint16_t, uint16_t>()> window_size;  // rows, cols
+};
+
 class FLICK_API Machine {
  public:
   ~Machine();  // only the handle goes: a running machine keeps running
@@ -322,6 +365,18 @@ class FLICK_API Machine {
   // the message saying why; with Errc::busy when it is destroyed.
   Result<void> wait(MachineState state,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds{60000});
+
+  // Runs a command in the started machine (through flick-init, over vsock, straight from this
+  // process) and returns once it has exited, with its output and exit status; a command that
+  // fails has a non-zero exit_code, not an error. Errors: Errc::busy when the machine is not
+  // started; Errc::invalid_argument for an empty cmd or a request flick-init refuses (unknown
+  // user, relative workdir); Errc::timeout when the command outlived request.timeout (it is
+  // killed, with its process group); Errc::io when the machine went away meanwhile;
+  // Errc::unsupported when its flick-init does not serve exec; Errc::malformed when the guest
+  // broke the protocol (docs/exec-protocol.md).
+  Result<ExecResult> exec(const ExecRequest& request);
+  // The same, streaming: output goes to `output` as it comes and is not kept in the result.
+  Result<ExecResult> exec(const ExecRequest& request, const ExecOutput& output);
 
   struct Impl;
 

@@ -9,6 +9,7 @@
 #include "machine/log_follower.h"
 #include "machine/machine_impl.h"
 #include "runner/control.h"
+#include "runner/exec_channel.h"
 #include "runner/guest_channel.h"
 #include "runner/machine_dir.h"
 #include "runner/run_spec.h"
@@ -454,6 +455,43 @@ Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeou
   if (r.state == "destroyed") return make_error(Errc::busy, "machine " + d.id + " was destroyed");
   return make_error(Errc::timeout, "machine " + d.id + " is still " + r.state + " after " + store::format_duration(timeout) +
                                        " (waiting for " + want + ")");
+}
+
+Result<ExecResult> Machine::exec(const ExecRequest& request, const ExecOutput& output) {
+  auto& d = *impl_;
+  if (request.cmd.empty() || request.cmd[0].empty())
+    return make_error(Errc::invalid_argument, "exec in machine " + d.id + ": no command");
+  if (!request.workdir.empty() && request.workdir[0] != '/')
+    return make_error(Errc::invalid_argument, "exec in machine " + d.id + ": workdir " + request.workdir + " is not absolute");
+  FLICK_TRY_ASSIGN(auto r, d.row());
+  if (r.state != "started")
+    return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": exec needs a started machine");
+  // The VM's vsock socket, as the run's spec names it.
+  FLICK_TRY_ASSIGN(auto text, machine::read_file(d.spec_path()));
+  FLICK_TRY_ASSIGN(auto spec, runner::RunSpec::from_json(text));
+  if (!spec.vm.vsock) return make_error(Errc::unsupported, "machine " + d.id + " has no vsock device");
+  auto result = runner::exec_in_guest(spec.vm.vsock->uds_path, request, output);
+  if (!result) return std::move(result).error().with_context("exec in machine " + d.id);
+  return result;
+}
+
+Result<ExecResult> Machine::exec(const ExecRequest& request) {
+  ExecResult kept;
+  auto keep = [&](std::string& to) {
+    return [&to, &kept](std::string_view chunk) {
+      size_t room = kExecOutputCap - to.size();
+      if (chunk.size() > room) kept.truncated = true;
+      to.append(chunk.substr(0, room));
+    };
+  };
+  ExecOutput output;
+  output.stdout_chunk = keep(kept.stdout_data);
+  output.stderr_chunk = keep(kept.stderr_data);
+  FLICK_TRY_ASSIGN(auto result, exec(request, output));
+  result.stdout_data = std::move(kept.stdout_data);
+  result.stderr_data = std::move(kept.stderr_data);
+  result.truncated = kept.truncated;
+  return result;
 }
 
 }  // namespace flick

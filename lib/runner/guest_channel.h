@@ -14,7 +14,8 @@
 
 namespace flick::runner {
 
-// The vsock port flick-init connects to; the VMM accepts it at `<uds>_10000`.
+// The vsock port flick-init connects to; the VMM accepts it at `<uds>_10000`. flick-init
+// listens on 10001 for exec (runner/exec_channel.h kExecPort, docs/exec-protocol.md).
 inline constexpr uint32_t kEventPort = 10000;
 
 struct GuestEvent {

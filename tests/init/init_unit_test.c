@@ -1,7 +1,8 @@
 /* Host-side tests of flick-init's pure parts: the JSON parser, the config schema, and user
- * resolution against sample passwd/group files.
- *   init_unit_test json|config|users */
+ * resolution against sample passwd/group files, exec requests.
+ *   init_unit_test json|config|users|exec */
 #include "config.h"
+#include "exec.h"
 #include "json.h"
 #include "users.h"
 
@@ -270,15 +271,79 @@ static int check_config(const char *path) {
     return 0;
 }
 
+static void exec_rejects(const char *text, const char *reason_part) {
+    struct exec_request r;
+    char err[256];
+    if (exec_request_parse(text, strlen(text), &r, err, sizeof err) == 0 || !strstr(err, reason_part)) {
+        fprintf(stderr, "exec request %s: expected an error containing \"%s\", got %s\n", text, reason_part, err);
+        failures++;
+    }
+}
+
+static void test_exec(void) {
+    struct exec_request r;
+    char err[256];
+    const char *full = "{\"cmd\":[\"sh\",\"-c\",\"echo hi\"],\"env\":{\"A\":\"1\",\"B\":\"x=y\"},"
+                       "\"user\":\"nobody\",\"workdir\":\"/tmp\",\"tty\":false}";
+    CHECK(exec_request_parse(full, strlen(full), &r, err, sizeof err) == 0);
+    CHECK(r.argv && !strcmp(r.argv[0], "sh") && !strcmp(r.argv[2], "echo hi") && !r.argv[3]);
+    CHECK(r.env && !strcmp(r.env[0], "A=1") && !strcmp(r.env[1], "B=x=y") && !r.env[2]);
+    CHECK(r.user && !strcmp(r.user, "nobody"));
+    CHECK(r.cwd && !strcmp(r.cwd, "/tmp"));
+    exec_request_free(&r);
+    const char *bare = "{\"cmd\":[\"true\"]}";
+    CHECK(exec_request_parse(bare, strlen(bare), &r, err, sizeof err) == 0);
+    CHECK(r.argv && !r.argv[1] && !r.env && !r.user && !r.cwd);
+    exec_request_free(&r);
+
+    exec_rejects("", "not valid JSON");
+    exec_rejects("{\"cmd\":[\"a\"]", "not valid JSON");
+    exec_rejects("[\"true\"]", "must be a JSON object");
+    exec_rejects("{}", "\"cmd\" is required");
+    exec_rejects("{\"cmd\":[]}", "non-empty array");
+    exec_rejects("{\"cmd\":\"true\"}", "non-empty array");
+    exec_rejects("{\"cmd\":[\"a\",1]}", "non-empty array");
+    exec_rejects("{\"cmd\":[\"\"]}", "cmd[0] is empty");
+    exec_rejects("{\"cmd\":[\"a\"],\"env\":{\"A\":1}}", "object of strings");
+    exec_rejects("{\"cmd\":[\"a\"],\"env\":{\"A=B\":\"1\"}}", "has '='");
+    exec_rejects("{\"cmd\":[\"a\"],\"workdir\":\"tmp\"}", "must be absolute");
+    exec_rejects("{\"cmd\":[\"a\"],\"user\":0}", "\"user\" must be a string");
+    exec_rejects("{\"cmd\":[\"a\"],\"tty\":1}", "\"tty\" must be a boolean");
+    exec_rejects("{\"cmd\":[\"a\"],\"rows\":-1}", "\"rows\" and \"cols\"");
+    exec_rejects("{\"cmd\":[\"a\"],\"cols\":1.5}", "\"rows\" and \"cols\"");
+    const char *tty = "{\"cmd\":[\"sh\"],\"tty\":true,\"rows\":40,\"cols\":120}";
+    CHECK(exec_request_parse(tty, strlen(tty), &r, err, sizeof err) == 0);
+    CHECK(r.tty && r.rows == 40 && r.cols == 120);
+    exec_request_free(&r);
+    exec_rejects("{\"cmd\":[\"a\"],\"stdin\":\"x\"}", "unknown member \"stdin\"");
+    exec_rejects("{\"cmd\":[\"a\"],\"cmd\":[\"b\"]}", "duplicate");
+
+    char *base[] = {"PATH=/bin", "HOME=/root", "A=base", NULL};
+    char *over[] = {"A=over", "NEW=1", NULL};
+    char **env = exec_merge_env(base, over);
+    CHECK(env && !strcmp(env[0], "PATH=/bin") && !strcmp(env[1], "HOME=/root") && !strcmp(env[2], "A=over") &&
+          !strcmp(env[3], "NEW=1") && !env[4]);
+    free(env);
+    env = exec_merge_env(base, NULL);
+    CHECK(env && !strcmp(env[2], "A=base") && !env[3]);
+    free(env);
+
+    unsigned char h[EXEC_FRAME_HEADER];
+    exec_frame_header(h, EXEC_STDOUT, 0x01020304u);
+    CHECK(h[0] == 1 && h[1] == 1 && h[2] == 2 && h[3] == 3 && h[4] == 4);
+    CHECK(exec_frame_length(h) == 0x01020304u);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "check-config")) return check_config(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: %s json|config|users | check-config FILE\n", argv[0]);
+        fprintf(stderr, "usage: %s json|config|users|exec | check-config FILE\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[1], "json")) test_json();
     else if (!strcmp(argv[1], "config")) test_config();
     else if (!strcmp(argv[1], "users")) test_users();
+    else if (!strcmp(argv[1], "exec")) test_exec();
     else return 2;
     printf("%s: %s\n", argv[1], failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;

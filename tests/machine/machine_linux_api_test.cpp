@@ -10,9 +10,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <cstdlib>
 #include <mutex>
@@ -316,6 +319,178 @@ TEST_F(MachineLinux, UpdateRestartsOntoTheNewConfigAndTheGuestSeesItsMetadata) {
   EXPECT_EQ(theirs.count("\"role\":\"db\""), 1u) << theirs.text();
   ASSERT_TRUE((*copy)->destroy(/*force=*/true).ok());
   ASSERT_TRUE(m->destroy(/*force=*/true).ok());
+}
+
+// A raw connection to flick-init's exec port (docs/exec-protocol.md), for what Machine::exec
+// never sends. Returns what the guest answered until it closed ("" if the connection failed).
+std::string raw_exec(const std::filesystem::path& vsock, const std::string& bytes, bool wait_for_close = true) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", vsock.c_str());
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+      ::send(fd, "CONNECT 10001\n", 14, MSG_NOSIGNAL) == 14) {
+    char c;
+    std::string ok;
+    while (::recv(fd, &c, 1, 0) == 1 && c != '\n') ok += c;
+    if (ok.rfind("OK ", 0) == 0 && ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size())) {
+      char buf[4096];
+      ssize_t n;
+      while (wait_for_close && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<size_t>(n));
+      if (!wait_for_close) reply = "sent";
+    }
+  }
+  ::close(fd);
+  return reply;
+}
+
+std::string exec_frame(uint8_t type, const std::string& payload, uint32_t len) {
+  std::string f{static_cast<char>(type), static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+                static_cast<char>(len >> 8), static_cast<char>(len)};
+  return f + payload;
+}
+std::string exec_frame(uint8_t type, const std::string& payload) {
+  return exec_frame(type, payload, static_cast<uint32_t>(payload.size()));
+}
+
+// Every exec case on one started machine: a boot under emulation is slow.
+TEST_F(MachineLinux, ExecRunsCommandsBesideTheProgram) {
+  MachineConfig c;
+  c.env["FROM_MACHINE"] = "machine-env";
+  auto m = machine("echo main-ready; while true; do sleep 1; done", c);
+  ASSERT_TRUE(m);
+  auto run = [&](std::vector<std::string> cmd, std::string in = {}) {
+    ExecRequest r;
+    r.cmd = std::move(cmd);
+    r.stdin_data = std::move(in);
+    return m->exec(r);
+  };
+  auto early = run({"true"});
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().code, Errc::busy) << early.error().describe();
+
+  ASSERT_TRUE(m->start().ok());
+  ASSERT_TRUE(m->wait(MachineState::started, kBoot).ok()) << console_.text();
+  ASSERT_TRUE(console_.wait_for("main-ready"));
+
+  auto echo = run({"echo", "hello", "world"});
+  ASSERT_TRUE(echo.ok()) << echo.error().describe();
+  EXPECT_EQ(echo->exit_code, 0);
+  EXPECT_EQ(echo->exit_signal, 0);
+  EXPECT_EQ(echo->stdout_data, "hello world\n");
+  EXPECT_EQ(echo->stderr_data, "");
+
+  auto both = run({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  ASSERT_TRUE(both.ok()) << both.error().describe();
+  EXPECT_EQ(both->exit_code, 3);
+  EXPECT_EQ(both->stdout_data, "out\n");
+  EXPECT_EQ(both->stderr_data, "err\n");
+
+  std::string input;  // more than the guest buffers, and more than one frame
+  for (int i = 0; input.size() < 600 * 1024; ++i) input += "line " + std::to_string(i) + "\n";
+  auto cat = run({"cat"}, input);
+  ASSERT_TRUE(cat.ok()) << cat.error().describe();
+  EXPECT_EQ(cat->exit_code, 0);
+  EXPECT_TRUE(cat->stdout_data == input) << cat->stdout_data.size() << " bytes back of " << input.size();
+
+  // The main program's environment and user by default; the request's when given.
+  auto env = run({"sh", "-c", "echo $(id -un) $(pwd) $FROM_MACHINE $EXTRA"});
+  ASSERT_TRUE(env.ok()) << env.error().describe();
+  EXPECT_EQ(env->stdout_data, "root / machine-env\n");
+  ExecRequest as;
+  as.cmd = {"sh", "-c", "echo $(id -un) $(pwd) $FROM_MACHINE $EXTRA"};
+  as.env = {{"EXTRA", "extra"}, {"FROM_MACHINE", "request-env"}};
+  as.user = "nobody";
+  as.workdir = "/tmp";
+  auto overridden = m->exec(as);
+  ASSERT_TRUE(overridden.ok()) << overridden.error().describe();
+  EXPECT_EQ(overridden->stdout_data, "nobody /tmp request-env extra\n");
+
+  auto missing = run({"no-such-command", "x"});
+  ASSERT_TRUE(missing.ok()) << missing.error().describe();
+  EXPECT_EQ(missing->exit_code, 127);
+  EXPECT_NE(missing->stderr_data.find("no-such-command"), std::string::npos) << missing->stderr_data;
+  as.user = "no-such-user";
+  auto bad_user = m->exec(as);
+  ASSERT_FALSE(bad_user.ok());
+  EXPECT_EQ(bad_user.error().code, Errc::invalid_argument);
+  EXPECT_NE(bad_user.error().message.find("no-such-user"), std::string::npos) << bad_user.error().message;
+
+  auto killed = run({"sh", "-c", "kill -9 $$"});
+  ASSERT_TRUE(killed.ok()) << killed.error().describe();
+  EXPECT_EQ(killed->exit_code, -1);
+  EXPECT_EQ(killed->exit_signal, 9);
+
+  auto big = run({"sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"});
+  ASSERT_TRUE(big.ok()) << big.error().describe();
+  EXPECT_EQ(big->exit_code, 0);
+  EXPECT_EQ(big->stdout_data.size(), kExecOutputCap);
+  EXPECT_TRUE(big->truncated);
+  EXPECT_EQ(big->stderr_data, "done\n");
+
+  // A hostile or broken host: each gets an error frame (type 4) or is dropped, and PID 1 lives on.
+  std::filesystem::path vsock;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_.path() / "run"))
+    if (e.path().extension() == ".vsock") vsock = e.path();
+  ASSERT_FALSE(vsock.empty());
+  auto refused = [&](const std::string& bytes, const std::string& why) {
+    std::string reply = raw_exec(vsock, bytes);
+    EXPECT_TRUE(reply.size() > 5 && reply[0] == 4 && reply.find(why) != std::string::npos)
+        << "expected an error frame saying \"" << why << "\", got " << reply.size() << " bytes: " << reply;
+  };
+  refused(exec_frame(16, "{not json"), "not valid JSON");
+  refused(exec_frame(16, R"({"cmd":["true"],"bogus":1})"), "unknown member");
+  refused(exec_frame(16, "", 0xffffffff), "larger than");
+  refused(exec_frame(1, "hello"), "must be a request");
+  refused(exec_frame(16, R"({"cmd":["cat"]})") + exec_frame(99, ""), "unexpected frame");
+  EXPECT_EQ(raw_exec(vsock, std::string("\x10\x00", 2), false), "sent");  // cut short
+  EXPECT_EQ(raw_exec(vsock, exec_frame(16, R"({"cmd":["sleep","100"]})"), false), "sent");  // abandoned
+  auto after = run({"echo", "still-here"});
+  ASSERT_TRUE(after.ok()) << after.error().describe();
+  EXPECT_EQ(after->stdout_data, "still-here\n");
+
+  ExecRequest slow;
+  slow.cmd = {"sleep", "100"};
+  slow.timeout = 2s;
+  auto t0 = std::chrono::steady_clock::now();
+  auto timed_out = m->exec(slow);
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(timed_out.ok());
+  EXPECT_EQ(timed_out.error().code, Errc::timeout) << timed_out.error().describe();
+  EXPECT_LT(took, 20s);
+  std::string left;  // the sleeps were killed with their connections
+  for (int i = 0; i < 50; ++i) {
+    auto ps = run({"sh", "-c", "ps | grep -c '[s]leep 100'"});
+    ASSERT_TRUE(ps.ok()) << ps.error().describe();
+    left = ps->stdout_data;
+    if (left == "0\n") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(left, "0\n");
+
+  // Streaming: chunks as they come, nothing kept.
+  std::string streamed;
+  ExecOutput out;
+  out.stdout_chunk = [&](std::string_view s) { streamed.append(s); };
+  ExecRequest count;
+  count.cmd = {"sh", "-c", "for i in 1 2 3; do echo $i; done"};
+  auto st = m->exec(count, out);
+  ASSERT_TRUE(st.ok()) << st.error().describe();
+  EXPECT_EQ(streamed, "1\n2\n3\n");
+  EXPECT_EQ(st->stdout_data, "");
+
+  EXPECT_EQ(m->state(), MachineState::started) << "the main program runs on";
+  EXPECT_EQ(console_.count("main-ready"), 1u);
+  ASSERT_TRUE(m->stop().ok());
+  auto late = run({"true"});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, Errc::busy);
+  EXPECT_NE(late.error().message.find("stopped"), std::string::npos) << late.error().message;
+  ASSERT_TRUE(m->last_exit());
+  EXPECT_TRUE(m->last_exit()->requested_stop);
 }
 
 }  // namespace

@@ -5,21 +5,29 @@ Outside: fetches the kernel, builds two busybox OCI layouts (plain, and one whos
 Env, WorkingDir and User). Inside the test host (or directly on a real KVM host):
   - `flick machine run` cases: output and exit code, image config and overrides, a stop that
     ends in SIGKILL after the timeout, a missing entrypoint (127 with the reason), a corrupt
-    rootfs, a kernel that panics, and --rm leaving nothing behind;
+    rootfs, a kernel that panics, --rm leaving nothing behind, `flick machine exec` (also
+    -it and `console`, driven through a PTY) and `flick machine run --shell`;
   - the Machine API suite (machine_linux_api_test): blank-slate root and persistent volumes
-    across stop/start and destroy, graceful and forced stops, restart on-failure, signals.
+    across stop/start and destroy, graceful and forced stops, restart on-failure, signals, exec.
+
+FLICK_TEST_ONLY=PART[,PART...] runs only the cases (and API tests) whose names contain a PART.
 
   machine_linux_test.py FLICK MACHINE_LINUX_API_TEST
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -148,11 +156,107 @@ class Cases:
                                   text=True, errors="replace").stdout
             self.expect("reboot: Power down" in logs, "the machine's log lacks the kernel's console", logs)
 
+    def exec_into_a_started_machine(self) -> None:
+        def flick(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+            print("$ flick", " ".join(args), flush=True)
+            return subprocess.run([self.flick, *args], env=self.env, capture_output=True, text=True,
+                                  input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                                  timeout=BOOT_TIMEOUT)
+
+        made = flick("machine", "create", self.image, *self.kernel_args, "--start-timeout", str(BOOT_TIMEOUT),
+                     "--", "sh", "-c", "while true; do sleep 1; done")
+        self.expect(made.returncode == 0, f"create: exit {made.returncode}", made.stderr)
+        if made.returncode != 0:
+            return
+        mid = made.stdout.strip()
+        for step in (("start", mid), ("wait", mid, "--timeout", str(BOOT_TIMEOUT))):
+            r = flick("machine", *step)
+            self.expect(r.returncode == 0, f"{step[0]}: exit {r.returncode}", r.stderr)
+        r = flick("machine", "exec", mid, "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+        self.expect((r.returncode, r.stdout, r.stderr) == (4, "out\n", "err\n"),
+                    f"exec: exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
+        r = flick("machine", "exec", mid, "-e", "GREETING=hi there", "--workdir", "/tmp", "--",
+                  "sh", "-c", 'echo "$GREETING from $(pwd)"; cat', stdin="piped\n")
+        self.expect((r.returncode, r.stdout) == (0, "hi there from /tmp\npiped\n"),
+                    f"exec with stdin: exit {r.returncode}, stdout {r.stdout!r}", r.stderr)
+        r = flick("machine", "exec", mid, "--json", "--", "sh", "-c", "echo json; kill -TERM $$")
+        try:
+            body = json.loads(r.stdout)
+        except ValueError:
+            body = {}
+        self.expect(r.returncode == 128 + 15 and body == {"stdout": "json\n", "stderr": "", "exit_code": -1,
+                                                          "exit_signal": 15},
+                    f"exec --json: exit {r.returncode}, {r.stdout!r}", r.stderr)
+        r = flick("machine", "exec", mid, "--timeout", "1", "--", "sleep", "100")
+        self.expect(r.returncode == 125 and "did not finish within" in r.stderr,
+                    f"exec --timeout: exit {r.returncode}, stderr {r.stderr!r}")
+        self.interactive_shell(["machine", "exec", "-it", mid, "--", "sh"], resize=True)
+        self.interactive_shell(["machine", "console", mid])
+        flick("machine", "stop", mid)
+        r = flick("machine", "exec", mid, "--", "true")
+        self.expect(r.returncode == 125 and "stopped" in r.stderr,
+                    f"exec on a stopped machine: exit {r.returncode}, stderr {r.stderr!r}")
+        flick("machine", "destroy", mid)
+
+    def interactive_shell(self, argv: list[str], resize: bool = False) -> None:
+        """A shell that `argv` gives, driven through a PTY as a person at a terminal: a command
+        typed and its output read, the window size (at start, and after a resize), `exit 3`."""
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        argv = [self.flick, *argv]
+        print("$", " ".join(argv), flush=True)
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=dict(self.env, TERM="dumb"))
+        os.close(slave)
+        seen = b""
+
+        def until(needle: bytes, timeout: float = 60) -> bool:
+            nonlocal seen
+            end = time.monotonic() + timeout
+            while needle not in seen and time.monotonic() < end:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        seen += os.read(master, 4096)
+                    except OSError:
+                        break
+            return needle in seen
+
+        os.write(master, b"echo $((6*7))x; stty size\r")
+        self.expect(until(b"42x") and until(b"33 101"), "the shell did not answer, or not at 33x101", seen.decode(errors="replace"))
+        if resize:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            proc.send_signal(signal.SIGWINCH)
+            time.sleep(1)
+            os.write(master, b"stty size\r")
+            self.expect(until(b"40 120"), "the new window size did not reach the guest", seen.decode(errors="replace"))
+        os.write(master, b"exit 3\r")
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        until(b"\0", 0.5)  # what is left
+        os.close(master)
+        self.expect(rc == 3, f"{argv[1:3]}: `exit 3` should end it with 3, got {rc}", seen.decode(errors="replace"))
+
+    def run_shell(self) -> None:
+        listed = ["machine", "list", "--json"]
+        before = json.loads(subprocess.run([self.flick, *listed], env=self.env, capture_output=True).stdout or "[]")
+        self.interactive_shell(["machine", "run", self.image, *self.kernel_args, "--start-timeout", str(BOOT_TIMEOUT),
+                                "--shell"])
+        after = json.loads(subprocess.run([self.flick, *listed], env=self.env, capture_output=True).stdout or "[]")
+        self.expect(len(after) == len(before), f"run --shell left a machine: {len(before)} before, {len(after)} after")
+
 
 def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, modules: str) -> int:
     cases = Cases(flick, image, image_conf, kernel, modules)
+    # Parts of case names, comma-separated: run only those (while developing).
+    only = [p for p in os.environ.get("FLICK_TEST_ONLY", "").split(",") if p]
     for case in (cases.exit_code_and_output, cases.image_config_and_overrides, cases.stop_times_out_into_sigkill,
-                 cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing):
+                 cases.missing_entrypoint, cases.kernel_panic, cases.corrupt_rootfs, cases.rm_leaves_nothing,
+                 cases.exec_into_a_started_machine, cases.run_shell):
+        if only and not any(p.lower() in case.__name__.lower() for p in only):
+            continue
         print(f"=== {case.__name__}", flush=True)
         case()
     shutil.rmtree(cases.work, ignore_errors=True)
@@ -160,7 +264,8 @@ def inside(flick: str, api_test: str, image: str, image_conf: str, kernel: str, 
 
     print("=== Machine API", flush=True)
     env = dict(os.environ, FLICK_TEST_IMAGE=image, FLICK_TEST_KERNEL=kernel, FLICK_TEST_MODULES=modules)
-    api = subprocess.run([api_test], env=env).returncode
+    api = subprocess.run([api_test] + ([f"--gtest_filter={':'.join(f'*{p}*' for p in only)}"] if only else []),
+                         env=env).returncode
     if api != 0:
         cases.failures.append(f"machine_linux_api_test exited {api}")
     for f in cases.failures:

@@ -53,7 +53,28 @@ struct Options {
   flick::cli::MachineOptions machine;
   bool timings = false;
   bool verbose = false;
+  bool shell = false;
 };
+
+// --shell: the machine idles while CMD (default /bin/sh) runs in it with a terminal, and is
+// destroyed when CMD ends, whose exit status this is (Fly's `fly machine run --shell`).
+int run_shell(flick::Host& host, flick::cli::MachineOptions& o, const std::string& app) {
+  std::vector<std::string> shell = o.config.init.cmd.empty() ? std::vector<std::string>{"/bin/sh"} : o.config.init.cmd;
+  o.config.init.exec = {"/bin/sh", "-c", "while :; do sleep 3600; done"};
+  o.config.init.cmd.clear();
+  o.config.auto_destroy = false;
+  auto created = host.create(o.config, {}, o.name, app);
+  if (!created) return std::fprintf(stderr, "flick: %s\n", created.error().describe().c_str()), kFlickFailed;
+  flick::Machine& m = **created;
+  int rc = kFlickFailed;
+  if (auto r = m.start(); !r) std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str());
+  else if (auto w = m.wait(flick::MachineState::started, o.config.start_timeout); !w)
+    std::fprintf(stderr, "flick: %s\n", w.error().describe().c_str());
+  else
+    rc = flick::cli::exec_shell(m, shell);
+  if (auto d = m.destroy(true); !d) std::fprintf(stderr, "flick: %s\n", d.error().describe().c_str());
+  return rc;
+}
 
 void print_timings(const flick::Machine& m) {
   auto t = m.last_start_timings();
@@ -78,6 +99,7 @@ int machine_run(Options& opts) {
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
   if (auto r = flick::cli::ensure_volumes(**host, o.config, app); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
+  if (opts.shell) return run_shell(**host, o, app);
 
   flick::MachineHandlers handlers;
   auto print = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
@@ -147,6 +169,8 @@ void add_run(CLI::App& machine) {
   flick::cli::add_machine_options(*run, o->machine);
   run->add_flag("--timings", o->timings, "print where the start's time went");
   run->add_flag("--verbose", o->verbose, "print the whole console (kernel, flick-init), not only the program's output");
+  run->add_flag("--shell", o->shell,
+                "an interactive shell (CMD, default /bin/sh) in the machine, destroyed when it exits");
   flick::cli::add_kvm_device_option(*run, &o->machine.host);
   flick::cli::set_action(run, [o] { return machine_run(*o); });
 }
@@ -158,6 +182,7 @@ void add_machine_command(CLI::App& flick) {
   flick::cli::add_machine_lifecycle_commands(*machine);
   flick::cli::add_machine_query_commands(*machine);
   flick::cli::add_machine_update_commands(*machine);
+  flick::cli::add_machine_exec_command(*machine);
 }
 
 }  // namespace

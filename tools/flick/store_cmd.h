@@ -95,4 +95,8 @@ void add_machine_update_commands(CLI::App& machine);
 // Fly's lease object: nonce, expires_at (Unix seconds), owner, description, version.
 nlohmann::ordered_json lease_json(const Lease& l);
 
+void add_machine_exec_command(CLI::App& machine);  // machine_exec_cmd.cpp
+// `cmd` in `m` with a terminal, as `exec -it`: its exit status, or 125 when flick failed.
+int exec_shell(Machine& m, std::vector<std::string> cmd);
+
 }  // namespace flick::cli

@@ -1,0 +1,31 @@
+// libFuzzer: the bytes a guest sends on an exec connection, split into frames and their exit
+// status parsed as Machine::exec does. Nothing a guest sends may crash the host, make a frame
+// larger than the protocol's cap, or let a host-to-guest frame type through.
+#include "runner/exec_channel.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace flick::runner;
+  ExecFrameDecoder decoder;
+  // Three reads, split where the first two bytes say, as a stream socket may deliver them.
+  std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  size_t a = size ? data[0] % (size + 1) : 0;
+  size_t b = size > 1 ? a + data[1] % (size - a + 1) : a;
+  for (auto part : {bytes.substr(0, a), bytes.substr(a, b - a), bytes.substr(b)}) {
+    auto frames = decoder.feed(part);
+    if (!frames) break;
+    for (const auto& f : *frames) {
+      auto t = static_cast<uint8_t>(f.type);
+      if (f.payload.size() > kExecMaxPayload || t < 1 || t > 4) std::abort();
+      if (f.type != ExecFrameType::exit) continue;
+      auto e = parse_exec_exit(f.payload);
+      if (e && !((e->exit_code >= 0 && e->exit_code <= 255 && e->signal == 0) ||
+                 (e->exit_code == -1 && e->signal >= 1 && e->signal <= 64)))
+        std::abort();
+    }
+  }
+  return 0;
+}
