@@ -209,8 +209,8 @@ struct MachineHandlers {
 };
 
 // A machine's lease (Fly's): while one is live, every call that changes the machine (start,
-// stop, update, destroy, cordon, uncordon, and signal, which Fly leaves unguarded; from any
-// process) fails with Errc::lease_held and Fly's text ("machine ID <id> lease currently held
+// stop, update, destroy, cordon, uncordon, exec, and signal, which Fly leaves unguarded; from
+// any process) fails with Errc::lease_held and Fly's text ("machine ID <id> lease currently held
 // by <owner>, expires at <time>") unless it carries the lease's nonce. Metadata calls are
 // not guarded, as in Fly. An expired lease is as good as none. The machine's own run (its
 // restarts, its exit) is never held back by a lease.
@@ -369,9 +369,10 @@ class FLICK_API Machine {
   // Runs a command in the started machine (through flick-init, over vsock, straight from this
   // process) and returns once it has exited, with its output and exit status; a command that
   // fails has a non-zero exit_code, not an error. Errors: Errc::busy when the machine is not
-  // started; Errc::invalid_argument for an empty cmd or a request flick-init refuses (unknown
-  // user, relative workdir); Errc::timeout when the command outlived request.timeout (it is
-  // killed, with its process group); Errc::io when the machine went away meanwhile;
+  // started; Errc::lease_held while another holds its lease (as Fly's exec);
+  // Errc::invalid_argument for an empty cmd or a request flick-init refuses (unknown user,
+  // relative workdir); Errc::timeout when the command outlived request.timeout (it is killed,
+  // with its process group); Errc::io when the machine went away meanwhile;
   // Errc::unsupported when its flick-init does not serve exec; Errc::malformed when the guest
   // broke the protocol (docs/exec-protocol.md).
   Result<ExecResult> exec(const ExecRequest& request);

@@ -484,6 +484,21 @@ TEST_F(MachineLinux, ExecRunsCommandsBesideTheProgram) {
 
   EXPECT_EQ(m->state(), MachineState::started) << "the main program runs on";
   EXPECT_EQ(console_.count("main-ready"), 1u);
+
+  // A lease guards exec as Fly's does: another handle without the nonce is refused.
+  auto lease = m->acquire_lease(60s);
+  ASSERT_TRUE(lease.ok()) << lease.error().describe();
+  auto theirs = host_->get(m->id());
+  ASSERT_TRUE(theirs.ok());
+  ExecRequest probe;
+  probe.cmd = {"true"};
+  auto held = (*theirs)->exec(probe);
+  ASSERT_FALSE(held.ok());
+  EXPECT_EQ(held.error().code, Errc::lease_held) << held.error().describe();
+  (*theirs)->set_lease_nonce(lease->nonce);
+  EXPECT_TRUE((*theirs)->exec(probe).ok());
+  ASSERT_TRUE(m->release_lease(lease->nonce).ok());
+
   ASSERT_TRUE(m->stop().ok());
   auto late = run({"true"});
   ASSERT_FALSE(late.ok());

@@ -29,6 +29,7 @@ struct ExecOptions {
   HostOptions host;
   std::string app;
   std::string machine;
+  std::string lease_nonce;
   ExecRequest request;
   bool json = false;
   bool interactive = false;
@@ -135,6 +136,7 @@ int machine_exec(ExecOptions& o) {
   if (auto a = check_app(**host, scope); !a) return fail(a.error()), kExecFailed;
   auto m = (*host)->get(o.machine, {}, scope);
   if (!m) return fail(m.error()), kExecFailed;
+  (*m)->set_lease_nonce(o.lease_nonce);
   return run_exec(**m, o);
 }
 
@@ -190,6 +192,7 @@ void add_machine_exec_command(CLI::App& machine) {
   cmd->add_option("--user", o->request.user, "run as USER (name, uid, name:group or uid:gid)")->type_name("USER");
   cmd->add_option("--workdir", o->request.workdir, "working directory (absolute)")->type_name("DIR");
   add_json_flag(*cmd, &o->json);
+  add_lease_nonce_option(*cmd, &o->lease_nonce);
   add_app_option(*cmd, &o->app);
   add_state_dir_option(*cmd, &o->host);
   cmd->parse_complete_callback([cmd, o] {
