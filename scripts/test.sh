@@ -39,8 +39,7 @@ if [[ " $stages " == *" asan "* ]]; then
 fi
 if [[ " $stages " == *" fuzz "* ]]; then
   cmake --preset fuzz
-  cmake --build --preset fuzz --target fuzz_queue_walker fuzz_blk_request fuzz_vsock_packet \
-    fuzz_mmio_device loader_fuzz image_layer_fuzz guest_events_fuzz
+  cmake --build --preset fuzz --target fuzzers
   stage_done "the fuzz build"
   ctest --preset fuzz --timeout 300 -j 2 --output-junit "$PWD/build/fuzz/ctest-junit.xml"
   python3 tests/check_skips.py build/fuzz/ctest-junit.xml
