@@ -2,11 +2,12 @@
 
 #include <flick/version.h>
 
+#include "runner/guest_channel.h"
+
 #include <nlohmann/json.hpp>
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
@@ -32,20 +33,15 @@ std::string control_hello_reply(int client_min, int client_max, int* agreed) {
 
 Result<ControlClient> ControlClient::connect(const std::filesystem::path& socket, int min_version, int max_version,
                                              std::chrono::milliseconds timeout) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
   const std::string& p = socket.native();
-  if (p.size() >= sizeof addr.sun_path) return make_error(Errc::invalid_argument, "control socket path " + p + " is too long");
-  std::memcpy(addr.sun_path, p.data(), p.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return sys_error("creating a Unix socket", errno);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    int e = errno;
-    if (e == ENOENT || e == ECONNREFUSED)
+  auto connected = connect_unix(socket);
+  if (!connected) {
+    const Error& e = connected.error();
+    if (e.sys_errno == ENOENT || e.sys_errno == ECONNREFUSED)
       return make_error(Errc::not_found, "no run listens on " + p + " (the machine is not running)");
-    return sys_error("connecting to " + p, e);
+    return std::move(connected).error();
   }
-  ControlClient c(std::move(fd), timeout);
+  ControlClient c(std::move(connected).value(), timeout);
   auto reply = c.call(json{{"op", "hello"}, {"min", min_version}, {"max", max_version}}.dump());
   if (!reply) {
     Error e = std::move(reply).error();

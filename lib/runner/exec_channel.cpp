@@ -1,13 +1,13 @@
 #include "runner/exec_channel.h"
 
 #include "base/fd.h"
+#include "runner/guest_channel.h"
 
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,15 +28,10 @@ Error guest_error(Errc code, const std::string& what) { return make_error(code, 
 
 // Connects to the VM's vsock socket and asks for the guest's exec port.
 Result<UniqueFd> connect_exec_port(const std::filesystem::path& uds_path, Clock::time_point deadline) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
   const std::string& p = uds_path.native();
-  if (p.size() >= sizeof addr.sun_path) return make_error(Errc::invalid_argument, "vsock socket path " + p + " is too long");
-  std::memcpy(addr.sun_path, p.data(), p.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return sys_error("exec: creating a Unix socket", errno);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return sys_error("exec: connecting to the machine's vsock socket " + p + " (is the machine running?)", errno);
+  auto connected = connect_unix(uds_path);
+  if (!connected) return std::move(connected).error().with_context("exec: the machine's vsock socket (is the machine running?)");
+  UniqueFd fd = std::move(connected).value();
   std::string hello = "CONNECT " + std::to_string(kExecPort) + "\n";
   if (::send(fd.get(), hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size()))
     return sys_error("exec: writing to " + p, errno);

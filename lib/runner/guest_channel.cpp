@@ -64,21 +64,40 @@ std::string signal_command(int signo) {
   return "{\"command\":\"signal\",\"signal\":" + std::to_string(signo) + "}\n";
 }
 
-Result<UniqueFd> listen_unix(const std::filesystem::path& path, int backlog) {
+namespace {
+
+Result<sockaddr_un> unix_address(const std::string& p) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  const std::string& p = path.native();
   if (p.size() >= sizeof addr.sun_path)
     return make_error(Errc::invalid_argument,
                       "socket path " + p + " is longer than " + std::to_string(sizeof addr.sun_path - 1) +
                           " bytes: choose a shorter run directory");
   std::memcpy(addr.sun_path, p.data(), p.size());
+  return addr;
+}
+
+}  // namespace
+
+Result<UniqueFd> listen_unix(const std::filesystem::path& path, int backlog) {
+  const std::string& p = path.native();
+  FLICK_TRY_ASSIGN(sockaddr_un addr, unix_address(p));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return sys_error("creating a Unix socket for " + p, errno);
   ::unlink(p.c_str());  // a socket left by a VMM that was killed
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return sys_error("binding " + p, errno);
   if (::listen(fd.get(), backlog) != 0) return sys_error("listening on " + p, errno);
+  return fd;
+}
+
+Result<UniqueFd> connect_unix(const std::filesystem::path& path) {
+  const std::string& p = path.native();
+  FLICK_TRY_ASSIGN(sockaddr_un addr, unix_address(p));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return sys_error("creating a Unix socket for " + p, errno);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return sys_error("connecting to " + p, errno);
   return fd;
 }
 

@@ -49,4 +49,8 @@ std::string signal_command(int signo);
 // stale socket file. Fails with a clear error when the path is too long for sockaddr_un.
 Result<UniqueFd> listen_unix(const std::filesystem::path& path, int backlog = 1);
 
+// A blocking stream socket connected to `path`: the same clear error for a path too long;
+// a failed connect keeps its errno (ENOENT, ECONNREFUSED: nothing listens there).
+Result<UniqueFd> connect_unix(const std::filesystem::path& path);
+
 }  // namespace flick::runner
