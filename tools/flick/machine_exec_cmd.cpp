@@ -132,9 +132,7 @@ int run_exec(Machine& m, ExecOptions& o) {
 int machine_exec(ExecOptions& o) {
   auto host = open_host(o.host);
   if (!host) return fail(host.error()), kExecFailed;
-  const std::string scope = app_scope(o.app);
-  if (auto a = check_app(**host, scope); !a) return fail(a.error()), kExecFailed;
-  auto m = (*host)->get(o.machine, {}, scope);
+  auto m = find_machine(**host, o.machine, app_scope(o.app));
   if (!m) return fail(m.error()), kExecFailed;
   (*m)->set_lease_nonce(o.lease_nonce);
   return run_exec(**m, o);
