@@ -333,7 +333,10 @@ void serve_machines(RouteContext& ctx, const HttpRequest& r, const std::string& 
     auto body = body_object(r);
     check_fields(body, {"signal", "timeout", "force_stop"}, "restart request");
     for (const char* q : {"signal", "timeout"})  // fly-go sends them in the query
-      if (auto v = r.query_value(q); v && !body.contains(q)) body[q] = *v;
+      if (auto v = r.query_value(q); v && !v->empty() && !body.contains(q)) {
+        const bool number = v->find_first_not_of("0123456789") == std::string::npos && v->size() < 10;
+        body[q] = number ? nlohmann::json(std::stoull(*v)) : nlohmann::json(*v);
+      }
     take(m->stop(stop_config(*m, body)));
     take(m->start());
     return respond(ok_response());

@@ -80,7 +80,19 @@ HttpListener unix_listener(const fs::path& path) {
   return {std::move(fd), false};
 }
 
-// "HOST:PORT" or "[V6]:PORT" (a bare ":PORT" is every address).
+// The address a TCP socket is bound to, "127.0.0.1:4280" or "[::1]:4280" (port 0 resolved).
+std::string bound_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+      ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return "?";
+  return ss.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+}
+
+// "HOST:PORT" or "[V6]:PORT" (a bare ":PORT" is every address; port 0 any free one).
 HttpListener tcp_listener(const std::string& spec) {
   const auto colon = spec.rfind(':');
   if (colon == std::string::npos) die("--listen " + spec + ": expected HOST:PORT");
@@ -154,7 +166,11 @@ int run(Options o) {
   std::vector<HttpListener> listeners;
   const fs::path socket = o.socket.empty() ? default_socket() : fs::path(o.socket);
   listeners.push_back(unix_listener(socket));
-  for (const auto& spec : o.listen) listeners.push_back(tcp_listener(spec));
+  std::vector<std::string> addresses;
+  for (const auto& spec : o.listen) {
+    listeners.push_back(tcp_listener(spec));
+    addresses.push_back(bound_address(listeners.back().fd.get()));
+  }
 
   Api api(**host, {token, o.region});
   HttpServerOptions server_options;
@@ -165,7 +181,7 @@ int run(Options o) {
       server_options);
   if (!server) die(server.error().describe());
   std::printf("flickd: serving unix:%s", socket.c_str());
-  for (const auto& spec : o.listen) std::printf(" http://%s", spec.c_str());
+  for (const auto& a : addresses) std::printf(" http://%s", a.c_str());
   std::printf("\n");
   std::fflush(stdout);
 
