@@ -418,6 +418,27 @@ class Machines(FlickdTest):
         self.assertEqual(answer["r"][:2], (200, {"ok": True, "state": "destroyed", "version": 1}))
 
 
+class Volumes(FlickdTest):
+    def test_crud_and_attached(self):
+        app = self.app("vols")
+        v = self.ok("POST", f"/apps/{app}/volumes", {"name": "data", "size_gb": 1, "region": "local"})
+        self.assertRegex(v["id"], r"^vol_[0-9a-z]{16}$")
+        self.assertEqual((v["name"], v["size_gb"], v["region"], v["state"], v["attached_machine_id"]),
+                         ("data", 1, "local", "created", None))
+        self.assertEqual([x["id"] for x in self.ok("GET", f"/apps/{app}/volumes")], [v["id"]])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes/{v['id']}")["name"], "data")
+        self.assertEqual(self.error("GET", f"/apps/{app}/volumes/vol_0000000000000000", want=404), "volume not found")
+        self.assertIn("size: unknown field", self.error("POST", f"/apps/{app}/volumes", {"name": "x", "size": 1}))
+        if KERNEL:  # attached to a machine: not deleted
+            self.create(app, "with-volume", mounts=[{"volume": v["id"], "path": "/data"}])
+            err = self.error("DELETE", f"/apps/{app}/volumes/{v['id']}", want=409)
+            self.assertTrue(err.startswith("failed_precondition: volume is currently bound to machine: "), err)
+            self.ok("DELETE", f"/apps/{app}/machines/with-volume")
+        gone = self.ok("DELETE", f"/apps/{app}/volumes/{v['id']}")
+        self.assertEqual((gone["id"], gone["state"]), (v["id"], "destroyed"))
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes"), [])
+
+
 class Bodies(FlickdTest):
     def raw_exchange(self, head: bytes, body: bytes = b"") -> bytes:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

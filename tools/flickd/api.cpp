@@ -1,5 +1,5 @@
-// Api (api.h): authentication, the path dispatch, apps and volumes (fly-machines-api.md §1,
-// §2, §8); machines are in machine_routes.cpp.
+// Api (api.h): authentication, the path dispatch, apps and volumes; machines are in
+// machine_routes.cpp.
 #include "api.h"
 
 #include "api_support.h"

@@ -1,6 +1,6 @@
 // Api: Fly's Machines REST API (/v1/...) over one flick Host, as an HttpHandler. Paths,
 // bodies, status codes and the error shape {"error": "..."} follow Fly's
-// (/work/shared/docs/fly-machines-api.md); where Fly's clients disagree, both forms are taken.
+// (https://fly.io/docs/machines/api/); where Fly's clients disagree, both forms are taken.
 #pragma once
 
 #include "http_server.h"

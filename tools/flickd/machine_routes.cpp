@@ -1,5 +1,5 @@
-// /v1/apps/{app}/machines/...: Fly's machine calls over Host and Machine (fly-machines-api.md
-// §3, §6, §7, §10). Calls that change a machine carry the fly-machine-lease-nonce header into
+// /v1/apps/{app}/machines/...: Fly's machine calls (machines, wait, leases, exec) over Host and
+// Machine. Calls that change a machine carry the fly-machine-lease-nonce header into
 // the Machine handle, so the store's lease check answers them as Fly's would.
 #include "api.h"
 #include "api_support.h"

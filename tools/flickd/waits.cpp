@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <map>
 
 namespace flick::flickd {
 
@@ -29,20 +30,24 @@ WaitList::~WaitList() {
   thread_.join();
 }
 
-std::optional<HttpResponse> WaitList::check(const PendingWait& w, std::chrono::steady_clock::time_point now) {
+std::optional<WaitList::Observed> WaitList::observe(const PendingWait& w) {
   auto m = host_.get(w.machine, {}, w.app);
-  // A machine the store no longer has is as destroyed as can be.
-  const MachineState state = m ? (*m)->state() : MachineState::destroyed;
-  if (!m && m.error().code != Errc::not_found) return std::nullopt;  // try again on the next round
-  const std::string name = to_string(state);
+  if (m) return Observed{(*m)->state(), (*m)->version()};
+  if (m.error().code == Errc::not_found) return Observed{};
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> WaitList::answer(const PendingWait& w, const Observed& seen,
+                                             std::chrono::steady_clock::time_point now) {
+  const std::string name = to_string(seen.state);
   bool reached = false;
-  for (const auto& want : w.states) reached |= want == name || (want == "settled" && settled(state));
+  for (const auto& want : w.states) reached |= want == name || (want == "settled" && settled(seen.state));
   if (reached) {
     nlohmann::json body{{"ok", true}, {"state", name}};
-    if (m) body["version"] = (*m)->version();
+    if (seen.version) body["version"] = seen.version;
     return HttpResponse{200, body.dump()};
   }
-  if (state == MachineState::destroyed)
+  if (seen.state == MachineState::destroyed)
     return HttpResponse{412, nlohmann::json{{"error", "failed_precondition: machine is destroyed, it cannot become " +
                                                           joined(w.states)}}
                                  .dump()};
@@ -54,7 +59,8 @@ std::optional<HttpResponse> WaitList::check(const PendingWait& w, std::chrono::s
 }
 
 void WaitList::add(PendingWait wait) {
-  if (auto answer = check(wait, std::chrono::steady_clock::now())) return wait.respond(std::move(*answer));
+  if (auto seen = observe(wait))
+    if (auto a = answer(wait, *seen, std::chrono::steady_clock::now())) return wait.respond(std::move(*a));
   std::lock_guard lock(mu_);
   if (closing_) return wait.respond({503, R"({"error":"unavailable: flickd is stopping"})"});
   pending_.push_back(std::move(wait));
@@ -82,9 +88,15 @@ void WaitList::run() {
     round.swap(pending_);
     lock.unlock();
     std::vector<PendingWait> still;
+    std::map<std::string, std::optional<Observed>> seen;  // by machine id: read once a round
     const auto now = std::chrono::steady_clock::now();
     for (auto& w : round) {
-      if (auto answer = check(w, now)) w.respond(std::move(*answer));
+      auto it = seen.find(w.machine);
+      if (it == seen.end()) it = seen.emplace(w.machine, observe(w)).first;
+      std::optional<HttpResponse> a = it->second ? answer(w, *it->second, now) : std::nullopt;
+      if (!a && !it->second && now >= w.deadline)
+        a = HttpResponse{503, R"({"error":"unavailable: the store could not be read"})"};
+      if (a) w.respond(std::move(*a));
       else still.push_back(std::move(w));
     }
     lock.lock();

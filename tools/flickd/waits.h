@@ -1,6 +1,6 @@
 // WaitList: Fly's long-polling `GET /machines/{id}/wait`, without a thread per wait. Pending
 // waits are kept here and one thread looks at their machines' states in the store every
-// 100 ms (any process may move a machine), answering each when its machine reaches a wanted
+// 100 ms (any process may move a machine; each machine is read once a round), answering each when its machine reaches a wanted
 // state (200) or its deadline passes (408), as Fly's wait does.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,8 +37,15 @@ class WaitList {
   void shutdown();
 
  private:
-  // The answer for `w` now, if it has one.
-  std::optional<HttpResponse> check(const PendingWait& w, std::chrono::steady_clock::time_point now);
+  // A machine as the store has it now (none: look again later).
+  struct Observed {
+    MachineState state = MachineState::destroyed;  // also for a machine the store no longer has
+    uint64_t version = 0;                          // 0: gone
+  };
+  std::optional<Observed> observe(const PendingWait& w);
+  // The answer for `w`, if it has one.
+  static std::optional<HttpResponse> answer(const PendingWait& w, const Observed& seen,
+                                            std::chrono::steady_clock::time_point now);
   void run();
 
   Host& host_;

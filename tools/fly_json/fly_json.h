@@ -1,6 +1,6 @@
 // Fly's Machines API objects as JSON, for both clients of the store that speak it: the `flick`
 // CLI (--json) and flickd. One rendering, so that both print the same Machine, App, Volume,
-// Lease and Event (/work/shared/docs/fly-machines-api.md §2, §4, §7, §8 name the fields).
+// Lease and Event (the fields are those of https://fly.io/docs/machines/api/).
 #pragma once
 
 #include <flick/machine.h>
