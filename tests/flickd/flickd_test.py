@@ -374,6 +374,25 @@ class Machines(FlickdTest):
         made = self.ok("POST", f"/apps/{app}/machines", body)
         self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{made['id']}/lease")["data"]["nonce"], made["nonce"])
 
+    def test_starts_without_kvm(self):
+        # This flickd's KVM device does not exist: a start fails as Fly's capacity errors do
+        # (5xx, nothing half-made), and calls that need a running machine say so.
+        app = self.app("mach-nokvm")
+        status, out = self.api("POST", f"/apps/{app}/machines", {"name": "launched", "config": self.config()})
+        self.assertEqual(status, 503, out)
+        self.assertIn("/nonexistent/kvm", out["error"])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines"), [])
+        m = self.create(app, "idle")
+        path = f"/apps/{app}/machines/{m['id']}"
+        self.assertEqual(self.api("POST", path + "/start")[0], 503)
+        self.assertEqual(self.ok("GET", path)["state"], "created")
+        self.assertEqual(self.ok("POST", path + "/stop", {"signal": "SIGTERM", "timeout": "5s"}), {"ok": True})
+        self.assertIn("exec needs a started machine",
+                      self.error("POST", path + "/exec", {"command": ["true"]}, want=412))
+        self.assertIn("not running", self.error("POST", path + "/signal", {"signal": "SIGTERM"}, want=412))
+        self.assertEqual(self.error("POST", path + "/signal", {"signal": "SIGNOPE"}), 'signal: "SIGNOPE" is not a signal')
+        self.assertEqual(self.error("POST", path + "/stop", {"timeout": "soon"})[:9], "timeout: ")
+
     def test_waits_hold_no_worker(self):
         app = self.app("mach-wait")
         m = self.create(app, "w")
