@@ -208,6 +208,20 @@ class Auth(FlickdTest):
         self.assertFalse(os.path.exists(d.socket))  # removed on the way out
 
 
+class SystemdUnit(unittest.TestCase):
+    def test_stopping_flickd_stops_no_machine(self):
+        unit = Path(__file__).resolve().parents[2] / "tools" / "flickd" / "flickd.service.in"
+        settings = {}
+        for line in unit.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                settings[key] = value
+        self.assertEqual(settings["KillMode"], "process")  # not the machines' flick-vmm processes
+        self.assertEqual(settings["RuntimeDirectory"], "flick")  # /run/flick/api.sock
+        self.assertEqual(settings["RuntimeDirectoryPreserve"], "yes")
+        self.assertTrue(settings["ExecStart"].endswith("/flickd --state-dir /var/lib/flick"))
+
+
 class Apps(FlickdTest):
     def test_crud(self):
         a = self.ok("POST", "/apps", {"app_name": "crud-a", "org_slug": "acme"}, want=201)
