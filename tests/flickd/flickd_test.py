@@ -501,6 +501,22 @@ class Bodies(FlickdTest):
         reply = self.raw_exchange(head, body)
         self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply)
         self.assertEqual(self.error("GET", "/nothing/here", want=404), "not found: /v1/nothing/here")
+
+    def test_slow_and_malformed_requests_stall_no_one(self):
+        slow = []
+        for _ in range(3 * WORKERS):  # half a body each, then silence
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.daemon.socket)
+            s.sendall(b"POST /v1/apps HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"app_")
+            slow.append(s)
+        t0 = time.monotonic()
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        reply = self.raw_exchange(b"NOT HTTP AT ALL\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400"), reply)
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        for s in slow:
+            s.close()
         self.assertEqual(self.api("GET", "/apps")[0], 200)
 
 

@@ -226,8 +226,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(std::vector<HttpListener> 
   impl->listeners = std::move(listeners);
   impl->workers = std::make_unique<WorkerPool>(std::max<size_t>(options.workers, 1));
   for (const auto& l : impl->listeners) {
+    // No MHD_USE_ERROR_LOG: it would print a line for every client that misbehaves (they get
+    // libmicrohttpd's own 4xx), and a start that fails is reported below.
     MHD_Daemon* d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, nullptr,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME, 0, nullptr,
         nullptr, l.tcp ? &access_handler<true> : &access_handler<false>, impl.get(), MHD_OPTION_LISTEN_SOCKET,
         l.fd.get(), MHD_OPTION_NOTIFY_COMPLETED, &completed, nullptr, MHD_OPTION_CONNECTION_TIMEOUT,
         static_cast<unsigned>(options.idle_timeout_s), MHD_OPTION_CONNECTION_LIMIT,
