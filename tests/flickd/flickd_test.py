@@ -407,6 +407,51 @@ class Machines(FlickdTest):
         self.assertEqual(self.error("POST", path + "/signal", {"signal": "SIGNOPE"}), 'signal: "SIGNOPE" is not a signal')
         self.assertEqual(self.error("POST", path + "/stop", {"timeout": "soon"})[:9], "timeout: ")
 
+    def test_concurrent_clients(self):
+        # Many clients at once through one flickd (one Host, shared by its workers): each
+        # creates, updates, leases and deletes its own machine; all get answers, none a 5xx,
+        # and nothing is lost or leaked.
+        app = self.app("mach-many")
+        failures: list[str] = []
+
+        def client(i: int) -> None:
+            conn = self.daemon.tcp(timeout=60) if i % 2 else self.daemon.unix(timeout=60)
+            auth = {"Authorization": "Bearer " + TOKEN}
+            base = f"/v1/apps/{app}/machines"
+
+            def do(method, path, body=None, want=200, headers=None):
+                status, out, _ = call(conn, method, path, body, {**auth, **(headers or {})})
+                if status != want:
+                    failures.append(f"client {i}: {method} {path}: {status} {out}")
+                return out
+
+            m = do("POST", base, {"name": f"c{i}", "config": self.config(metadata={"n": str(i)}), "skip_launch": True})
+            if not m:
+                return
+            path = f"{base}/{m['id']}"
+            for memory in (256, 384):
+                do("POST", path, {"config": self.config(guest={"cpus": 1, "memory_mb": memory}, metadata={"n": str(i)}),
+                                  "skip_launch": True})
+            nonce = do("POST", path + "/lease?ttl=30", want=201)["data"]["nonce"]
+            do("POST", path + "/metadata/k", {"value": str(i)}, want=204)
+            do("POST", path + "/cordon", headers={"fly-machine-lease-nonce": nonce})
+            got = do("GET", path)
+            if (got["version"], got["config"]["guest"]["memory_mb"], got["config"]["metadata"]) != \
+                    (3, 384, {"n": str(i), "k": str(i)}):
+                failures.append(f"client {i}: {got['version']} {got['config']}")
+            do("DELETE", path, headers={"fly-machine-lease-nonce": nonce})
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(failures, [])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines"), [])
+        states = [x["state"] for x in self.ok("GET", f"/apps/{app}/machines?include_deleted=true")]
+        self.assertEqual(states, ["destroyed"] * 16)
+
     def test_waits_hold_no_worker(self):
         app = self.app("mach-wait")
         m = self.create(app, "w")
