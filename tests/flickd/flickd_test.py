@@ -206,6 +206,12 @@ class Auth(FlickdTest):
         finally:
             self.assertEqual(d.stop(), (0, ""))
         self.assertFalse(os.path.exists(d.socket))  # removed on the way out
+        # A file that is not a socket is never taken for a stale one.
+        Path(d.socket).write_text("mine")
+        p = subprocess.run([FLICKD, "--state-dir", str(d.state), "--socket", d.socket], capture_output=True, text=True,
+                           env=d.env, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual((p.returncode, p.stderr), (1, f"flickd: {d.socket} exists and is not a socket\n"))
+        self.assertEqual(Path(d.socket).read_text(), "mine")
 
 
 class SystemdUnit(unittest.TestCase):

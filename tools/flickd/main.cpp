@@ -58,7 +58,7 @@ fs::path default_socket() {
 }
 
 // A bound, listening Unix socket at `path`, mode 0660. A socket file nobody answers on is
-// left over from a flickd that died, and replaced.
+// left over from a flickd that died, and replaced; any other file there is an error.
 HttpListener unix_listener(const fs::path& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -69,6 +69,7 @@ HttpListener unix_listener(const fs::path& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) die(sys_error("socket"));
   if (fs::exists(fs::symlink_status(path))) {
+    if (!fs::is_socket(fs::symlink_status(path))) die(path.string() + " exists and is not a socket");
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       die("another flickd is serving " + path.string());
     fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -20,8 +20,8 @@ std::string rfc3339(std::chrono::system_clock::time_point t);
 std::optional<MachineState> parse_state(const std::string& s);
 
 // Fly's Machine object: id, name, state, region, instance_id, version, private_ip, config,
-// image_ref, created_at, cordoned (and, with `events`, events[]
-// newest first, as Fly's GET /machines/{id}), plus flick's `app`.
+// image_ref, created_at, cordoned (and, with `events`, events[] newest first, as Fly's
+// GET /machines/{id}), plus flick's `app`.
 nlohmann::ordered_json machine_json(const Machine& m, bool events);
 // Fly's event: type, status, timestamp (Unix ms), request{exit_event, detail}.
 nlohmann::ordered_json event_json(const MachineEvent& e);
