@@ -317,6 +317,7 @@ void serve_machines(RouteContext& ctx, const HttpRequest& r, const std::string& 
   if (verb == "wait") return get ? wait(ctx, r, *m, respond) : not_allowed();
   if (verb == "events") return get ? events(r, *m, respond) : not_allowed();
   if (verb == "versions") return get ? versions(*m, respond) : not_allowed();
+  if (verb == "ps") throw ApiError{501, "unimplemented: flick does not list a machine's processes yet"};
   if (r.method != "POST") not_allowed();
   if (verb == "start") {
     const std::string previous = to_string(m->state());
@@ -350,6 +351,7 @@ void serve_machines(RouteContext& ctx, const HttpRequest& r, const std::string& 
     return respond(ok_response());
   }
   if (verb == "exec") return exec(r, *m, respond);
+  if (verb == "suspend") throw ApiError{501, "unimplemented: flick does not suspend machines yet"};
   if (verb == "cordon" || verb == "uncordon") {
     take(verb == "cordon" ? m->cordon() : m->uncordon());
     return respond(ok_response());
