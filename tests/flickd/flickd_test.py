@@ -228,6 +228,55 @@ class SystemdUnit(unittest.TestCase):
         self.assertTrue(settings["ExecStart"].endswith("/flickd --state-dir /var/lib/flick"))
 
 
+class Restart(FlickdTest):
+    def test_kill_9_and_start_again(self):
+        # flickd is only a client of the store: killed with a wait pending, a new one on the
+        # same socket path (its stale file replaced) answers the same wait, and sees all.
+        if not KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest)")
+        root = self.dir / "restart"
+        d = Daemon(root, TOKEN)
+        c = d.unix()
+        app = "restarted"
+        self.assertEqual(call(c, "POST", "/v1/apps", {"app_name": app})[0], 201)
+        status, m, _ = call(c, "POST", f"/v1/apps/{app}/machines", {"config": self.config(), "skip_launch": True})
+        self.assertEqual(status, 200, m)
+        wait = f"/v1/apps/{app}/machines/{m['id']}/wait?state=destroyed&timeout=30"
+        pending = d.unix()
+        pending.request("GET", wait)
+        time.sleep(0.3)
+        d.proc.kill()
+        d.proc.wait()
+        d.proc.stdout.close()
+        d.proc.stderr.close()
+        with self.assertRaises((http.client.HTTPException, OSError)):
+            pending.getresponse()
+        pending.close()
+        c.close()
+        self.assertTrue(os.path.exists(d.socket))  # left behind
+        d = Daemon(root, TOKEN)
+        try:
+            c = d.unix()
+            status, got, _ = call(c, "GET", f"/v1/apps/{app}/machines/{m['id']}")
+            self.assertEqual((status, got["state"], got["version"]), (200, "created", 1))
+            result = {}
+
+            def wait_again() -> None:
+                w = d.unix()
+                result["r"] = call(w, "GET", wait)[:2]
+                w.close()
+
+            t = threading.Thread(target=wait_again)
+            t.start()
+            time.sleep(0.3)
+            self.assertEqual(call(c, "DELETE", f"/v1/apps/{app}/machines/{m['id']}")[:2], (200, {"ok": True}))
+            t.join(timeout=30)
+            self.assertEqual(result["r"], (200, {"ok": True, "state": "destroyed", "version": 1}))
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+
+
 class Apps(FlickdTest):
     def test_crud(self):
         a = self.ok("POST", "/apps", {"app_name": "crud-a", "org_slug": "acme"}, want=201)
