@@ -4,6 +4,7 @@
 #pragma once
 
 #include "command.h"
+#include "fly_json/fly_json.h"
 
 #include <flick/machine.h>
 
@@ -54,10 +55,6 @@ Result<std::unique_ptr<Machine>> find_machine(Host& host, const std::string& id_
 std::optional<int> parse_signal(const std::string& s);
 // A duration: seconds ("30"), or Go's ("500ms", "5s", "1m30s", "1h").
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& s);
-std::optional<MachineState> parse_state(const std::string& s);
-
-// UTC, RFC 3339 to the second: "2026-01-02T03:04:05Z".
-std::string rfc3339(std::chrono::system_clock::time_point t);
 
 // Rows under a header, each column as wide as its widest cell, two spaces apart.
 class Table {
@@ -70,15 +67,15 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// Fly's Machine object: id, name, state, region, instance_id, version, private_ip, config,
-// image_ref, created_at, cordoned (and, with `events`, events[] newest first, as Fly's GET
-// /machines/{id}), plus flick's `app`.
-nlohmann::ordered_json machine_json(const Machine& m, bool events);
-nlohmann::ordered_json event_json(const MachineEvent& e);
-// Fly's Volume: id, name, state, size_gb, region, attached_machine_id; plus `app` and `path`.
-nlohmann::ordered_json volume_json(const Volume& v);
-// Fly's App: id, name, status, organization{slug}, machine_count, volume_count, created_at.
-nlohmann::ordered_json app_json(const AppInfo& a);
+// Fly's objects as JSON, shared with flickd.
+using fly::app_json;
+using fly::event_json;
+using fly::lease_json;
+using fly::machine_json;
+using fly::parse_state;
+using fly::rfc3339;
+using fly::volume_json;
+
 // Indented JSON and a newline on stdout.
 void print_json(const nlohmann::ordered_json& j);
 
@@ -91,9 +88,6 @@ void add_machine_lifecycle_commands(CLI::App& machine);
 void add_machine_query_commands(CLI::App& machine);
 // update, clone, metadata, cordon, uncordon, lease (machine_update_cmd.cpp).
 void add_machine_update_commands(CLI::App& machine);
-
-// Fly's lease object: nonce, expires_at (Unix seconds), owner, description, version.
-nlohmann::ordered_json lease_json(const Lease& l);
 
 void add_machine_exec_command(CLI::App& machine);  // machine_exec_cmd.cpp
 // `cmd` in `m` with a terminal, as `exec -it`: its exit status, or 125 when flick failed.

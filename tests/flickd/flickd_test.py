@@ -1,0 +1,624 @@
+#!/usr/bin/env python3
+"""flickd, the real daemon, driven with plain HTTP (http.client, over its Unix socket and
+loopback TCP): auth, apps, machines that are created but never started (the test guest is
+their kernel: creating needs no KVM), get/list/filters, update, metadata, cordon, leases and
+the nonce header, Fly's error shapes, bounded bodies, and waits that hold no worker. The
+`flick` CLI, one more client of the same store, sees what flickd made.
+
+  flickd_test.py FLICKD FLICK      (FLICK_TEST_GUEST_KERNEL: the build's test guest)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+FLICKD = sys.argv.pop(1) if len(sys.argv) > 1 else "flickd"
+FLICK = sys.argv.pop(1) if len(sys.argv) > 1 else "flick"
+KERNEL = os.environ.get("FLICK_TEST_GUEST_KERNEL", "")
+TOKEN = "test-token-0123456789"
+WORKERS = 2
+MAX_BODY = 65536
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.socket_path)
+        self.sock = s
+
+
+class Daemon:
+    """A flickd on a Unix socket and 127.0.0.1:<any port>, in its own directory."""
+
+    def __init__(self, root: Path, token: str | None, *args: str):
+        self.root = root
+        self.state = root / "state"
+        self.socket = str(root / "api.sock")
+        self.env = dict(os.environ, FLICK_HOME=str(root / "cache"), XDG_RUNTIME_DIR=str(root / "run"),
+                        FLICK_KVM_DEVICE="/nonexistent/kvm", FLICK_STATE_DIR=str(self.state))
+        self.env.pop("FLICK_API_TOKEN", None)
+        if token:
+            self.env["FLICK_API_TOKEN"] = token
+        if KERNEL:
+            self.env["FLICK_KERNEL"] = KERNEL
+        self.proc = subprocess.Popen([FLICKD, "--state-dir", str(self.state), "--socket", self.socket, "--listen",
+                                      "127.0.0.1:0", "--no-network", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=self.env, stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline()
+        m = re.match(r"flickd: serving unix:(\S+) http://127\.0\.0\.1:(\d+)$", line.strip())
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"flickd did not start: {line!r} {self.proc.stderr.read()}")
+        self.port = int(m.group(2))
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM; (exit status, what it wrote on stderr). Killed if it does not exit."""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+    def unix(self, timeout: float = 30) -> UnixConnection:
+        return UnixConnection(self.socket, timeout)
+
+    def tcp(self, timeout: float = 30) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+
+def call(conn: http.client.HTTPConnection, method: str, path: str, body=None, headers: dict | None = None,
+         raw: bytes | None = None):
+    """(status, decoded JSON or None, response headers)."""
+    h = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    text = r.read()
+    return r.status, (json.loads(text) if text else None), dict(r.getheaders())
+
+
+class FlickdTest(unittest.TestCase):
+    daemon: Daemon
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.dir = Path(tempfile.mkdtemp(prefix="flickd-test-"))
+        cls.daemon = Daemon(cls.dir, TOKEN, "--workers", str(WORKERS), "--max-body", str(MAX_BODY))
+        cls.image = ""
+        if KERNEL:
+            root = Path(__file__).resolve().parents[2]
+            cls.image = subprocess.run([sys.executable, str(root / "scripts" / "busybox-image.py"),
+                                        str(cls.dir / "layout")], check=True, capture_output=True,
+                                       text=True).stdout.strip()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        status, err = cls.daemon.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        # Stopping answers what is pending and exits cleanly, having complained of nothing.
+        if (status, err) != (0, ""):
+            raise AssertionError(f"flickd stopped with {status}: {err}")
+
+    def setUp(self) -> None:
+        self.conn = self.daemon.unix()
+
+    def tearDown(self) -> None:
+        self.conn.close()
+
+    def api(self, method: str, path: str, body=None, headers: dict | None = None, raw: bytes | None = None):
+        status, out, _ = call(self.conn, method, "/v1" + path, body, headers, raw)
+        return status, out
+
+    def ok(self, method: str, path: str, body=None, want: int = 200, headers: dict | None = None):
+        status, out = self.api(method, path, body, headers)
+        self.assertEqual(status, want, f"{method} {path}: {out}")
+        return out
+
+    def error(self, method: str, path: str, body=None, want: int = 400, headers: dict | None = None,
+              raw: bytes | None = None) -> str:
+        status, out = self.api(method, path, body, headers, raw)
+        self.assertEqual(status, want, f"{method} {path}: {out}")
+        self.assertIsInstance(out.get("error"), str, out)
+        return out["error"]
+
+    def app(self, name: str) -> str:
+        self.ok("POST", "/apps", {"app_name": name, "org_slug": "personal"}, want=201)
+        return name
+
+    def needs_kernel(self) -> None:
+        if not KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest)")
+
+    def config(self, **extra) -> dict:
+        return {"image": self.image, "guest": {"cpus": 1, "memory_mb": 128}, **extra}
+
+    def create(self, app: str, name: str = "", **config) -> dict:
+        body = {"config": self.config(**config), "skip_launch": True, "region": "local"}
+        if name:
+            body["name"] = name
+        return self.ok("POST", f"/apps/{app}/machines", body)
+
+
+class Auth(FlickdTest):
+    def test_tcp_needs_the_token(self):
+        tcp = self.daemon.tcp()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + TOKEN},
+                        {"Authorization": TOKEN}):
+            status, out, _ = call(tcp, "GET", "/v1/apps", headers=headers)
+            self.assertEqual(status, 401, headers)
+            self.assertTrue(out["error"].startswith("unauthorized: "), out)
+        for headers in ({"Authorization": "Bearer " + TOKEN}, {"Authorization": "FlyV1 " + TOKEN},
+                        {"Authorization": "FlyV1 fm2_other," + TOKEN}):
+            status, out, h = call(tcp, "GET", "/v1/apps", headers=headers)
+            self.assertEqual(status, 200, (headers, out))
+            self.assertIn("fly-request-id", {k.lower() for k in h})
+        tcp.close()
+
+    def test_unix_socket_checks_a_token_only_if_sent(self):
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        self.assertEqual(self.api("GET", "/apps", headers={"Authorization": "Bearer " + TOKEN})[0], 200)
+        self.assertEqual(self.error("GET", "/apps", headers={"Authorization": "Bearer nope"}, want=401),
+                         "unauthorized: the token is not valid")
+        mode = stat.S_IMODE(os.stat(self.daemon.socket).st_mode)
+        self.assertEqual(mode, 0o660)
+
+    def test_token_generated_on_first_start(self):
+        d = Daemon(self.dir / "second", None)
+        try:
+            path = d.state / "api-token"
+            self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
+            token = path.read_text().strip()
+            self.assertRegex(token, r"^[0-9a-f]{64}$")
+            tcp = d.tcp()
+            self.assertEqual(call(tcp, "GET", "/v1/apps", headers={"Authorization": "Bearer " + token})[0], 200)
+            self.assertEqual(call(tcp, "GET", "/v1/apps", headers={"Authorization": "Bearer " + TOKEN})[0], 401)
+            tcp.close()
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+        d = Daemon(self.dir / "second", None)  # the same token on the next start
+        try:
+            tcp = d.tcp()
+            self.assertEqual(call(tcp, "GET", "/v1/apps", headers={"Authorization": "Bearer " + token})[0], 200)
+            tcp.close()
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+        self.assertFalse(os.path.exists(d.socket))  # removed on the way out
+        # A file that is not a socket is never taken for a stale one.
+        Path(d.socket).write_text("mine")
+        p = subprocess.run([FLICKD, "--state-dir", str(d.state), "--socket", d.socket], capture_output=True, text=True,
+                           env=d.env, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual((p.returncode, p.stderr), (1, f"flickd: {d.socket} exists and is not a socket\n"))
+        self.assertEqual(Path(d.socket).read_text(), "mine")
+
+
+class SystemdUnit(unittest.TestCase):
+    def test_stopping_flickd_stops_no_machine(self):
+        unit = Path(__file__).resolve().parents[2] / "tools" / "flickd" / "flickd.service.in"
+        settings = {}
+        for line in unit.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                settings[key] = value
+        self.assertEqual(settings["KillMode"], "process")  # not the machines' flick-vmm processes
+        self.assertEqual(settings["RuntimeDirectory"], "flick")  # /run/flick/api.sock
+        self.assertEqual(settings["RuntimeDirectoryPreserve"], "yes")
+        self.assertTrue(settings["ExecStart"].endswith("/flickd --state-dir /var/lib/flick"))
+
+
+class Restart(FlickdTest):
+    def test_kill_9_and_start_again(self):
+        # flickd is only a client of the store: killed with a wait pending, a new one on the
+        # same socket path (its stale file replaced) answers the same wait, and sees all.
+        if not KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest)")
+        root = self.dir / "restart"
+        d = Daemon(root, TOKEN)
+        c = d.unix()
+        app = "restarted"
+        self.assertEqual(call(c, "POST", "/v1/apps", {"app_name": app})[0], 201)
+        status, m, _ = call(c, "POST", f"/v1/apps/{app}/machines", {"config": self.config(), "skip_launch": True})
+        self.assertEqual(status, 200, m)
+        wait = f"/v1/apps/{app}/machines/{m['id']}/wait?state=destroyed&timeout=30"
+        pending = d.unix()
+        pending.request("GET", wait)
+        time.sleep(0.3)
+        d.proc.kill()
+        d.proc.wait()
+        d.proc.stdout.close()
+        d.proc.stderr.close()
+        with self.assertRaises((http.client.HTTPException, OSError)):
+            pending.getresponse()
+        pending.close()
+        c.close()
+        self.assertTrue(os.path.exists(d.socket))  # left behind
+        d = Daemon(root, TOKEN)
+        try:
+            c = d.unix()
+            status, got, _ = call(c, "GET", f"/v1/apps/{app}/machines/{m['id']}")
+            self.assertEqual((status, got["state"], got["version"]), (200, "created", 1))
+            result = {}
+
+            def wait_again() -> None:
+                w = d.unix()
+                result["r"] = call(w, "GET", wait)[:2]
+                w.close()
+
+            t = threading.Thread(target=wait_again)
+            t.start()
+            time.sleep(0.3)
+            self.assertEqual(call(c, "DELETE", f"/v1/apps/{app}/machines/{m['id']}")[:2], (200, {"ok": True}))
+            t.join(timeout=30)
+            self.assertEqual(result["r"], (200, {"ok": True, "state": "destroyed", "version": 1}))
+            c.close()
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+
+
+class Apps(FlickdTest):
+    def test_crud(self):
+        a = self.ok("POST", "/apps", {"app_name": "crud-a", "org_slug": "acme"}, want=201)
+        self.assertEqual((a["name"], a["organization"]["slug"], a["machine_count"]), ("crud-a", "acme", 0))
+        b = self.ok("POST", "/apps", {"name": "crud-b"}, want=201)  # fly-go's field
+        self.assertEqual(b["organization"]["slug"], "personal")
+        status, out = self.api("POST", "/apps", {"app_name": "crud-a"})
+        self.assertEqual((status, out), (422, {"error": "Validation failed: Name has already been taken",
+                                                 "status": "name_taken"}))
+        listed = self.ok("GET", "/apps?org_slug=acme")
+        self.assertEqual([x["name"] for x in listed["apps"]], ["crud-a"])
+        self.assertEqual(listed["total_apps"], 1)
+        self.assertEqual(self.ok("GET", "/apps/crud-b")["name"], "crud-b")
+        self.assertEqual(self.error("GET", "/apps/nope", want=404), "app not found")
+        self.assertEqual(self.api("DELETE", "/apps/crud-b"), (202, None))
+        self.assertEqual(self.error("GET", "/apps/crud-b", want=404), "app not found")
+        self.assertIn("app_name: required", self.error("POST", "/apps", {"org_slug": "x"}))
+
+
+class Machines(FlickdTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.needs_kernel()
+
+    def test_create_get_list_and_filters(self):
+        app = self.app("mach-list")
+        m = self.create(app, "web-1", metadata={"role": "web"}, env={"A": "1"})
+        self.assertRegex(m["id"], r"^[0-9a-f]{14}$")
+        self.assertEqual((m["name"], m["state"], m["region"], m["version"]), ("web-1", "created", "local", 1))
+        self.assertRegex(m["instance_id"], r"^[0-9A-Z]{26}$")
+        self.assertEqual(m["config"]["image"], self.image)
+        self.assertEqual(m["config"]["guest"]["memory_mb"], 128)
+        self.assertEqual(m["config"]["env"], {"A": "1"})
+        self.assertRegex(m["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual([(e["type"], e["status"]) for e in m["events"]], [("launch", "created")])
+        self.assertIsInstance(m["events"][0]["timestamp"], int)
+        self.assertTrue(m["image_ref"]["digest"].startswith("sha256:"))
+        db = self.create(app, "db-1", metadata={"role": "db"})
+
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{m['id']}")["id"], m["id"])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/web-1")["id"], m["id"])
+
+        def ids(query: str) -> list[str]:
+            return sorted(x["id"] for x in self.ok("GET", f"/apps/{app}/machines{query}"))
+
+        both = sorted([m["id"], db["id"]])
+        self.assertEqual(ids(""), both)
+        self.assertEqual(ids("?metadata.role=web"), [m["id"]])
+        self.assertEqual(ids("?metadata.role=db&region=local"), [db["id"]])
+        self.assertEqual(ids("?region=ord"), [])
+        self.assertEqual(ids("?state=created"), both)
+        self.assertEqual(ids("?state=started,stopped"), [])
+        self.assertEqual(ids("?state=started&state=created"), both)
+        summary = self.ok("GET", f"/apps/{app}/machines?summary=true")
+        self.assertNotIn("events", summary[0])
+        self.assertIn("state: 'sleeping' is not a machine state",
+                      self.error("GET", f"/apps/{app}/machines?state=sleeping"))
+
+        self.assertEqual(self.ok("DELETE", f"/apps/{app}/machines/{db['id']}"), {"ok": True})
+        self.assertEqual(ids(""), [m["id"]])
+        deleted = {x["id"]: x["state"] for x in self.ok("GET", f"/apps/{app}/machines?include_deleted=true")}
+        self.assertEqual(deleted, {m["id"]: "created", db["id"]: "destroyed"})
+
+        # The CLI, another client of the same store, sees what flickd made.
+        p = subprocess.run([FLICK, "machine", "list", "--json", "-a", app, "--state-dir", str(self.daemon.state)],
+                           capture_output=True, text=True, env=self.daemon.env, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([x["id"] for x in json.loads(p.stdout)], [m["id"]])
+
+    def test_create_refuses_bad_input_and_makes_nothing(self):
+        app = self.app("mach-bad")
+        path = f"/apps/{app}/machines"
+        self.assertEqual(self.error("POST", path, {"config": {"image": self.image, "guest": {"cpuz": 1}}}),
+                         "machine config: guest.cpuz: unknown field")
+        self.assertEqual(self.error("POST", path, {"config": self.config(), "colour": "red"}),
+                         "create request: colour: unknown field")
+        self.assertEqual(self.error("POST", path, {"config": self.config(), "skip_launch": "yes"}),
+                         "skip_launch: expected true or false")
+        self.assertEqual(self.error("POST", path, {"skip_launch": True}), "config: required, a JSON object")
+        self.assertTrue(self.error("POST", path, raw=b'{"config": {').startswith("invalid JSON in the request body"))
+        self.assertEqual(self.error("POST", path, raw=b"[1]"), "request body: expected a JSON object")
+        self.assertIn("guest.cpus", self.error("POST", path, {"config": {"image": self.image, "guest": {"cpus": 0}},
+                                                              "skip_launch": True}))
+        status, out = self.api("POST", path, {"config": self.config(), "region": "ord", "skip_launch": True})
+        self.assertEqual((status, out["status"]), (412, "insufficient_capacity"), out)
+        self.assertEqual(self.ok("GET", path), [])
+        self.assertEqual(self.error("POST", "/apps/no-such-app/machines", {"config": self.config()}, want=404),
+                         "app not found")
+        self.assertEqual(self.error("GET", f"/apps/{app}/machines/0123456789abcd", want=404), "machine not found")
+        self.assertEqual(self.error("GET", "/apps/no-such-app/machines/0123456789abcd", want=404), "app not found")
+        m = self.create(app, "taken")
+        self.assertEqual(self.api("POST", path, {"name": "taken", "config": self.config(), "skip_launch": True})[0],
+                         409)
+        self.assertEqual([x["id"] for x in self.ok("GET", path)], [m["id"]])
+
+    def test_update_makes_a_new_version(self):
+        app = self.app("mach-update")
+        m = self.create(app, "u")
+        path = f"/apps/{app}/machines/{m['id']}"
+        u = self.ok("POST", path, {"config": self.config(guest={"cpus": 2, "memory_mb": 512}), "skip_launch": True})
+        self.assertEqual((u["version"], u["config"]["guest"]["memory_mb"], u["config"]["guest"]["cpus"]), (2, 512, 2))
+        self.assertNotEqual(u["instance_id"], m["instance_id"])
+        self.assertEqual(u["state"], "created")
+        versions = self.ok("GET", path + "/versions")
+        self.assertEqual([v["version"] for v in versions], ["2", "1"])
+        self.assertEqual(versions[1]["user_config"]["guest"]["memory_mb"], 128)
+        # current_version that is no longer current
+        status, _ = self.api("POST", path, {"config": self.config(), "skip_launch": True, "current_version": 1})
+        self.assertEqual(status, 412)
+        self.assertIn("name: a machine's name cannot change",
+                      self.error("POST", path, {"config": self.config(), "name": "other", "skip_launch": True}))
+        self.assertEqual(self.ok("GET", path)["version"], 2)
+
+    def test_metadata_and_cordon(self):
+        app = self.app("mach-meta")
+        m = self.create(app, "md", metadata={"a": "1"})
+        path = f"/apps/{app}/machines/{m['id']}"
+        self.assertEqual(self.api("POST", path + "/metadata/tier", {"value": "gold"}), (204, None))
+        self.assertEqual(self.ok("GET", path + "/metadata"), {"a": "1", "tier": "gold"})
+        self.assertEqual(self.ok("GET", path + "/metadata/tier"), {"value": "gold"})
+        self.assertEqual(self.api("DELETE", path + "/metadata/a"), (204, None))
+        self.assertEqual(self.error("GET", path + "/metadata/a", want=404), "metadata key not found")
+        self.assertEqual(self.api("PUT", path + "/metadata", {"metadata": {"x": "9", "tier": None}}), (204, None))
+        self.assertEqual(self.ok("GET", path)["config"]["metadata"], {"x": "9"})
+        self.assertEqual(self.ok("POST", path + "/cordon"), {"ok": True})
+        self.assertTrue(self.ok("GET", path)["cordoned"])
+        self.assertEqual(self.ok("POST", path + "/uncordon"), {"ok": True})
+        self.assertFalse(self.ok("GET", path)["cordoned"])
+        events = self.ok("GET", path + "/events?limit=1")
+        self.assertEqual(len(events), 1)
+
+    def test_lease_and_nonce_header(self):
+        app = self.app("mach-lease")
+        m = self.create(app, "leased")
+        path = f"/apps/{app}/machines/{m['id']}"
+        self.assertEqual(self.error("GET", path + "/lease", want=404), "lease not found")
+        got = self.ok("POST", path + "/lease?ttl=60", want=201)  # as flyctl sends it
+        self.assertEqual(got["status"], "success")
+        nonce = got["data"]["nonce"]
+        self.assertRegex(nonce, r"^[0-9a-f]{32}$")
+        self.assertGreater(got["data"]["expires_at"], time.time() + 30)
+        self.assertEqual(self.ok("GET", path + "/lease")["data"]["nonce"], nonce)
+        # Another client: refused with Fly's envelope, and its mutating calls too.
+        status, out = self.api("POST", path + "/lease", {"ttl": 30, "description": "other"})
+        self.assertEqual(status, 409, out)
+        self.assertEqual((out["status"], out["code"]), ("error", "invalid"))
+        self.assertRegex(out["message"], rf"^machine ID {m['id']} lease currently held by \S+, expires at ")
+        err = self.error("POST", path + "/cordon", want=409)
+        self.assertRegex(err, rf"^aborted: machine ID {m['id']} lease currently held by \S+, expires at \S+Z$")
+        self.assertEqual(self.api("POST", path, {"config": self.config(), "skip_launch": True})[0], 409)
+        self.assertEqual(self.api("DELETE", path)[0], 409)
+        self.assertEqual(self.api("POST", path + "/metadata/k", {"value": "v"}), (204, None))  # not guarded
+        # The holder, with the header.
+        held = {"fly-machine-lease-nonce": nonce}
+        self.assertEqual(self.ok("POST", path + "/cordon", headers=held), {"ok": True})
+        refreshed = self.ok("POST", path + "/lease", {"ttl": 120}, want=201, headers=held)
+        self.assertEqual(refreshed["data"]["nonce"], nonce)
+        self.assertNotEqual(refreshed["data"]["version"], got["data"]["version"])
+        self.assertEqual(self.api("DELETE", path + "/lease", headers={"fly-machine-lease-nonce": "0" * 32})[0], 404)
+        self.assertEqual(self.ok("DELETE", path + "/lease", headers=held), {"status": "success", "data": {"ok": True}})
+        self.assertEqual(self.ok("POST", path + "/uncordon"), {"ok": True})
+        # A lease taken at create comes back as the machine's nonce.
+        body = {"config": self.config(), "skip_launch": True, "lease_ttl": 30}
+        made = self.ok("POST", f"/apps/{app}/machines", body)
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{made['id']}/lease")["data"]["nonce"], made["nonce"])
+
+    def test_starts_without_kvm(self):
+        # This flickd's KVM device does not exist: a start fails as Fly's capacity errors do
+        # (5xx, nothing half-made), and calls that need a running machine say so.
+        app = self.app("mach-nokvm")
+        status, out = self.api("POST", f"/apps/{app}/machines", {"name": "launched", "config": self.config()})
+        self.assertEqual(status, 503, out)
+        self.assertIn("/nonexistent/kvm", out["error"])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines"), [])
+        m = self.create(app, "idle")
+        path = f"/apps/{app}/machines/{m['id']}"
+        self.assertEqual(self.api("POST", path + "/start")[0], 503)
+        self.assertEqual(self.ok("GET", path)["state"], "created")
+        self.assertEqual(self.ok("POST", path + "/stop", {"signal": "SIGTERM", "timeout": "5s"}), {"ok": True})
+        self.assertIn("exec needs a started machine",
+                      self.error("POST", path + "/exec", {"command": ["true"]}, want=412))
+        self.assertIn("not running", self.error("POST", path + "/signal", {"signal": "SIGTERM"}, want=412))
+        self.assertEqual(self.error("POST", path + "/signal", {"signal": "SIGNOPE"}), 'signal: "SIGNOPE" is not a signal')
+        self.assertEqual(self.error("POST", path + "/stop", {"timeout": "soon"})[:9], "timeout: ")
+
+    def test_concurrent_clients(self):
+        # Many clients at once through one flickd (one Host, shared by its workers): each
+        # creates, updates, leases and deletes its own machine; all get answers, none a 5xx,
+        # and nothing is lost or leaked.
+        app = self.app("mach-many")
+        failures: list[str] = []
+
+        def client(i: int) -> None:
+            conn = self.daemon.tcp(timeout=60) if i % 2 else self.daemon.unix(timeout=60)
+            auth = {"Authorization": "Bearer " + TOKEN}
+            base = f"/v1/apps/{app}/machines"
+
+            def do(method, path, body=None, want=200, headers=None):
+                status, out, _ = call(conn, method, path, body, {**auth, **(headers or {})})
+                if status != want:
+                    failures.append(f"client {i}: {method} {path}: {status} {out}")
+                return out
+
+            m = do("POST", base, {"name": f"c{i}", "config": self.config(metadata={"n": str(i)}), "skip_launch": True})
+            if not m:
+                return
+            path = f"{base}/{m['id']}"
+            for memory in (256, 384):
+                do("POST", path, {"config": self.config(guest={"cpus": 1, "memory_mb": memory}, metadata={"n": str(i)}),
+                                  "skip_launch": True})
+            nonce = do("POST", path + "/lease?ttl=30", want=201)["data"]["nonce"]
+            do("POST", path + "/metadata/k", {"value": str(i)}, want=204)
+            do("POST", path + "/cordon", headers={"fly-machine-lease-nonce": nonce})
+            got = do("GET", path)
+            if (got["version"], got["config"]["guest"]["memory_mb"], got["config"]["metadata"]) != \
+                    (3, 384, {"n": str(i), "k": str(i)}):
+                failures.append(f"client {i}: {got['version']} {got['config']}")
+            do("DELETE", path, headers={"fly-machine-lease-nonce": nonce})
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(failures, [])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines"), [])
+        states = [x["state"] for x in self.ok("GET", f"/apps/{app}/machines?include_deleted=true")]
+        self.assertEqual(states, ["destroyed"] * 16)
+
+    def test_waits_hold_no_worker(self):
+        app = self.app("mach-wait")
+        m = self.create(app, "w")
+        path = f"/v1/apps/{app}/machines/{m['id']}"
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{m['id']}/wait?state=created"),
+                         {"ok": True, "state": "created", "version": 1})
+        self.assertIn("is not a state to wait for", self.error("GET", f"/apps/{app}/machines/{m['id']}/wait?state=x"))
+        # More pending waits than flickd has workers, half on TCP; then a GET still answers.
+        waits = []
+        for i in range(3 * WORKERS):
+            c = self.daemon.tcp() if i % 2 else self.daemon.unix()
+            c.request("GET", path + "/wait?state=started&timeout=3", headers={"Authorization": "Bearer " + TOKEN})
+            waits.append(c)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{m['id']}")["id"], m["id"])
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        for c in waits:
+            r = c.getresponse()
+            out = json.loads(r.read())
+            self.assertEqual(r.status, 408, out)
+            self.assertEqual(out["error"], "deadline_exceeded: machine failed to reach desired state, started, "
+                                           "currently created")
+            c.close()
+        self.assertGreaterEqual(time.monotonic() - t0, 2)
+        # A wait answered by another client's change: the CLI destroys the machine.
+        answer = {}
+
+        def wait_destroyed() -> None:
+            c = self.daemon.unix()
+            answer["r"] = call(c, "GET", path + "/wait?state=destroyed&timeout=20")
+            c.close()
+
+        t = threading.Thread(target=wait_destroyed)
+        t.start()
+        time.sleep(0.3)
+        p = subprocess.run([FLICK, "machine", "destroy", m["id"], "--state-dir", str(self.daemon.state)],
+                           capture_output=True, text=True, env=self.daemon.env, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        t.join(timeout=20)
+        self.assertEqual(answer["r"][:2], (200, {"ok": True, "state": "destroyed", "version": 1}))
+
+
+class Volumes(FlickdTest):
+    def test_crud_and_attached(self):
+        app = self.app("vols")
+        v = self.ok("POST", f"/apps/{app}/volumes", {"name": "data", "size_gb": 1, "region": "local"})
+        self.assertRegex(v["id"], r"^vol_[0-9a-z]{16}$")
+        self.assertEqual((v["name"], v["size_gb"], v["region"], v["state"], v["attached_machine_id"]),
+                         ("data", 1, "local", "created", None))
+        self.assertEqual([x["id"] for x in self.ok("GET", f"/apps/{app}/volumes")], [v["id"]])
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes/{v['id']}")["name"], "data")
+        self.assertEqual(self.error("GET", f"/apps/{app}/volumes/vol_0000000000000000", want=404), "volume not found")
+        self.assertIn("size: unknown field", self.error("POST", f"/apps/{app}/volumes", {"name": "x", "size": 1}))
+        if KERNEL:  # attached to a machine: not deleted
+            self.create(app, "with-volume", mounts=[{"volume": v["id"], "path": "/data"}])
+            err = self.error("DELETE", f"/apps/{app}/volumes/{v['id']}", want=409)
+            self.assertTrue(err.startswith("failed_precondition: volume is currently bound to machine: "), err)
+            self.ok("DELETE", f"/apps/{app}/machines/with-volume")
+        gone = self.ok("DELETE", f"/apps/{app}/volumes/{v['id']}")
+        self.assertEqual((gone["id"], gone["state"]), (v["id"], "destroyed"))
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes"), [])
+
+
+class Bodies(FlickdTest):
+    def raw_exchange(self, head: bytes, body: bytes = b"") -> bytes:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.daemon.socket)
+        s.sendall(head + body)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data
+
+    def test_oversized_bodies_get_413(self):
+        # Announced: answered before the body is sent.
+        head = (f"POST /v1/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {MAX_BODY + 1}\r\n\r\n").encode()
+        reply = self.raw_exchange(head)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply)
+        self.assertIn(b'"error":"request body too large', reply)
+        # Chunked, so only counting tells.
+        chunk = b"x" * (MAX_BODY // 2 + 1)
+        body = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(2)) + b"0\r\n\r\n"
+        head = b"POST /v1/apps HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        reply = self.raw_exchange(head, body)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply)
+        self.assertEqual(self.error("GET", "/nothing/here", want=404), "not found: /v1/nothing/here")
+
+    def test_slow_and_malformed_requests_stall_no_one(self):
+        slow = []
+        for _ in range(3 * WORKERS):  # half a body each, then silence
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.daemon.socket)
+            s.sendall(b"POST /v1/apps HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"app_")
+            slow.append(s)
+        t0 = time.monotonic()
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        reply = self.raw_exchange(b"NOT HTTP AT ALL\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400"), reply)
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+        for s in slow:
+            s.close()
+        self.assertEqual(self.api("GET", "/apps")[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,172 @@
+// Api (api.h): authentication, the path dispatch, apps and volumes; machines are in
+// machine_routes.cpp.
+#include "api.h"
+
+#include "api_support.h"
+#include "fly_json/fly_json.h"
+
+#include <openssl/crypto.h>
+
+#include <cctype>
+#include <exception>
+#include <sstream>
+
+namespace flick::flickd {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::vector<std::string> segments(const std::string& path) {
+  std::vector<std::string> out;
+  std::stringstream in(path);
+  for (std::string part; std::getline(in, part, '/');)
+    if (!part.empty()) out.push_back(part);
+  return out;
+}
+
+std::string trim(std::string s) {
+  const auto first = s.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
+bool same_token(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// Authorization: "Bearer TOKEN" or "FlyV1 TOKEN" (fly-go; tokens may be comma-joined). None
+// is needed on the Unix socket, whose file mode guards it; one sent there is checked.
+void authenticate(const HttpRequest& r, const std::string& token) {
+  auto auth = r.header("authorization");
+  if (!auth) {
+    if (r.tcp) throw ApiError{401, "unauthorized: send Authorization: Bearer <token>"};
+    return;
+  }
+  const auto space = auth->find(' ');
+  std::string scheme = auth->substr(0, space);
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if ((scheme == "bearer" || scheme == "flyv1") && space != std::string::npos) {
+    std::stringstream in(auth->substr(space + 1));
+    for (std::string t; std::getline(in, t, ',');)
+      if (same_token(trim(t), token)) return;
+  }
+  throw ApiError{401, "unauthorized: the token is not valid"};
+}
+
+AppInfo find_app(Host& host, const std::string& name) {
+  auto a = host.get_app(name);
+  if (!a && a.error().code == Errc::not_found) throw ApiError{404, "app not found"};
+  return take(std::move(a));
+}
+
+void apps(RouteContext& ctx, const HttpRequest& r, const Respond& respond) {
+  if (r.method == "GET") {
+    auto org = r.query_value("org_slug");
+    ojson list = ojson::array();
+    for (const auto& a : take(ctx.host.list_apps()))
+      if (!org || org->empty() || a.org_slug == *org) list.push_back(fly::app_json(a));
+    return respond(json_response(200, ojson{{"total_apps", list.size()}, {"apps", list}}));
+  }
+  if (r.method != "POST") throw ApiError{405, "method not allowed"};
+  const auto body = body_object(r);
+  check_fields(body, {"app_name", "name", "org_slug", "network", "app_role_id", "enable_subdomains"}, "app request");
+  // Fly's spec and fly-go say `name`, Fly's docs and fly-admin `app_name`.
+  auto name = string_field(body, "app_name");
+  if (!name) name = string_field(body, "name");
+  if (!name || name->empty()) throw ApiError{400, "app_name: required"};
+  const auto org = string_field(body, "org_slug").value_or("");
+  string_field(body, "network");
+  string_field(body, "app_role_id");
+  bool_field(body, "enable_subdomains");
+  auto created = ctx.host.create_app(*name, org);
+  if (!created && created.error().code == Errc::exists)
+    throw ApiError{422, "Validation failed: Name has already been taken", "name_taken"};
+  respond(json_response(201, fly::app_json(take(std::move(created)))));
+}
+
+void app(RouteContext& ctx, const HttpRequest& r, const std::string& name, const Respond& respond) {
+  if (r.method == "GET") return respond(json_response(200, fly::app_json(find_app(ctx.host, name))));
+  if (r.method != "DELETE") throw ApiError{405, "method not allowed"};
+  find_app(ctx.host, name);
+  take(ctx.host.destroy_app(name, query_flag(r, "force")));
+  respond({202, ""});
+}
+
+Volume find_volume(Host& host, const std::string& app, const std::string& id) {
+  for (auto& v : take(host.list_volumes(app)))
+    if (v.id == id) return v;
+  throw ApiError{404, "volume not found"};
+}
+
+ojson volume_out(const Volume& v, const std::string& region) {
+  ojson j = fly::volume_json(v);
+  j["region"] = region;
+  return j;
+}
+
+void volumes(RouteContext& ctx, const HttpRequest& r, const std::string& app, const std::vector<std::string>& rest,
+             const Respond& respond) {
+  find_app(ctx.host, app);
+  if (rest.empty()) {
+    if (r.method == "GET") {
+      ojson out = ojson::array();
+      for (const auto& v : take(ctx.host.list_volumes(app))) out.push_back(volume_out(v, ctx.options.region));
+      return respond(json_response(200, out));
+    }
+    if (r.method != "POST") throw ApiError{405, "method not allowed"};
+    const auto body = body_object(r);
+    check_fields(body,
+                 {"name", "region", "size_gb", "encrypted", "fstype", "snapshot_id", "source_volume_id",
+                  "require_unique_zone", "unique_zone_app_wide", "snapshot_retention", "auto_backup_enabled",
+                  "compute", "compute_image"},
+                 "volume request");
+    VolumeConfig config;
+    config.app = app;
+    config.name = string_field(body, "name").value_or("");
+    if (config.name.empty()) throw ApiError{400, "name: required"};
+    config.size_gb = uint_field(body, "size_gb").value_or(3);
+    if (auto region = string_field(body, "region"); region && !region->empty() && *region != ctx.options.region)
+      throw ApiError{412, "insufficient_capacity: no capacity in region " + *region, "insufficient_capacity"};
+    return respond(json_response(200, volume_out(take(ctx.host.create_volume(config)), ctx.options.region)));
+  }
+  if (rest.size() != 1) throw ApiError{404, "not found: " + r.path};
+  Volume v = find_volume(ctx.host, app, rest[0]);
+  if (r.method == "GET") return respond(json_response(200, volume_out(v, ctx.options.region)));
+  if (r.method != "DELETE") throw ApiError{405, "method not allowed"};
+  if (!v.attached_machine.empty())
+    throw ApiError{409, "failed_precondition: volume is currently bound to machine: " + v.attached_machine};
+  take(ctx.host.destroy_volume(v.id, app));
+  ojson out = volume_out(v, ctx.options.region);
+  out["state"] = "destroyed";
+  respond(json_response(200, out));
+}
+
+}  // namespace
+
+Api::Api(Host& host, ApiOptions options) : host_(host), options_(std::move(options)), waits_(host) {}
+
+Api::~Api() = default;
+
+void Api::shutdown() { waits_.shutdown(); }
+
+void Api::handle(HttpRequest request, Respond respond) {
+  RouteContext ctx{host_, options_, waits_};
+  try {
+    authenticate(request, options_.token);
+    const auto seg = segments(request.path);
+    if (seg.size() < 2 || seg[0] != "v1" || seg[1] != "apps") throw ApiError{404, "not found: " + request.path};
+    if (seg.size() == 2) return apps(ctx, request, respond);
+    if (seg.size() == 3) return app(ctx, request, seg[2], respond);
+    const std::vector<std::string> rest(seg.begin() + 4, seg.end());
+    if (seg[3] == "machines") return serve_machines(ctx, request, seg[2], rest, respond);
+    if (seg[3] == "volumes") return volumes(ctx, request, seg[2], rest, respond);
+    throw ApiError{404, "not found: " + request.path};
+  } catch (const ApiError& e) {
+    respond(error_response(e.status, e.message, e.fly_status));
+  } catch (const std::exception& e) {
+    respond(error_response(500, std::string("internal error: ") + e.what()));
+  }
+}
+
+}  // namespace flick::flickd
