@@ -169,6 +169,7 @@ struct ExitStatus {
   bool oom_killed = false;      // the guest kernel OOM-killed a process during the run
   bool requested_stop = false;  // it ended because of stop() (or destroy())
   std::string error;            // why it did not run or the VM ended abnormally; empty if it ran and exited
+  bool run_lost = false;        // its flick-vmm was killed or crashed, or the host went down, while it ran
   bool success() const { return exit_code == 0 && signal == 0 && error.empty(); }
 };
 
@@ -452,6 +453,13 @@ class FLICK_API Host {
   ~Host();
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
+
+  // What a supervisor does when it comes up (flickd does): starts again every machine whose
+  // restart policy is `always` and whose run was lost (ExitStatus::run_lost: the host
+  // rebooted, or its flick-vmm was killed, while it was started). Returns the ids of those it
+  // started. One that cannot start (a lease held, no KVM, a boot that fails) is logged and
+  // left as that start left it, with its reason.
+  Result<std::vector<std::string>> restart_lost_machines();
 
   // Validates `config`, pulls the image and builds its rootfs (cached), prepares the guest
   // kernel and initramfs, and returns a machine in `created`, kept in the store. `name`

@@ -620,5 +620,63 @@ class Bodies(FlickdTest):
         self.assertEqual(self.api("GET", "/apps")[0], 200)
 
 
+class Placement(FlickdTest):
+    def test_a_start_beyond_capacity_is_refused_and_changes_nothing(self):
+        self.needs_kernel()
+        d = Daemon(self.dir / "small", TOKEN, "--capacity-cpus", "2", "--capacity-memory-mb", "512")
+        c = d.unix()
+        try:
+            self.assertEqual(call(c, "POST", "/v1/apps", {"app_name": "tight"})[0], 201)
+            big = {"image": self.image, "guest": {"cpus": 1, "memory_mb": 1024}}
+            status, out, _ = call(c, "POST", "/v1/apps/tight/machines", {"name": "big", "config": big})
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertIn("room for 2 guest CPUs and 512 MB", out["error"])
+            self.assertEqual(call(c, "GET", "/v1/apps/tight/machines")[1], [])  # nothing made
+            status, m, _ = call(c, "POST", "/v1/apps/tight/machines", {"config": big, "skip_launch": True})
+            self.assertEqual(status, 200, m)
+            path = f"/v1/apps/tight/machines/{m['id']}"
+            status, out, _ = call(c, "POST", path + "/start")
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertEqual(call(c, "GET", path)[1]["state"], "created")
+            three = {"image": self.image, "guest": {"cpus": 3, "memory_mb": 128}}
+            status, out, _ = call(c, "POST", path, {"config": three})
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertEqual(call(c, "GET", path)[1]["config"]["guest"]["cpus"], 1)  # no new version
+            # One that fits gets past placement to the start, which finds no KVM here.
+            status, out, _ = call(c, "POST", path, {"config": {**big, "guest": {"cpus": 2, "memory_mb": 512}}})
+            self.assertEqual(status, 503, out)
+            self.assertNotIn("status", out)
+            self.assertIn("/nonexistent/kvm", out["error"])
+        finally:
+            c.close()
+            self.assertEqual(d.stop(), (0, ""))
+
+
+class DaemonStatus(FlickdTest):
+    def status(self, d: Daemon) -> tuple[int, dict]:
+        r = subprocess.run([FLICK, "daemon", "status", "--json"], env=d.env, capture_output=True, text=True)
+        return r.returncode, json.loads(r.stdout)
+
+    def test_status_and_one_flickd_per_state_directory(self):
+        d = Daemon(self.dir / "status", TOKEN)
+        try:
+            code, st = self.status(d)
+            self.assertEqual((code, st["running"], st["answers"], st["pid"]), (0, True, True, d.proc.pid), st)
+            self.assertEqual((st["socket"], st["listen"]), (d.socket, [f"127.0.0.1:{d.port}"]))
+            text = subprocess.run([FLICK, "daemon", "status"], env=d.env, capture_output=True, text=True).stdout
+            self.assertIn(f"unix:{d.socket}", text)
+            self.assertIn(f"http://127.0.0.1:{d.port}", text)
+            # A second flickd on the same state directory, even on another socket, is refused.
+            second = subprocess.run([FLICKD, "--state-dir", str(d.state), "--socket", str(d.root / "other.sock"),
+                                     "--no-network"], env=d.env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(second.returncode, 1)
+            self.assertIn("another flickd serves", second.stderr)
+            self.assertFalse((d.root / "other.sock").exists())
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+        code, st = self.status(d)
+        self.assertEqual((code, st["running"]), (3, False), st)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

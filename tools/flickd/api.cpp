@@ -144,14 +144,14 @@ void volumes(RouteContext& ctx, const HttpRequest& r, const std::string& app, co
 
 }  // namespace
 
-Api::Api(Host& host, ApiOptions options) : host_(host), options_(std::move(options)), waits_(host) {}
+Api::Api(Host& host, ApiOptions options) : host_(host), options_(std::move(options)), waits_(host), placement_(host, options_.capacity) {}
 
 Api::~Api() = default;
 
 void Api::shutdown() { waits_.shutdown(); }
 
 void Api::handle(HttpRequest request, Respond respond) {
-  RouteContext ctx{host_, options_, waits_};
+  RouteContext ctx{host_, options_, waits_, placement_};
   try {
     authenticate(request, options_.token);
     const auto seg = segments(request.path);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "http_server.h"
+#include "placement.h"
 #include "waits.h"
 
 #include <flick/machine.h>
@@ -67,6 +68,7 @@ struct RouteContext {
   Host& host;
   const ApiOptions& options;
   WaitList& waits;
+  Placement& placement;
 };
 
 // Requests under /v1/apps/{app}/machines (segments after "machines"); throws ApiError.

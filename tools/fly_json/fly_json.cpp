@@ -37,6 +37,7 @@ nlohmann::ordered_json event_json(const MachineEvent& e) {
                      {"signal", e.exit->signal},
                      {"oom_killed", e.exit->oom_killed},
                      {"requested_stop", e.exit->requested_stop}};
+    if (e.exit->run_lost) x["run_lost"] = true;  // a flick extension
     if (!e.exit->error.empty()) x["error"] = e.exit->error;
     request["exit_event"] = std::move(x);
   }
