@@ -298,6 +298,8 @@ class FLICK_API Machine {
   const std::string& app() const;
   const std::string& region() const;  // Fly's region: "local"
   std::chrono::system_clock::time_point created_at() const;
+  // When its state, config, metadata, cordon or lease last changed.
+  std::chrono::system_clock::time_point updated_at() const;
   // The config as this handle last read it: when it was made, or at its last start(),
   // update() or metadata change (a reference stays valid for the handle's life).
   const MachineConfig& config() const;

@@ -241,6 +241,11 @@ const MachineConfig& Machine::config() const { return impl_->current()->config; 
 const Rootfs& Machine::image() const { return impl_->current()->boot.image; }
 const std::optional<MachineNetwork>& Machine::network() const { return impl_->current()->boot.network; }
 
+std::chrono::system_clock::time_point Machine::updated_at() const {
+  auto r = impl_->row();
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(r ? r->updated_at_ms : 0));
+}
+
 MachineState Machine::state() const {
   auto r = impl_->row();
   if (!r) return MachineState::destroyed;

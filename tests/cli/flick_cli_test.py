@@ -131,7 +131,7 @@ class UsageErrors(FlickTest):
     MACHINE_RUN = ["machine", "run", "busybox"]
     VM_RUN = ["vm", "run", "--kernel", "/nonexistent/vmlinuz"]
     CASES = [
-        ([], "flick: a command is required: app, image, machine, vm, volume, version"),
+        ([], "flick: a command is required: app, daemon, image, machine, vm, volume, version"),
         (["bogus"], "flick: unknown command 'bogus'"),
         (["--bogus"], "flick: unknown option '--bogus'"),
         (["machine"], "flick machine: a command is required: " + ", ".join(MACHINE_COMMANDS)),
