@@ -177,6 +177,7 @@ struct MachineEvent {
   MachineEventType type = MachineEventType::launch;
   MachineState status = MachineState::created;  // the state this event left the machine in
   std::chrono::system_clock::time_point timestamp;
+  std::string source;               // "user" (a caller's request) or "flick" (the machine's run)
   std::optional<ExitStatus> exit;  // for `exit`
   std::string detail;              // e.g. "restart 2 of 3 (on-failure)"
 };

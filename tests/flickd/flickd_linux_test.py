@@ -137,13 +137,17 @@ class Suite:
         deadline = time.monotonic() + BOOT
         while True:
             status, out = self.call("GET", f"/apps/{app}/machines/{mid}/wait?state={state}&timeout={timeout}")
-            if status != 408 or time.monotonic() > deadline:
+            print(f"    wait {state}: {status}", flush=True)
+            if status != 408 or time.monotonic() > deadline or "currently failed" in out.get("error", ""):
                 break
-        self.check(status == 200 and out["ok"] is True and out["state"] == state, f"wait {state}: {status} {out}")
+        if not self.check(status == 200 and out["ok"] is True and out["state"] == state, f"wait {state}: {status} {out}"):
+            _, m = self.call("GET", f"/apps/{app}/machines/{mid}")
+            print(json.dumps(m.get("events") if isinstance(m, dict) else m, indent=1), flush=True)
         return out
 
     def config(self, memory_mb: int = 256, **extra) -> dict:
-        return {"image": self.image, "guest": {"cpus": 1, "memory_mb": memory_mb}, "init": {"cmd": SLEEPER}, **extra}
+        return {"image": self.image, "guest": {"cpus": 1, "memory_mb": memory_mb}, "init": {"cmd": SLEEPER},
+                "start_timeout": f"{BOOT}s", **extra}
 
     def check_machine(self, m: dict, name: str, app_state: tuple[str, ...]) -> None:
         self.check(re.fullmatch(r"[0-9a-f]{14}", m["id"]) is not None, f"id {m['id']}")
@@ -261,6 +265,8 @@ class Suite:
         for mid in ids[1:] + [third["id"]]:
             self.ok("DELETE", f"/apps/{app}/machines/{mid}?force=true")
         self.ok("DELETE", f"/apps/{app}/machines/{ids[0]}")
+        self.d.stop()
+        self.d = self.start_flickd()
 
     def crash_and_reconcile(self) -> None:
         app = "crash"
