@@ -43,7 +43,7 @@ MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait
 
 
 class Help(FlickTest):
-    COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rootfs"], ["image", "prune"],
+    COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rm"], ["image", "rootfs"], ["image", "prune"],
                 ["machine"], *[["machine", c] for c in MACHINE_COMMANDS], ["vm"], ["vm", "run"], ["version"],
                 *[["machine", "metadata", c] for c in ("get", "set", "delete")],
                 *[["machine", "lease", c] for c in ("acquire", "show", "release")],
@@ -61,7 +61,7 @@ class Help(FlickTest):
 
     def test_groups_list_their_commands(self):
         for command, subcommands in (([], ["app", "image", "machine", "vm", "volume", "version"]),
-                                     (["image"], ["pull", "ls", "rootfs", "prune"]),
+                                     (["image"], ["pull", "ls", "rm", "rootfs", "prune"]),
                                      (["machine"], MACHINE_COMMANDS), (["vm"], ["run"]),
                                      (["machine", "metadata"], ["get", "set", "delete"]),
                                      (["machine", "lease"], ["acquire", "show", "release"]),
@@ -113,7 +113,9 @@ class Help(FlickTest):
             ("vm", "run"): ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--disk", "--net", "--vsock",
                             "--no-rng", "--shared-memory", "--boot-time", "--timeout", "--kvm-device"],
             ("image",): ["--store", "--insecure"],
-            ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom"],
+            ("image", "pull"): ["REF", "--pull"],
+            ("image", "rm"): ["REF"],
+            ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom", "--pull"],
         }
         for command, names in options.items():
             out = self.flick(*command, "--help").stdout
@@ -207,9 +209,11 @@ class UsageErrors(FlickTest):
         (VM_RUN + ["--bogus"], "flick vm run: unknown option '--bogus'"),
         (["vm", "run", "--bogus"], "flick vm run: unknown option '--bogus'"),
         (VM_RUN + ["extra"], "flick vm run: unexpected argument 'extra'"),
-        (["image"], "flick image: a command is required: pull, ls, rootfs, prune"),
+        (["image"], "flick image: a command is required: pull, ls, rm, rootfs, prune"),
         (["image", "--store"], "flick image: --store needs a value"),
         (["image", "pull"], "flick image pull: REF is required"),
+        (["image", "pull", "busybox", "--pull", "sometimes"], "--pull takes always, missing or never, not 'sometimes'"),
+        (["image", "rm"], "flick image rm: REF is required"),
         (["image", "ls", "extra"], "flick image ls: unexpected argument 'extra'"),
         (["image", "rootfs", "busybox"], "flick image rootfs: --output is required"),
         (["image", "rootfs", "busybox", "-o", "out.img", "--size", "big"], "--size takes bytes or a K, M, G size"),
