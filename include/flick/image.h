@@ -123,8 +123,12 @@ struct PruneStats {
 // "auths", "credHelpers" and "credsStore"; helpers are docker-credential-* programs on PATH).
 struct StoreOptions {
   std::string default_registry = "docker.io";
-  // Registries (host[:port]) spoken to over plain http, e.g. "127.0.0.1:5000".
+  // Registries (host[:port]) whose TLS certificate is not checked, and which are spoken to
+  // over plain http when they have no HTTPS at all (Docker's insecure-registries).
   std::vector<std::string> insecure_registries;
+  // Registry (as in references: "docker.io", "127.0.0.1:5000") -> mirrors (host[:port]),
+  // tried in order before the registry itself, as dockerd's registry-mirrors.
+  std::map<std::string, std::vector<std::string>> registry_mirrors;
   int max_attempts = 4;              // per HTTP request, with exponential backoff
   int retry_base_delay_ms = 200;
   int max_concurrent_downloads = 4;  // layers fetched at once in one pull

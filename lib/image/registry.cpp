@@ -150,24 +150,25 @@ CURLcode add_registry_cas(CURL*, void* ssl_ctx, void* files) {
 
 class Registry {
  public:
-  Registry(const ImageReference& ref, const StoreOptions& opt)
-      : ref_(ref), opt_(opt), credentials_(CredentialStore::from_environment()) {
+  // `host` is the registry of `ref` or one of its mirrors.
+  Registry(const ImageReference& ref, std::string host, const StoreOptions& opt)
+      : ref_(ref), opt_(opt), host_(std::move(host)), credentials_(CredentialStore::from_environment()) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    std::string host = ref.registry == "docker.io" ? "registry-1.docker.io" : ref.registry;
-    bool insecure = false;
-    for (const auto& r : opt.insecure_registries) insecure |= r == ref.registry;
-    base_ = (insecure ? "http://" : "https://") + host + "/v2/" + ref.repository;
-    if (!insecure) ca_files_ = ca_files_for(ref.registry);
+    std::string server = host_ == "docker.io" ? "registry-1.docker.io" : host_;
+    for (const auto& r : opt.insecure_registries) insecure_ |= r == host_;
+    base_ = "https://" + server + "/v2/" + ref.repository;
+    // Insecure as Docker means it: HTTPS without verification, else plain HTTP.
+    if (insecure_) unverified_ = "https://" + server + "/", plain_base_ = "http://" + server + "/v2/" + ref.repository;
+    else ca_files_ = ca_files_for(host_);
   }
 
   // GETs a document, or with `blob` streams a blob into its partial file, resuming with a
   // Range request from the bytes already there after a transient failure.
   Result<Response> get(const std::string& path, const std::string& accept, BlobStore::Download* blob) {
-    const std::string url = base_ + path;
     bool tried_auth = false;
     for (int attempt = 1;; ++attempt) {
-      FLICK_TRY_ASSIGN(auto a, start(url, accept, blob));
+      FLICK_TRY_ASSIGN(auto a, start(base_ + path, accept, blob));
       CURLcode rc = curl_easy_perform(a->t.curl);
       FLICK_TRY_ASSIGN(Next next, finish(*a, rc, attempt, &tried_auth));
       if (next == Next::done) return std::move(a->resp);
@@ -367,7 +368,14 @@ class Registry {
     const std::string& url = a.url;
     curl_easy_getinfo(a.t.curl, CURLINFO_RESPONSE_CODE, &resp.status);
     if (a.t.error) return *a.t.error;
+    if (is_tls_failure(rc) && !plain_base_.empty()) {
+      LOG_DEBUG("registry %s: no HTTPS (%s), trying plain HTTP", host_.c_str(), curl_easy_strerror(rc));
+      base_ = plain_base_;
+      plain_base_.clear();
+      return Next::again;
+    }
     if (is_tls_failure(rc)) return tls_error(url, rc, a.errbuf);
+    if (rc == CURLE_OK) plain_base_.clear();  // the scheme that answered is the one to keep
     // 416: the partial file is not a prefix the server can continue (it is complete or
     // longer than the blob); retried from zero.
     if (blob && resp.status == 416) FLICK_TRY(blob->restart());
@@ -394,7 +402,7 @@ class Registry {
     if (resp.status < 200 || resp.status >= 300)
       return make_error(Errc::network, "GET " + url + ": HTTP " + std::to_string(resp.status) + " " +
                                            resp.body.substr(0, 200));
-    if (blob) FLICK_TRY(blob->commit("blob from " + ref_.registry + "/" + ref_.repository + " (" + url + ")"));
+    if (blob) FLICK_TRY(blob->commit("blob from " + host_ + "/" + ref_.repository + " (" + url + ")"));
     return Next::done;
   }
 
@@ -409,10 +417,14 @@ class Registry {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "flick");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    if (insecure_ && url.rfind(unverified_, 0) == 0) {
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     if (!ca_files_.empty()) {
       curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &ca_files_);
       if (curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, add_registry_cas) != CURLE_OK)
-        return make_error(Errc::unsupported, "CA certificates for " + ref_.registry + " in " +
+        return make_error(Errc::unsupported, "CA certificates for " + host_ + " in " +
                                                  ca_files_.front().parent_path().string() +
                                                  " need libcurl built with OpenSSL");
     }
@@ -432,31 +444,31 @@ class Registry {
     std::string dirs;
     for (const auto& d : certs_d_dirs()) dirs += (dirs.empty() ? "" : ", ") + d.string();
     return make_error(Errc::network,
-                      "TLS with registry " + ref_.registry + " failed (" + url + "): " + curl_easy_strerror(rc) +
+                      "TLS with registry " + host_ + " failed (" + url + "): " + curl_easy_strerror(rc) +
                           (*detail ? std::string(": ") + detail : "") +
                           (cas.empty() ? "; it was checked against the system CA store only. A registry with its own CA "
-                                         "needs it in <dir>/" + ref_.registry + "/ca.crt, for one of " + dirs
+                                         "needs it in <dir>/" + host_ + "/ca.crt, for one of " + dirs
                                        : "; it was checked against the system CA store and " + cas));
   }
 
   Error unauthorized(const std::string& what) {
     if (!cred_)
       return make_error(Errc::invalid_argument,
-                        what + ": HTTP 401 unauthorized: no credentials found for " + ref_.registry + " in " +
-                            credentials_.searched() + " (log in with `podman login " + ref_.registry +
-                            "` or `docker login " + ref_.registry + "`)");
+                        what + ": HTTP 401 unauthorized: no credentials found for " + host_ + " in " +
+                            credentials_.searched() + " (log in with `podman login " + host_ +
+                            "` or `docker login " + host_ + "`)");
     return make_error(Errc::invalid_argument, what + ": HTTP 401 unauthorized: the credentials for " +
-                                                  ref_.registry + " from " + cred_->source + " were refused");
+                                                  host_ + " from " + cred_->source + " were refused");
   }
 
   // Answers a 401's challenge: a bearer token (anonymous or with credentials) or basic auth.
   Result<void> authenticate(const std::string& challenge, const std::string& url) {
     if (!looked_up_) {
       looked_up_ = true;
-      auto c = credentials_.find(ref_.registry);
-      if (!c) return std::move(c).error().with_context("looking up credentials for " + ref_.registry);
+      auto c = credentials_.find(host_);
+      if (!c) return std::move(c).error().with_context("looking up credentials for " + host_);
       cred_ = std::move(*c);
-      if (cred_) LOG_DEBUG("registry %s: credentials from %s", ref_.registry.c_str(), cred_->source.c_str());
+      if (cred_) LOG_DEBUG("registry %s: credentials from %s", host_.c_str(), cred_->source.c_str());
     }
     auto scheme = challenge.substr(0, challenge.find(' '));
     for (auto& ch : scheme) ch = char(std::tolower(static_cast<unsigned char>(ch)));
@@ -512,7 +524,7 @@ class Registry {
     if (resp.status == 401 || resp.status == 403) {
       if (!cred_) return unauthorized(what);
       return make_error(Errc::invalid_argument, what + ": HTTP " + std::to_string(resp.status) +
-                                                    ": the credentials for " + ref_.registry + " from " +
+                                                    ": the credentials for " + host_ + " from " +
                                                     cred_->source + " were refused");
     }
     if (resp.status != 200) return make_error(Errc::network, what + ": HTTP " + std::to_string(resp.status));
@@ -531,11 +543,15 @@ class Registry {
 
   const ImageReference& ref_;
   const StoreOptions& opt_;
+  std::string host_;  // the registry or the mirror spoken to
   CredentialStore credentials_;
   std::optional<Credential> cred_;
   bool looked_up_ = false;
   bool basic_ = false;
   std::vector<fs::path> ca_files_;  // the registry's certs.d CAs
+  bool insecure_ = false;
+  std::string unverified_;  // insecure: the HTTPS URL prefix not verified
+  std::string plain_base_;  // insecure: where to go if HTTPS fails, until one scheme has answered
   std::string base_;
   std::string token_;
 };
@@ -563,13 +579,14 @@ Result<Descriptor> fetch_manifest(Registry& reg, const BlobStore& store, const s
 
 }  // namespace
 
-Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference& ref,
-                                    const StoreOptions& options,
-                                    const std::function<void(const PullProgress&)>& progress) {
-  Registry reg(ref, options);
+namespace {
+
+Result<ResolvedImage> pull_from(const BlobStore& store, const ImageReference& ref, const std::string& host,
+                                const StoreOptions& options, const std::function<void(const PullProgress&)>& progress) {
+  Registry reg(ref, host, options);
   const std::string& top_ref = ref.digest.empty() ? ref.tag : ref.digest;
   FLICK_TRY_ASSIGN(auto top, fetch_manifest(reg, store, top_ref, ref.digest));
-  auto r = resolve_image(store, top, options.platform, [&](const Descriptor& d) -> Result<void> {
+  return resolve_image(store, top, options.platform, [&](const Descriptor& d) -> Result<void> {
     if (store.has(d.digest)) return {};
     if (is_index_media_type(d.media_type) || is_manifest_media_type(d.media_type)) {
       FLICK_TRY(fetch_manifest(reg, store, d.digest, d.digest));
@@ -581,7 +598,30 @@ Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference
     FLICK_TRY(reg.get("/blobs/" + d.digest, {}, &download));
     return {};
   }, [&](std::span<const Descriptor> layers) { return reg.get_blobs(store, layers, progress); });
-  if (!r) return std::move(r).error().with_context("pulling " + ref.to_string());
+}
+
+}  // namespace
+
+// The registry's mirrors first, as dockerd's registry-mirrors: whatever goes wrong with a
+// mirror, the next one or the registry itself is asked (blobs already fetched are kept).
+Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference& ref,
+                                    const StoreOptions& options,
+                                    const std::function<void(const PullProgress&)>& progress) {
+  std::string mirror_errors;
+  if (auto it = options.registry_mirrors.find(ref.registry); it != options.registry_mirrors.end())
+    for (const auto& mirror : it->second) {
+      auto r = pull_from(store, ref, mirror, options, progress);
+      if (r) return r;
+      LOG_WARN("pulling %s from mirror %s failed, trying the next: %s", ref.to_string().c_str(), mirror.c_str(),
+               r.error().describe().c_str());
+      mirror_errors += "; mirror " + mirror + ": " + r.error().describe();
+    }
+  auto r = pull_from(store, ref, ref.registry, options, progress);
+  if (!r) {
+    Error e = std::move(r).error().with_context("pulling " + ref.to_string());
+    e.message += mirror_errors;
+    return e;
+  }
   return r;
 }
 

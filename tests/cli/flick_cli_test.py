@@ -112,7 +112,7 @@ class Help(FlickTest):
             ("volume", "destroy"): ["VOLUME", "-a,--app", "--state-dir"],
             ("vm", "run"): ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--disk", "--net", "--vsock",
                             "--no-rng", "--shared-memory", "--boot-time", "--timeout", "--kvm-device"],
-            ("image",): ["--store", "--insecure"],
+            ("image",): ["--store", "--insecure", "--registry-mirror"],
             ("image", "pull"): ["REF", "--pull"],
             ("image", "rm"): ["REF"],
             ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom", "--pull"],

@@ -56,6 +56,7 @@ class ImageCli(unittest.TestCase):
         proxy = cls.start([sys.executable, str(HERE / "blob_proxy.py"), str(port), str(cls.dir / "proxy.log"), "100"],
                           stdout=subprocess.PIPE)
         cls.host = "127.0.0.1:" + proxy.stdout.readline().decode().strip()
+        cls.registry = f"127.0.0.1:{port}"
 
     @classmethod
     def start(cls, argv: list[str], stdout=subprocess.DEVNULL) -> subprocess.Popen:
@@ -75,7 +76,8 @@ class ImageCli(unittest.TestCase):
 
     def setUp(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="store-", dir=self.dir))
-        self.env = dict(os.environ, FLICK_HOME=str(self.home), HOME=str(self.home), FLICK_INSECURE_REGISTRIES=self.host)
+        self.env = dict(os.environ, FLICK_HOME=str(self.home), HOME=str(self.home),
+                        FLICK_INSECURE_REGISTRIES=f"{self.host},{self.registry},127.0.0.1:1")
         for v in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "FLICK_CERTS_DIR"):
             self.env.pop(v, None)
 
@@ -131,6 +133,19 @@ class ImageCli(unittest.TestCase):
         rootfs = self.flick("rootfs", ref, "-o", str(self.home / "root.ext4"))  # `rootfs` uses the cache by default
         self.assertEqual(rootfs.returncode, 0, rootfs.stderr)
         self.assertEqual(manifest_gets(), before + 2)
+
+    def test_a_mirror_that_is_down_is_passed_over(self):
+        ref = f"{self.registry}/busybox:1"
+        self.env["FLICK_REGISTRY_MIRRORS"] = f"{self.registry}=127.0.0.1:1"
+        p = self.flick("pull", ref)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("from mirror 127.0.0.1:1 failed, trying the next", p.stderr)
+        del self.env["FLICK_REGISTRY_MIRRORS"]
+        p = self.flick("--registry-mirror", f"{self.registry}=127.0.0.1:1", "pull", ref)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("from mirror 127.0.0.1:1 failed, trying the next", p.stderr)
+        p = self.flick("pull", ref)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
 
     def test_ls_and_rm(self):
         ref = self.ref("plain")

@@ -200,11 +200,13 @@ EOF
     return R"({"auth":")" + base64(kUser + ":" + password) + R"("})";
   }
 
-  ImageStore open(int max_concurrent_downloads = 4) {
+  static StoreOptions options() {
     StoreOptions o;
-    o.max_concurrent_downloads = max_concurrent_downloads;
     for (int p : {port_, zstd_port_, proxy_port_, blob_proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
     o.retry_base_delay_ms = 10;
+    return o;
+  }
+  ImageStore open(const StoreOptions& o = options()) {
     auto s = ImageStore::open(tmp_ / "store", o);
     EXPECT_TRUE(s.ok());
     return std::move(s).value();
@@ -429,7 +431,9 @@ TEST_F(Registry, LayersDownloadConcurrentlyUpToTheLimit) {
   std::vector<PullProgress> reports;
   PullOptions o;
   o.progress = [&](const PullProgress& p) { reports.push_back(p); };
-  auto r = open(2).rootfs(blob_proxied("slow/oci:gzip"), {}, o);
+  StoreOptions two = options();
+  two.max_concurrent_downloads = 2;
+  auto r = open(two).rootfs(blob_proxied("slow/oci:gzip"), {}, o);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   expect_same_tree(*r);
   std::ifstream in(dir_->path() / "blob_proxy.log");
@@ -492,6 +496,30 @@ TEST_F(Registry, PullPolicyAlwaysResolvesAMovedTagAgain) {
   ASSERT_TRUE(offline.ok()) << offline.error().describe();
   EXPECT_EQ(offline->image_digest, moved->image_digest);
   EXPECT_EQ(manifest_gets(), 2);
+}
+
+// A mirror that is down is passed over; one that answers serves the pull.
+TEST_F(Registry, MirrorsAreTriedInOrderBeforeTheRegistry) {
+  StoreOptions o = options();
+  o.insecure_registries.push_back("127.0.0.1:1");
+  o.registry_mirrors["127.0.0.1:" + std::to_string(port_)] = {"127.0.0.1:1", proxy_host()};
+  auto r = open(o).rootfs(reg("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  EXPECT_NE(proxy_log().find("200 /v2/oci/blobs/"), std::string::npos) << "the mirror served no blob:\n" << proxy_log();
+
+  o.registry_mirrors["127.0.0.1:" + std::to_string(port_)] = {"127.0.0.1:1"};
+  PullOptions always;
+  always.policy = PullPolicy::always;
+  auto fallback = open(o).pull(reg("docker:v2"), always);
+  ASSERT_TRUE(fallback.ok()) << fallback.error().describe();
+
+  // Nothing answers: the registry's error, then each mirror's.
+  o.registry_mirrors["127.0.0.1:1"] = {"127.0.0.1:1"};
+  auto none = open(o).pull("127.0.0.1:1/app:v1", always);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, Errc::network);
+  EXPECT_NE(none.error().message.find("; mirror 127.0.0.1:1: "), std::string::npos) << none.error().describe();
 }
 
 TEST_F(Registry, ConnectionRefusedIsANetworkError) {
@@ -563,6 +591,20 @@ TEST_F(AuthRegistry, PullsWithACredentialHelperNamedInDockerConfig) {
   auto r = open().pull(tls("oci:gzip"));
   setenv("PATH", path.c_str(), 1);
   ASSERT_TRUE(r.ok()) << r.error().describe();
+}
+
+// Insecure means what it means for Docker: HTTPS without checking the certificate (the
+// plain registries of the other tests show the fall back to plain HTTP).
+TEST_F(AuthRegistry, AnInsecureRegistryIsSpokenToOverUnverifiedTls) {
+  auth_file(auths(tls_host(), basic(kPassword)));
+  StoreOptions o = options();
+  o.insecure_registries.push_back(tls_host());
+  auto r = open(o).pull(tls("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  auto verified = open().pull(tls("docker:v2"));
+  ASSERT_FALSE(verified.ok());
+  EXPECT_NE(verified.error().message.find("TLS with registry " + tls_host() + " failed"), std::string::npos)
+      << verified.error().describe();
 }
 
 TEST_F(AuthRegistry, NoCredentialsIsA401NamingTheRegistryAndWhereFlickLooked) {

@@ -27,7 +27,7 @@ constexpr const char* kAbout =
     "REF: busybox, library/alpine:3.19, localhost:5000/app@sha256:..., oci:DIR[:TAG],\n"
     "     oci-archive:FILE[:TAG], docker-archive:FILE. SIZE: bytes, or with K, M, G suffix.\n"
     "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
-    "(comma-separated hosts spoken to over plain http).\n"
+    "(comma-separated, as --insecure), FLICK_REGISTRY_MIRRORS (comma-separated, as --registry-mirror).\n"
     "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
     "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
     "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
@@ -136,11 +136,13 @@ bool copy_sparse(const std::string& from, const std::string& to) {
 struct ImageOptions {
   std::string store_dir;  // default: ImageStore::default_dir()
   std::vector<std::string> insecure;
+  std::vector<std::string> mirrors;  // [REGISTRY=]MIRROR
 };
 
 flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
   flick::StoreOptions opts = flick::cli::store_options_from_env();
   opts.insecure_registries.insert(opts.insecure_registries.end(), o.insecure.begin(), o.insecure.end());
+  for (const auto& m : o.mirrors) flick::cli::add_registry_mirror(opts, m);
   return flick::ImageStore::open(
       o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
 }
@@ -281,8 +283,14 @@ void add_image_command(CLI::App& flick) {
   image->footer(kAbout);
   image->add_option("--store", o->store_dir, "the image cache (default $FLICK_HOME, else $XDG_CACHE_HOME/flick)")
       ->type_name("DIR");
-  image->add_option("--insecure", o->insecure, "also speak plain http to this registry (repeatable)")
+  image->add_option("--insecure", o->insecure,
+                     "do not verify this registry's TLS certificate; plain http if it has no TLS (repeatable)")
       ->type_name("HOST:PORT")
+      ->allow_extra_args(false);
+  image->add_option("--registry-mirror", o->mirrors,
+                    "ask MIRROR before REGISTRY (default docker.io); the next mirror or the registry itself "
+                    "when it fails (repeatable, tried in order)")
+      ->type_name("[REGISTRY=]MIRROR")
       ->allow_extra_args(false);
   add_pull(*image, o);
   add_ls(*image, o);
