@@ -79,7 +79,7 @@ class Help(FlickTest):
     MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
                        "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
                        "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE",
-                       "CMD", "--config", "--metadata"]
+                       "CMD", "--config", "--metadata", "--pull"]
 
     def test_help_names_every_option(self):
         MACHINE_OPTIONS = self.MACHINE_OPTIONS
@@ -331,6 +331,13 @@ class Store(StoreCommands):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("not an OCI image layout", p.stderr)
         self.assertEqual(self.json("volume", "list"), [])  # the volume is not made for a bad image
+        # --pull never: an image not in the cache is not fetched, and nothing is made.
+        p = self.store("machine", "create", "127.0.0.1:1/app:v1", "--pull", "never", "-v", "data:/data")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr, r"^flick: image 127.0.0.1:1/app:v1: the pull policy is never: "
+                                   r"127.0.0.1:1/app:v1 is not in the image cache at .*\n$")
+        self.assertEqual(self.json("volume", "list"), [])
+        self.assertEqual(self.json("machine", "list"), [])
 
     def test_apps(self):
         self.assertEqual(self.ok("app", "create", "web"), "app web created\n")

@@ -147,19 +147,6 @@ flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
       o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
 }
 
-// `--pull always|missing|never` into `*out`.
-CLI::Option* add_pull_policy(CLI::App& app, flick::PullPolicy* out, const std::string& fallback) {
-  return flick::cli::add_value(
-      app, "--pull", "POLICY",
-      [=](const std::string& v) {
-        auto p = flick::parse_pull_policy(v);
-        if (!p) flick::cli::usage_error("--pull takes always, missing or never, not '" + v + "'");
-        *out = *p;
-      },
-      "always: resolve the reference again; missing: use the cached image if there is one; never: "
-      "only the cache (default " + fallback + ")");
-}
-
 // `--size`/`--headroom SIZE` into `*out`.
 CLI::Option* add_size(CLI::App& app, const std::string& name, uint64_t* out, const std::string& help) {
   return flick::cli::add_value(
@@ -179,7 +166,7 @@ void add_pull(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   a->pull.policy = flick::PullPolicy::always;
   auto* pull = image.add_subcommand("pull", "fetch an image into the cache");
   pull->add_option("REF", a->ref, "the image")->required()->type_name("");
-  add_pull_policy(*pull, &a->pull.policy, "always");
+  flick::cli::add_pull_policy(*pull, &a->pull.policy, "always");
   flick::cli::set_action(pull, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
@@ -242,7 +229,7 @@ void add_rootfs(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   rootfs->add_option("-o,--output", a->output, "where the copy goes")->required()->type_name("FILE");
   add_size(*rootfs, "--size", &a->rootfs.size_bytes, "the image's size (default: its content plus the headroom)");
   add_size(*rootfs, "--headroom", &a->rootfs.headroom_bytes, "free space left for the guest (default 256M)");
-  add_pull_policy(*rootfs, &a->pull.policy, "missing");
+  flick::cli::add_pull_policy(*rootfs, &a->pull.policy, "missing");
   flick::cli::set_action(rootfs, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
