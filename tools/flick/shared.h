@@ -1,11 +1,10 @@
 // What the commands share besides the command line (command.h): the image store's
-// environment and --pull.
+// environment.
 #pragma once
 
 #include <flick/image.h>
 
 #include "base/fd.h"
-#include "command.h"
 
 #include <unistd.h>
 
@@ -49,19 +48,6 @@ inline StoreOptions store_options_from_env() {
   if (const char* list = std::getenv("FLICK_REGISTRY_MIRRORS"))
     for (const auto& spec : split_commas(list)) add_registry_mirror(o, spec);
   return o;
-}
-
-// `--pull always|missing|never` into `*out`.
-inline CLI::Option* add_pull_policy(CLI::App& app, PullPolicy* out, const std::string& fallback) {
-  return add_value(
-      app, "--pull", "POLICY",
-      [=](const std::string& v) {
-        auto p = parse_pull_policy(v);
-        if (!p) usage_error("--pull takes always, missing or never, not '" + v + "'");
-        *out = *p;
-      },
-      "always: resolve the reference again; missing: use the cached image if there is one; never: "
-      "only the cache (default " + fallback + ")");
 }
 
 }  // namespace flick::cli
