@@ -77,6 +77,7 @@ int machine_create(CreateOptions& opts) {
   if (!o.name.empty())
     if (auto existing = (*host)->get(o.name, {}, app); existing && (*existing)->name() == o.name)
       return fail("machine name " + o.name + " is taken in app " + app + " (by machine " + (*existing)->id() + ")");
+  if (auto r = pull_image(**host, o); !r) return fail(r.error());
   // A bad image fails before volumes are made (the rootfs is cached: create() finds it).
   if (!o.config.mounts.empty())
     if (auto rootfs = (*host)->images().rootfs(o.config.image); !rootfs)
