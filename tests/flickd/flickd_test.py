@@ -3,7 +3,8 @@
 loopback TCP): auth, apps, machines that are created but never started (the test guest is
 their kernel: creating needs no KVM), get/list/filters, update, metadata, cordon, leases and
 the nonce header, Fly's error shapes, bounded bodies, and waits that hold no worker. The
-`flick` CLI, one more client of the same store, sees what flickd made.
+`flick` CLI, one more client of the same store, sees what flickd made; and `flick --api`
+works through flickd, printing what the same commands print over the store.
 
   flickd_test.py FLICKD FLICK      (FLICK_TEST_GUEST_KERNEL: the build's test guest)
 """
@@ -549,6 +550,158 @@ class Machines(FlickdTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         t.join(timeout=20)
         self.assertEqual(answer["r"][:2], (200, {"ok": True, "state": "destroyed", "version": 1}))
+
+
+class CliThroughApi(FlickdTest):
+    """`flick --api unix:SOCKET` and `flick --api http://127.0.0.1:PORT` (with FLICK_API_TOKEN)
+    against `flick` on the same state directory without --api."""
+
+    def flick(self, *args: str, api: str | None = None, token: str | None = None, env: dict | None = None):
+        e = dict(self.daemon.env, **(env or {}))
+        e.pop("FLICK_API", None)
+        e.pop("FLICK_API_TOKEN", None)
+        if token:
+            e["FLICK_API_TOKEN"] = token
+        cmd = [FLICK, *(["--api", api] if api else []), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env={**e, **(env or {})}, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    def unix(self, *args: str):
+        return self.flick(*args, api="unix:" + self.daemon.socket)
+
+    def tcp(self, *args: str):
+        return self.flick(*args, api=f"http://127.0.0.1:{self.daemon.port}", token=TOKEN)
+
+    def out(self, p) -> str:
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def same(self, *args: str) -> str:
+        """Runs args over the store, then through flickd both ways: the same output each time."""
+        local = self.out(self.flick(*args))
+        self.assertEqual(self.out(self.unix(*args)), local, args)
+        self.assertEqual(self.out(self.tcp(*args)), local, args)
+        return local
+
+    def refused(self, p, code: int, message: str) -> None:
+        self.assertEqual(p.returncode, code, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertIn(message, p.stderr)
+
+    def test_apps(self):
+        self.assertEqual(self.out(self.unix("app", "create", "cli-a", "--org", "acme")), "app cli-a created\n")
+        made = json.loads(self.out(self.tcp("app", "create", "cli-b", "--json")))
+        self.assertEqual((made["name"], made["organization"]["slug"]), ("cli-b", "personal"))
+        self.assertIn("cli-a", self.same("app", "list"))
+        listed = json.loads(self.same("app", "list", "--json"))
+        self.assertEqual({a["name"] for a in listed} >= {"cli-a", "cli-b", "default"}, True)
+        self.refused(self.unix("app", "create", "cli-a"), 1, "flick: app name cli-a has already been taken")
+        self.assertEqual(self.out(self.tcp("app", "destroy", "cli-b")), "app cli-b destroyed\n")
+        self.refused(self.tcp("app", "destroy", "cli-b"), 1, "flick: app cli-b not found")
+        # FLICK_API instead of --api.
+        p = self.flick("app", "list", "--json", env={"FLICK_API": "unix:" + self.daemon.socket,
+                                                      "FLICK_STATE_DIR": str(self.dir / "elsewhere")})
+        self.assertEqual([a["name"] for a in json.loads(self.out(p))], [a["name"] for a in listed if a["name"] != "cli-b"])
+
+    def test_tokens_and_endpoints(self):
+        url = f"http://127.0.0.1:{self.daemon.port}"
+        for token in ("wrong", None):
+            p = self.flick("app", "list", api=url, token=token)
+            self.refused(p, 1, f"flick: flickd at {url} refused the token (unauthorized: ")
+            self.assertIn("set FLICK_API_TOKEN", p.stderr)
+        # On the Unix socket none is needed, and a wrong one is refused.
+        self.out(self.flick("app", "list", api="unix:" + self.daemon.socket))
+        self.refused(self.flick("app", "list", api="unix:" + self.daemon.socket, token="wrong"), 1,
+                     "refused the token (unauthorized: the token is not valid)")
+        self.refused(self.flick("app", "list", api="unix:" + str(self.dir / "no.sock")), 1,
+                     f"flick: cannot reach flickd at unix:{self.dir / 'no.sock'}: ")
+        self.refused(self.flick("app", "list", api="ftp://x"), 2,
+                     ": --api takes http://HOST:PORT, https://HOST:PORT or unix:PATH, not 'ftp://x'")
+
+    def test_commands_that_need_the_store_refuse_api(self):
+        for args in (["machine", "run", "busybox"], ["machine", "logs", "x"], ["machine", "console", "x"],
+                     ["image", "ls"], ["volume", "list"]):
+            p = self.unix(*args)
+            self.refused(p, 2, f"flick {' '.join(args[:2])}: not available with --api")
+        self.refused(self.unix("app", "list", "--state-dir", str(self.dir)), 2,
+                     "flick app list: --state-dir is flickd's to choose: not with --api")
+        self.refused(self.unix("machine", "create", "--kernel", "/k", "busybox"), 2,
+                     "flick machine create: --kernel is flickd's to choose: not with --api")
+
+    def test_machines(self):
+        self.needs_kernel()
+        app = "cli-machines"
+        self.out(self.unix("app", "create", app))
+        made = self.unix("machine", "create", "-a", app, "--name", "web", "--metadata", "role=web", "--memory", "128",
+                         "--entrypoint", "/bin/sh", self.image, "--", "-c", "sleep 1")
+        mid = self.out(made).strip()
+        self.assertRegex(mid, r"^[0-9a-f]{14}$")
+        self.refused(self.tcp("machine", "create", "-a", app, "--name", "web", self.image), 1,
+                     f"flick: machine name web is taken in app {app} (by machine {mid})")
+        second = json.loads(self.out(self.tcp("machine", "create", "-a", app, "--json", self.image)))
+        self.assertNotIn("events", second)
+        self.assertEqual(second["state"], "created")
+
+        listed = json.loads(self.same("machine", "list", "-a", app, "--json"))
+        self.assertEqual(sorted(m["id"] for m in listed), sorted([mid, second["id"]]))
+        self.same("machine", "list", "-a", app)
+        self.same("machine", "list", "-a", app, "--state", "created,stopped")
+        self.assertEqual(self.same("machine", "list", "-a", app, "--state", "started"), f"No machines in app {app}.\n")
+        status = self.same("machine", "status", "web", "-a", app)
+        self.assertIn("Command       = /bin/sh -c 'sleep 1'", status)
+        self.same("machine", "status", mid, "--json")  # by id, in any app
+        self.refused(self.unix("machine", "status", "nope", "-a", app), 1, f"flick: machine nope not found in app {app}")
+        self.refused(self.tcp("machine", "status", "web", "-a", "no-app"), 1, "flick: app no-app not found")
+
+        # update, metadata, cordon
+        p = self.out(self.unix("machine", "update", mid, "--memory", "256", "--env", "A=1", "--skip-start"))
+        self.assertRegex(p, rf"^machine {mid} updated to version 2 \(instance [0-9A-Z]{{26}}\)\n$")
+        after = json.loads(self.out(self.flick("machine", "status", mid, "--json")))
+        self.assertEqual((after["version"], after["config"]["guest"]["memory_mb"], after["config"]["env"]),
+                         (2, 256, {"A": "1"}))
+        self.assertEqual(self.out(self.tcp("machine", "metadata", "set", mid, "tier", "gold")), "")
+        self.assertEqual(self.same("machine", "metadata", "get", mid), "role=web\ntier=gold\n")
+        self.assertEqual(self.same("machine", "metadata", "get", mid, "tier", "--json"), '{\n  "value": "gold"\n}\n')
+        self.out(self.unix("machine", "metadata", "delete", mid, "tier"))
+        self.refused(self.tcp("machine", "metadata", "get", mid, "tier"), 1, f"machine {mid} has no metadata key tier")
+        self.assertEqual(self.out(self.tcp("machine", "cordon", mid)), f"machine {mid} cordoned\n")
+        self.assertTrue(json.loads(self.same("machine", "status", mid, "--json"))["cordoned"])
+        self.assertEqual(self.out(self.unix("machine", "uncordon", mid)), f"machine {mid} uncordoned\n")
+
+        # A lease: what changes the machine needs its nonce.
+        nonce = self.out(self.tcp("machine", "lease", "acquire", mid, "--ttl", "60", "--description", "cli")).strip()
+        self.assertRegex(nonce, r"^[0-9a-f]{32}$")
+        shown = self.same("machine", "lease", "show", mid)
+        self.assertIn(f"Nonce:       {nonce}\n", shown)
+        self.assertIn("Description: cli\n", shown)
+        self.assertIn("Lease", self.same("machine", "status", mid))
+        for run in (self.unix, self.tcp):
+            self.refused(run("machine", "cordon", mid), 1, f"flick: machine ID {mid} lease currently held by ")
+            self.refused(run("machine", "destroy", mid), 1, "lease currently held by ")
+        self.assertEqual(self.out(self.unix("machine", "cordon", mid, "--lease-nonce", nonce)), f"machine {mid} cordoned\n")
+        self.assertEqual(self.out(self.tcp("machine", "uncordon", mid, "--lease-nonce", nonce)),
+                         f"machine {mid} uncordoned\n")
+        self.refused(self.unix("machine", "lease", "release", mid, "0" * 32), 1, "holds no lease with that nonce")
+        self.assertEqual(self.out(self.tcp("machine", "lease", "release", mid, nonce)), f"machine {mid} lease released\n")
+        self.refused(self.unix("machine", "lease", "show", mid), 1, f"flick: lease not found: machine {mid} has no live lease")
+
+        # No KVM here: a start fails as over the store, exec and wait say why.
+        self.refused(self.unix("machine", "start", mid), 1, "/nonexistent/kvm")
+        p = self.tcp("machine", "exec", mid, "--", "true")
+        self.assertEqual(p.returncode, 125, p.stderr)
+        self.assertIn("exec needs a started machine", p.stderr)
+        self.refused(self.unix("machine", "exec", "-it", mid, "--", "sh"), 125, "flick machine exec -i/-t: not available with --api")
+        self.refused(self.unix("machine", "wait", mid, "--timeout", "1"), 1,
+                     "machine failed to reach desired state, started, currently created")
+        self.assertEqual(self.out(self.tcp("machine", "stop", mid)), f"machine {mid} created\n")
+
+        clone = self.out(self.tcp("machine", "clone", mid, "--name", "web-2", "--skip-start")).strip()
+        self.assertEqual(json.loads(self.out(self.flick("machine", "status", clone, "--json")))["config"],
+                         after["config"])
+        self.assertEqual(self.out(self.unix("machine", "destroy", mid, second["id"], clone)),
+                         "".join(f"machine {i} destroyed\n" for i in (mid, second["id"], clone)))
+        self.assertEqual(self.same("machine", "list", "-a", app, "--json"), "[]\n")
+        self.assertEqual(self.same("machine", "destroy", mid, "-a", app), f"machine {mid} destroyed\n")  # done already
 
 
 class Volumes(FlickdTest):

@@ -29,6 +29,10 @@ bool register_command(const char* name, AddCommand add);
 // What `command` does once the whole command line has parsed; its result is flick's exit status.
 void set_action(CLI::App* command, std::function<int()> action);
 
+// Marks `command` as one that also works through a flickd (`flick --api`); the others refuse
+// --api.
+void works_through_api(CLI::App* command);
+
 // A bad argument, reported as "flick <command>: <message>" (and a pointer to --help), exit 2.
 // For option callbacks and App callbacks, which run while the command line is parsed.
 [[noreturn]] inline void usage_error(const std::string& message) { throw CLI::ValidationError(message); }

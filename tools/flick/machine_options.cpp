@@ -147,11 +147,11 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
   });
 }
 
-Result<void> pull_image(Host& host, const MachineOptions& o) {
-  if (o.pull == PullPolicy::missing) return {};
+Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy) {
+  if (policy == PullPolicy::missing) return {};
   PullOptions p;
-  p.policy = o.pull;
-  if (auto r = host.images().pull(o.config.image, p); !r) return std::move(r).error().with_context("image " + o.config.image);
+  p.policy = policy;
+  if (auto r = host.images().pull(image, p); !r) return std::move(r).error().with_context("image " + image);
   return {};
 }
 

@@ -34,7 +34,7 @@ MachineConfig read_config_file(const std::string& path);
 
 // --pull always re-resolves the image's reference and --pull never fails when it is not
 // cached, both before anything is made; missing is what Host::create does anyway.
-Result<void> pull_image(Host& host, const MachineOptions& o);
+Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy);
 
 // Creates, in `app`, the volumes named in config.mounts that do not exist yet (1 GB each).
 Result<void> ensure_volumes(Host& host, const MachineConfig& config, const std::string& app);
