@@ -10,7 +10,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libcli11-dev
   libmicrohttpd-dev  # flickd's HTTP (tools/flickd/README.md)
   acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd
-  iproute2 fio skopeo umoci docker-registry mmdebstrap
+  curl iproute2 fio skopeo umoci docker-registry mmdebstrap
   apache2-utils openssl  # htpasswd -B and a test CA for the registry tests
   elfutils gdb  # the test host watchdog's thread stacks (eu-stack, gdb -batch)
   python3 python3-jsonschema  # flickd's responses checked against its OpenAPI document

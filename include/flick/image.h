@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -122,11 +123,46 @@ struct PruneStats {
 // "auths", "credHelpers" and "credsStore"; helpers are docker-credential-* programs on PATH).
 struct StoreOptions {
   std::string default_registry = "docker.io";
-  // Registries (host[:port]) spoken to over plain http, e.g. "127.0.0.1:5000".
+  // Registries (host[:port]) whose TLS certificate is not checked, and which are spoken to
+  // over plain http when they have no HTTPS at all (Docker's insecure-registries).
   std::vector<std::string> insecure_registries;
+  // Registry (as in references: "docker.io", "127.0.0.1:5000") -> mirrors (host[:port]),
+  // tried in order before the registry itself, as dockerd's registry-mirrors.
+  std::map<std::string, std::vector<std::string>> registry_mirrors;
   int max_attempts = 4;              // per HTTP request, with exponential backoff
   int retry_base_delay_ms = 200;
+  int max_concurrent_downloads = 4;  // layers fetched at once in one pull
   std::string platform = "linux/amd64";
+};
+
+// Whether pull() and rootfs() ask the registry or use what the cache has.
+enum class PullPolicy {
+  missing,  // a cached image is used as it is; the registry is asked only for what is missing
+  always,   // the reference is resolved again (a tag may name a new image); known blobs are kept
+  never,    // the cache only: an image not in it fails with Errc::not_found
+};
+// "missing", "always" or "never".
+FLICK_API Result<PullPolicy> parse_pull_policy(std::string_view text);
+
+// How far a registry pull has got. Bytes already on disk (blobs in the cache, what an
+// interrupted download left) count as done.
+struct PullProgress {
+  struct Layer {
+    std::string digest;
+    uint64_t size = 0;  // from the manifest
+    uint64_t done = 0;
+    bool complete = false;
+  };
+  std::vector<Layer> layers;  // in manifest order
+  uint64_t total_bytes = 0;   // the layers' sizes
+  uint64_t done_bytes = 0;
+};
+
+struct PullOptions {
+  PullPolicy policy = PullPolicy::missing;
+  // Called on the pulling thread while layers download: about ten times a second, and once
+  // when each layer completes. Local transports (oci:, archives) do not report.
+  std::function<void(const PullProgress&)> progress;
 };
 
 // The content-addressed image cache: blobs by digest, one rootfs per (image digest, size).
@@ -142,12 +178,15 @@ class FLICK_API ImageStore {
   ImageStore& operator=(ImageStore&&) noexcept;
   ~ImageStore();
 
-  // Fetches the image's manifest, config and layers into the cache (verifying every digest)
-  // and records `ref` as naming it.
-  Result<PulledImage> pull(std::string_view ref);
-  // Pulls if needed, then returns the cached rootfs for the image, building it once.
-  Result<Rootfs> rootfs(std::string_view ref, const RootfsOptions& options = {});
+  // Fetches the image's manifest, config and layers into the cache (verifying every digest,
+  // up to max_concurrent_downloads layers at once) and records `ref` as naming it.
+  Result<PulledImage> pull(std::string_view ref, const PullOptions& pull = {});
+  // Pulls as `pull` says, then returns the cached rootfs for the image, building it once.
+  Result<Rootfs> rootfs(std::string_view ref, const RootfsOptions& options = {}, const PullOptions& pull = {});
   Result<std::vector<ImageInfo>> list();
+  // Forgets `ref` (as it was pulled) and removes the blobs and rootfs images no other
+  // reference uses. Errc::not_found when the cache has no such reference.
+  Result<PruneStats> remove(std::string_view ref);
   // Removes blobs and rootfs images no recorded reference uses, and leftovers of
   // interrupted pulls and builds.
   Result<PruneStats> prune();

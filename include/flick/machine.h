@@ -169,6 +169,7 @@ struct ExitStatus {
   bool oom_killed = false;      // the guest kernel OOM-killed a process during the run
   bool requested_stop = false;  // it ended because of stop() (or destroy())
   std::string error;            // why it did not run or the VM ended abnormally; empty if it ran and exited
+  bool run_lost = false;        // its flick-vmm was killed or crashed, or the host went down, while it ran
   bool success() const { return exit_code == 0 && signal == 0 && error.empty(); }
 };
 
@@ -176,6 +177,7 @@ struct MachineEvent {
   MachineEventType type = MachineEventType::launch;
   MachineState status = MachineState::created;  // the state this event left the machine in
   std::chrono::system_clock::time_point timestamp;
+  std::string source;               // "user" (a caller's request) or "flick" (the machine's run)
   std::optional<ExitStatus> exit;  // for `exit`
   std::string detail;              // e.g. "restart 2 of 3 (on-failure)"
 };
@@ -297,6 +299,8 @@ class FLICK_API Machine {
   const std::string& app() const;
   const std::string& region() const;  // Fly's region: "local"
   std::chrono::system_clock::time_point created_at() const;
+  // When its state, config, metadata, cordon or lease last changed.
+  std::chrono::system_clock::time_point updated_at() const;
   // The config as this handle last read it: when it was made, or at its last start(),
   // update() or metadata change (a reference stays valid for the handle's life).
   const MachineConfig& config() const;
@@ -452,6 +456,13 @@ class FLICK_API Host {
   ~Host();
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
+
+  // What a supervisor does when it comes up (flickd does): starts again every machine whose
+  // restart policy is `always` and whose run was lost (ExitStatus::run_lost: the host
+  // rebooted, or its flick-vmm was killed, while it was started). Returns the ids of those it
+  // started. One that cannot start (a lease held, no KVM, a boot that fails) is logged and
+  // left as that start left it, with its reason.
+  Result<std::vector<std::string>> restart_lost_machines();
 
   // Validates `config`, pulls the image and builds its rootfs (cached), prepares the guest
   // kernel and initramfs, and returns a machine in `created`, kept in the store. `name`

@@ -104,19 +104,29 @@ Result<std::string> BlobStore::Writer::commit(std::string_view expected, std::st
 }
 
 Result<BlobStore::Download> BlobStore::download(std::string_view digest) const {
+  FLICK_TRY_ASSIGN(auto d, lock_download(digest, true));
+  return std::move(*d);
+}
+
+Result<std::optional<BlobStore::Download>> BlobStore::try_download(std::string_view digest) const {
+  return lock_download(digest, false);
+}
+
+Result<std::optional<BlobStore::Download>> BlobStore::lock_download(std::string_view digest, bool wait) const {
   if (!is_sha256_digest(digest)) return make_error(Errc::invalid_argument, "not a sha256 digest: " + std::string(digest));
   const fs::path lock = locks_ / (digest_hex(digest) + ".blob");
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return sys_error("creating lock file " + lock.string(), errno);
-  while (::flock(fd, LOCK_EX) < 0) {
+  while (::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
     if (errno == EINTR) continue;
     int err = errno;
     ::close(fd);
+    if (err == EWOULDBLOCK) return std::optional<Download>();
     return sys_error("locking " + lock.string(), err);
   }
   Download d(*this, std::string(digest), fd);
   if (!has(digest)) FLICK_TRY(d.open_partial());
-  return d;
+  return std::optional<Download>(std::move(d));
 }
 
 BlobStore::Download::Download(Download&& o) noexcept

@@ -8,6 +8,7 @@
 #include <flick/result.h>
 
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -91,6 +92,8 @@ class BlobStore {
   };
   // Waits for the blob's lock; a download is unneeded when has(digest) is true afterwards.
   Result<Download> download(std::string_view digest) const;
+  // As download(), but nullopt at once when another download holds the blob's lock.
+  Result<std::optional<Download>> try_download(std::string_view digest) const;
 
   // Copies a file into the store, verifying `expected`.
   Result<void> import_file(const std::filesystem::path& src, std::string_view expected) const;
@@ -99,6 +102,7 @@ class BlobStore {
   Result<std::string> read(std::string_view digest) const;
 
  private:
+  Result<std::optional<Download>> lock_download(std::string_view digest, bool wait) const;
   std::filesystem::path blobs_, tmp_, locks_;
 };
 

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -141,42 +142,66 @@ fs::path image_record_path(const fs::path& root, std::string_view digest) {
 
 }  // namespace
 
-Result<PulledImage> ImageStore::pull(std::string_view text) {
-  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
-  Result<ResolvedImage> img = ref.transport == ImageTransport::registry
-                                  ? image::pull_registry(s_->blobs, ref, s_->options)
-                                  : image::import_local(s_->blobs, ref, s_->options.platform);
-  if (!img) return std::move(img).error();
-  const std::string canonical = ref.to_string();
-  fs::path tmp = s_->blobs.tmp_dir();
-  FLICK_TRY(write_record(tmp, image_record_path(s_->root, img->image_digest), image_record(*img)));
-  json r{{"reference", canonical}, {"image_digest", img->image_digest}};
-  FLICK_TRY(write_record(tmp, ref_record_path(s_->root, canonical), r.dump(2)));
-  return PulledImage{canonical, img->image_digest, img->config, img->blob_bytes};
+Result<PullPolicy> parse_pull_policy(std::string_view text) {
+  if (text == "missing") return PullPolicy::missing;
+  if (text == "always") return PullPolicy::always;
+  if (text == "never") return PullPolicy::never;
+  return make_error(Errc::invalid_argument, "pull policy '" + std::string(text) + "': expected always, missing or never");
 }
 
-Result<Rootfs> ImageStore::rootfs(std::string_view text, const RootfsOptions& options) {
-  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
-  // A reference pulled before is used as recorded (no network); others are pulled first.
+namespace {
+
+// The image `ref` names in the cache with all of its blobs there, or an Errc::not_found error.
+Result<ResolvedImage> cached_image(const fs::path& root, const BlobStore& blobs, const ImageReference& ref) {
   std::string digest = ref.digest;
   if (digest.empty()) {
-    if (auto rec = read_text(ref_record_path(s_->root, ref.to_string())); rec) {
+    if (auto rec = read_text(ref_record_path(root, ref.to_string())); rec) {
       json j = json::parse(*rec, nullptr, false);
       if (j.is_object()) digest = j.value("image_digest", "");
     }
   }
-  Result<ResolvedImage> img = make_error(Errc::not_found, "not cached");
-  if (!digest.empty())
-    if (auto rec = read_text(image_record_path(s_->root, digest)); rec) img = parse_image_record(*rec, s_->blobs);
-  bool complete = img.ok();
-  if (complete)
-    for (const auto& l : img->layers) complete = complete && s_->blobs.has(l.digest);
-  if (!complete) {
-    FLICK_TRY_ASSIGN(auto pulled, pull(text));
-    FLICK_TRY_ASSIGN(std::string rec, read_text(image_record_path(s_->root, pulled.image_digest)));
-    img = parse_image_record(rec, s_->blobs);
+  if (digest.empty()) return make_error(Errc::not_found, ref.to_string() + " is not in the image cache at " + root.string());
+  auto rec = read_text(image_record_path(root, digest));
+  if (!rec) return make_error(Errc::not_found, ref.to_string() + " (" + digest + ") is not in the image cache at " + root.string());
+  FLICK_TRY_ASSIGN(auto img, parse_image_record(*rec, blobs));
+  for (const auto& l : img.layers)
+    if (!blobs.has(l.digest))
+      return make_error(Errc::not_found, ref.to_string() + ": layer " + l.digest + " is missing from the image cache at " +
+                                             root.string());
+  return img;
+}
+
+}  // namespace
+
+Result<PulledImage> ImageStore::pull(std::string_view text, const PullOptions& options) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  const std::string canonical = ref.to_string();
+  const fs::path ref_path = ref_record_path(s_->root, canonical);
+  Result<ResolvedImage> img = make_error(Errc::not_found, "not looked up");
+  if (options.policy != PullPolicy::always) img = cached_image(s_->root, s_->blobs, ref);
+  if (!img && options.policy == PullPolicy::never)
+    return std::move(img).error().with_context("the pull policy is never");
+  const bool fetched = !img;
+  if (fetched) {
+    img = ref.transport == ImageTransport::registry ? image::pull_registry(s_->blobs, ref, s_->options, options.progress)
+                                                    : image::import_local(s_->blobs, ref, s_->options.platform);
     if (!img) return std::move(img).error();
   }
+  fs::path tmp = s_->blobs.tmp_dir();
+  if (fetched) FLICK_TRY(write_record(tmp, image_record_path(s_->root, img->image_digest), image_record(*img)));
+  if (fetched || !fs::exists(ref_path)) {
+    json r{{"reference", canonical}, {"image_digest", img->image_digest}};
+    FLICK_TRY(write_record(tmp, ref_path, r.dump(2)));
+  }
+  return PulledImage{canonical, img->image_digest, img->config, img->blob_bytes};
+}
+
+Result<Rootfs> ImageStore::rootfs(std::string_view text, const RootfsOptions& options, const PullOptions& pull_options) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  FLICK_TRY_ASSIGN(auto pulled, pull(text, pull_options));
+  FLICK_TRY_ASSIGN(std::string rec, read_text(image_record_path(s_->root, pulled.image_digest)));
+  auto img = parse_image_record(rec, s_->blobs);
+  if (!img) return std::move(img).error();
 
   const std::string hex = image::digest_hex(img->image_digest);
   const std::string key = hex + "-" + (options.size_bytes ? "s" + std::to_string(options.size_bytes)
@@ -237,24 +262,27 @@ Result<std::vector<ImageInfo>> ImageStore::list() {
   return out;
 }
 
-Result<PruneStats> ImageStore::prune() {
-  PruneStats stats;
+namespace {
+
+// Removes image records, blobs and rootfs images that no reference record leads to; with
+// `leftovers`, also tmp/ and locks/ files of interrupted pulls and builds.
+Result<void> collect_garbage(const fs::path& root, bool leftovers, PruneStats* stats) {
   std::error_code ec;
   auto remove = [&](const fs::path& p) {
     std::error_code e2;
     uint64_t size = fs::is_regular_file(p, e2) ? fs::file_size(p, e2) : 0;
     if (fs::remove(p, e2)) {
-      ++stats.files_removed;
-      stats.bytes_freed += size;
+      ++stats->files_removed;
+      stats->bytes_freed += size;
     }
   };
   std::set<std::string> live_images, live_blobs;
-  for (const auto& e : fs::directory_iterator(s_->root / "refs", ec)) {
+  for (const auto& e : fs::directory_iterator(root / "refs", ec)) {
     auto text = read_text(e.path());
     json j = text ? json::parse(*text, nullptr, false) : json();
     if (j.is_object()) live_images.insert(image::digest_hex(j.value("image_digest", "")));
   }
-  for (const auto& e : fs::directory_iterator(s_->root / "images", ec)) {
+  for (const auto& e : fs::directory_iterator(root / "images", ec)) {
     const std::string hex = e.path().stem().string();
     if (!live_images.count(hex)) {
       remove(e.path());
@@ -268,17 +296,39 @@ Result<PruneStats> ImageStore::prune() {
     if (j.contains("layers"))
       for (const auto& l : j["layers"]) live_blobs.insert(image::digest_hex(l.value("digest", "")));
   }
-  for (const auto& e : fs::directory_iterator(s_->root / "blobs" / "sha256", ec))
+  for (const auto& e : fs::directory_iterator(root / "blobs" / "sha256", ec))
     if (!live_blobs.count(e.path().filename().string())) remove(e.path());
-  for (const auto& e : fs::directory_iterator(s_->root / "rootfs", ec)) {
+  for (const auto& e : fs::directory_iterator(root / "rootfs", ec)) {
     std::string name = e.path().filename().string();
     if (!live_images.count(name.substr(0, name.find('-')))) remove(e.path());
   }
   // Leftovers of interrupted pulls and builds: nobody holds their lock any more.
-  for (const char* sub : {"tmp", "locks"})
-    for (const auto& e : fs::directory_iterator(s_->root / sub, ec))
-      if (try_lock(e.path())) remove(e.path());
-  if (ec) return sys_error("pruning " + s_->root.string(), ec.value());
+  if (leftovers)
+    for (const char* sub : {"tmp", "locks"})
+      for (const auto& e : fs::directory_iterator(root / sub, ec))
+        if (try_lock(e.path())) remove(e.path());
+  if (ec) return sys_error("collecting unused files in " + root.string(), ec.value());
+  return {};
+}
+
+}  // namespace
+
+Result<PruneStats> ImageStore::prune() {
+  PruneStats stats;
+  FLICK_TRY(collect_garbage(s_->root, true, &stats));
+  return stats;
+}
+
+Result<PruneStats> ImageStore::remove(std::string_view text) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  const fs::path rec = ref_record_path(s_->root, ref.to_string());
+  if (::unlink(rec.c_str()) < 0) {
+    if (errno == ENOENT)
+      return make_error(Errc::not_found, "no image " + ref.to_string() + " in the image cache at " + s_->root.string());
+    return sys_error("removing " + rec.string(), errno);
+  }
+  PruneStats stats;
+  FLICK_TRY(collect_garbage(s_->root, false, &stats));
   return stats;
 }
 

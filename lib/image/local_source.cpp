@@ -17,7 +17,7 @@ namespace flick::image {
 namespace fs = std::filesystem;
 
 Result<ResolvedImage> resolve_image(const BlobStore& store, Descriptor top, std::string_view platform,
-                                    const FetchFn& fetch) {
+                                    const FetchFn& fetch, const FetchLayersFn& fetch_layers) {
   for (int depth = 0;; ++depth) {
     if (depth > 4) return make_error(Errc::malformed, "image indexes nested too deeply");
     FLICK_TRY(fetch(top));
@@ -45,8 +45,9 @@ Result<ResolvedImage> resolve_image(const BlobStore& store, Descriptor top, std:
                                              std::to_string(diff_ids.size()) + " diff_ids for " +
                                              std::to_string(m.layers.size()) + " layers");
     img.blob_bytes += cfg.size();
+    if (fetch_layers) FLICK_TRY(fetch_layers(m.layers));
     for (const auto& l : m.layers) {
-      FLICK_TRY(fetch(l));
+      if (!fetch_layers) FLICK_TRY(fetch(l));
       img.blob_bytes += l.size;
     }
     img.layers = std::move(m.layers);

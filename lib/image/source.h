@@ -9,6 +9,7 @@
 #include <flick/image.h>
 
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,16 +25,20 @@ struct ResolvedImage {
 
 // Makes sure the blob a descriptor names is in the store (fetching and verifying it).
 using FetchFn = std::function<Result<void>(const Descriptor&)>;
+// The same for all of an image's layers at once.
+using FetchLayersFn = std::function<Result<void>(std::span<const Descriptor>)>;
 
 // Follows `top` (an index or a manifest) down to one image for `platform`, fetching the
-// manifest, the config and every layer through `fetch`.
+// manifest, the config and every layer through `fetch` (the layers through `fetch_layers`
+// when given).
 Result<ResolvedImage> resolve_image(const BlobStore& store, Descriptor top, std::string_view platform,
-                                    const FetchFn& fetch);
+                                    const FetchFn& fetch, const FetchLayersFn& fetch_layers = {});
 
 Result<ResolvedImage> import_local(const BlobStore& store, const ImageReference& ref,
                                    std::string_view platform);
 
 Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference& ref,
-                                    const StoreOptions& options);
+                                    const StoreOptions& options,
+                                    const std::function<void(const PullProgress&)>& progress = {});
 
 }  // namespace flick::image

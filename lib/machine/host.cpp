@@ -177,7 +177,8 @@ void Host::Impl::settle_if_orphaned(const store::MachineRow& seen) {
     t.event = e;
   } else if (row->state == "starting" || row->state == "started" || row->state == "stopping") {
     ExitStatus st;
-    st.error = "the machine's run ended without recording how (its flick-vmm was killed or crashed)";
+    st.error = "the machine's run ended without recording how (its flick-vmm was killed or crashed, or the host went down)";
+    st.run_lost = true;
     t.from = {row->state};
     t.to = row->state == "starting" ? "failed" : "stopped";
     t.last_exit = runner::exit_status_json(st);
@@ -323,6 +324,24 @@ Result<std::vector<std::unique_ptr<Machine>>> Host::list(const ListFilter& filte
     out.push_back(std::move(m));
   }
   return out;
+}
+
+Result<std::vector<std::string>> Host::restart_lost_machines() {
+  ListFilter filter;
+  filter.states = {MachineState::stopped};
+  FLICK_TRY_ASSIGN(auto stopped, list(filter));
+  std::vector<std::string> started;
+  for (auto& m : stopped) {
+    if (m->config().restart.policy != RestartPolicy::always) continue;
+    auto exit = m->last_exit();
+    if (!exit || !exit->run_lost) continue;
+    if (auto r = m->start(); !r)
+      LOG_WARN("machine %s: starting it again after its run was lost: %s", m->id().c_str(),
+               r.error().describe().c_str());
+    else
+      started.push_back(m->id());
+  }
+  return started;
 }
 
 Result<Volume> Host::create_volume(const VolumeConfig& config) {

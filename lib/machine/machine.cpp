@@ -81,6 +81,7 @@ Result<UniqueFd> take_run_lock(const fs::path& path, const std::string& id) {
 MachineEvent to_event(const store::EventRow& row) {
   MachineEvent e;
   e.type = store::machine_event_type_from_string(row.type).value_or(MachineEventType::launch);
+  e.source = row.source;
   e.status = store::machine_state_from_string(row.status).value_or(MachineState::failed);
   e.timestamp = std::chrono::system_clock::time_point(std::chrono::milliseconds(row.timestamp_ms));
   if (row.request.empty()) return e;
@@ -240,6 +241,11 @@ std::chrono::system_clock::time_point Machine::created_at() const { return impl_
 const MachineConfig& Machine::config() const { return impl_->current()->config; }
 const Rootfs& Machine::image() const { return impl_->current()->boot.image; }
 const std::optional<MachineNetwork>& Machine::network() const { return impl_->current()->boot.network; }
+
+std::chrono::system_clock::time_point Machine::updated_at() const {
+  auto r = impl_->row();
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(r ? r->updated_at_ms : 0));
+}
 
 MachineState Machine::state() const {
   auto r = impl_->row();

@@ -96,7 +96,7 @@ namespace flick::runner {
 
 std::string exit_status_json(const ExitStatus& e) {
   return nlohmann::json{{"exit_code", e.exit_code}, {"signal", e.signal}, {"oom_killed", e.oom_killed},
-                        {"requested_stop", e.requested_stop}, {"error", e.error}}
+                        {"requested_stop", e.requested_stop}, {"run_lost", e.run_lost}, {"error", e.error}}
       .dump();
 }
 
@@ -108,6 +108,7 @@ Result<ExitStatus> parse_exit_status(std::string_view text) {
     e.signal = j.value("signal", 0);
     e.oom_killed = j.value("oom_killed", false);
     e.requested_stop = j.value("requested_stop", false);
+    e.run_lost = j.value("run_lost", false);
     e.error = j.value("error", std::string());
     return e;
   } catch (const nlohmann::json::exception& ex) {

@@ -43,7 +43,7 @@ MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait
 
 
 class Help(FlickTest):
-    COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rootfs"], ["image", "prune"],
+    COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rm"], ["image", "rootfs"], ["image", "prune"],
                 ["machine"], *[["machine", c] for c in MACHINE_COMMANDS], ["vm"], ["vm", "run"], ["version"],
                 *[["machine", "metadata", c] for c in ("get", "set", "delete")],
                 *[["machine", "lease", c] for c in ("acquire", "show", "release")],
@@ -61,7 +61,7 @@ class Help(FlickTest):
 
     def test_groups_list_their_commands(self):
         for command, subcommands in (([], ["app", "image", "machine", "vm", "volume", "version"]),
-                                     (["image"], ["pull", "ls", "rootfs", "prune"]),
+                                     (["image"], ["pull", "ls", "rm", "rootfs", "prune"]),
                                      (["machine"], MACHINE_COMMANDS), (["vm"], ["run"]),
                                      (["machine", "metadata"], ["get", "set", "delete"]),
                                      (["machine", "lease"], ["acquire", "show", "release"]),
@@ -79,7 +79,7 @@ class Help(FlickTest):
     MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
                        "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
                        "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE",
-                       "CMD", "--config", "--metadata"]
+                       "CMD", "--config", "--metadata", "--pull"]
 
     def test_help_names_every_option(self):
         MACHINE_OPTIONS = self.MACHINE_OPTIONS
@@ -112,8 +112,10 @@ class Help(FlickTest):
             ("volume", "destroy"): ["VOLUME", "-a,--app", "--state-dir"],
             ("vm", "run"): ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--disk", "--net", "--vsock",
                             "--no-rng", "--shared-memory", "--boot-time", "--timeout", "--kvm-device"],
-            ("image",): ["--store", "--insecure"],
-            ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom"],
+            ("image",): ["--store", "--insecure", "--registry-mirror"],
+            ("image", "pull"): ["REF", "--pull"],
+            ("image", "rm"): ["REF"],
+            ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom", "--pull"],
         }
         for command, names in options.items():
             out = self.flick(*command, "--help").stdout
@@ -131,7 +133,7 @@ class UsageErrors(FlickTest):
     MACHINE_RUN = ["machine", "run", "busybox"]
     VM_RUN = ["vm", "run", "--kernel", "/nonexistent/vmlinuz"]
     CASES = [
-        ([], "flick: a command is required: app, image, machine, vm, volume, version"),
+        ([], "flick: a command is required: app, daemon, image, machine, vm, volume, version"),
         (["bogus"], "flick: unknown command 'bogus'"),
         (["--bogus"], "flick: unknown option '--bogus'"),
         (["machine"], "flick machine: a command is required: " + ", ".join(MACHINE_COMMANDS)),
@@ -207,9 +209,11 @@ class UsageErrors(FlickTest):
         (VM_RUN + ["--bogus"], "flick vm run: unknown option '--bogus'"),
         (["vm", "run", "--bogus"], "flick vm run: unknown option '--bogus'"),
         (VM_RUN + ["extra"], "flick vm run: unexpected argument 'extra'"),
-        (["image"], "flick image: a command is required: pull, ls, rootfs, prune"),
+        (["image"], "flick image: a command is required: pull, ls, rm, rootfs, prune"),
         (["image", "--store"], "flick image: --store needs a value"),
         (["image", "pull"], "flick image pull: REF is required"),
+        (["image", "pull", "busybox", "--pull", "sometimes"], "--pull takes always, missing or never, not 'sometimes'"),
+        (["image", "rm"], "flick image rm: REF is required"),
         (["image", "ls", "extra"], "flick image ls: unexpected argument 'extra'"),
         (["image", "rootfs", "busybox"], "flick image rootfs: --output is required"),
         (["image", "rootfs", "busybox", "-o", "out.img", "--size", "big"], "--size takes bytes or a K, M, G size"),
@@ -327,6 +331,13 @@ class Store(StoreCommands):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("not an OCI image layout", p.stderr)
         self.assertEqual(self.json("volume", "list"), [])  # the volume is not made for a bad image
+        # --pull never: an image not in the cache is not fetched, and nothing is made.
+        p = self.store("machine", "create", "127.0.0.1:1/app:v1", "--pull", "never", "-v", "data:/data")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr, r"^flick: image 127.0.0.1:1/app:v1: the pull policy is never: "
+                                   r"127.0.0.1:1/app:v1 is not in the image cache at .*\n$")
+        self.assertEqual(self.json("volume", "list"), [])
+        self.assertEqual(self.json("machine", "list"), [])
 
     def test_apps(self):
         self.assertEqual(self.ok("app", "create", "web"), "app web created\n")

@@ -3,7 +3,8 @@
 loopback TCP): auth, apps, machines that are created but never started (the test guest is
 their kernel: creating needs no KVM), get/list/filters, update, metadata, cordon, leases and
 the nonce header, Fly's error shapes, bounded bodies, and waits that hold no worker. The
-`flick` CLI, one more client of the same store, sees what flickd made.
+`flick` CLI, one more client of the same store, sees what flickd made; and `flick --api`
+works through flickd, printing what the same commands print over the store.
 
 flickd's OpenAPI description (tools/flickd/openapi.json, served at /openapi.json) is checked
 against the server: it documents exactly the routes `flickd --routes` lists, each documented
@@ -673,6 +674,158 @@ class Machines(FlickdTest):
         self.assertEqual(answer["r"][:2], (200, {"ok": True, "state": "destroyed", "version": 1}))
 
 
+class CliThroughApi(FlickdTest):
+    """`flick --api unix:SOCKET` and `flick --api http://127.0.0.1:PORT` (with FLICK_API_TOKEN)
+    against `flick` on the same state directory without --api."""
+
+    def flick(self, *args: str, api: str | None = None, token: str | None = None, env: dict | None = None):
+        e = dict(self.daemon.env, **(env or {}))
+        e.pop("FLICK_API", None)
+        e.pop("FLICK_API_TOKEN", None)
+        if token:
+            e["FLICK_API_TOKEN"] = token
+        cmd = [FLICK, *(["--api", api] if api else []), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env={**e, **(env or {})}, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    def unix(self, *args: str):
+        return self.flick(*args, api="unix:" + self.daemon.socket)
+
+    def tcp(self, *args: str):
+        return self.flick(*args, api=f"http://127.0.0.1:{self.daemon.port}", token=TOKEN)
+
+    def out(self, p) -> str:
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def same(self, *args: str) -> str:
+        """Runs args over the store, then through flickd both ways: the same output each time."""
+        local = self.out(self.flick(*args))
+        self.assertEqual(self.out(self.unix(*args)), local, args)
+        self.assertEqual(self.out(self.tcp(*args)), local, args)
+        return local
+
+    def refused(self, p, code: int, message: str) -> None:
+        self.assertEqual(p.returncode, code, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertIn(message, p.stderr)
+
+    def test_apps(self):
+        self.assertEqual(self.out(self.unix("app", "create", "cli-a", "--org", "acme")), "app cli-a created\n")
+        made = json.loads(self.out(self.tcp("app", "create", "cli-b", "--json")))
+        self.assertEqual((made["name"], made["organization"]["slug"]), ("cli-b", "personal"))
+        self.assertIn("cli-a", self.same("app", "list"))
+        listed = json.loads(self.same("app", "list", "--json"))
+        self.assertEqual({a["name"] for a in listed} >= {"cli-a", "cli-b", "default"}, True)
+        self.refused(self.unix("app", "create", "cli-a"), 1, "flick: app name cli-a has already been taken")
+        self.assertEqual(self.out(self.tcp("app", "destroy", "cli-b")), "app cli-b destroyed\n")
+        self.refused(self.tcp("app", "destroy", "cli-b"), 1, "flick: app cli-b not found")
+        # FLICK_API instead of --api.
+        p = self.flick("app", "list", "--json", env={"FLICK_API": "unix:" + self.daemon.socket,
+                                                      "FLICK_STATE_DIR": str(self.dir / "elsewhere")})
+        self.assertEqual([a["name"] for a in json.loads(self.out(p))], [a["name"] for a in listed if a["name"] != "cli-b"])
+
+    def test_tokens_and_endpoints(self):
+        url = f"http://127.0.0.1:{self.daemon.port}"
+        for token in ("wrong", None):
+            p = self.flick("app", "list", api=url, token=token)
+            self.refused(p, 1, f"flick: flickd at {url} refused the token (unauthorized: ")
+            self.assertIn("set FLICK_API_TOKEN", p.stderr)
+        # On the Unix socket none is needed, and a wrong one is refused.
+        self.out(self.flick("app", "list", api="unix:" + self.daemon.socket))
+        self.refused(self.flick("app", "list", api="unix:" + self.daemon.socket, token="wrong"), 1,
+                     "refused the token (unauthorized: the token is not valid)")
+        self.refused(self.flick("app", "list", api="unix:" + str(self.dir / "no.sock")), 1,
+                     f"flick: cannot reach flickd at unix:{self.dir / 'no.sock'}: ")
+        self.refused(self.flick("app", "list", api="ftp://x"), 2,
+                     ": --api takes http://HOST:PORT, https://HOST:PORT or unix:PATH, not 'ftp://x'")
+
+    def test_commands_that_need_the_store_refuse_api(self):
+        for args in (["machine", "run", "busybox"], ["machine", "logs", "x"], ["machine", "console", "x"],
+                     ["image", "ls"], ["volume", "list"]):
+            p = self.unix(*args)
+            self.refused(p, 2, f"flick {' '.join(args[:2])}: not available with --api")
+        self.refused(self.unix("app", "list", "--state-dir", str(self.dir)), 2,
+                     "flick app list: --state-dir is flickd's to choose: not with --api")
+        self.refused(self.unix("machine", "create", "--kernel", "/k", "busybox"), 2,
+                     "flick machine create: --kernel is flickd's to choose: not with --api")
+
+    def test_machines(self):
+        self.needs_kernel()
+        app = "cli-machines"
+        self.out(self.unix("app", "create", app))
+        made = self.unix("machine", "create", "-a", app, "--name", "web", "--metadata", "role=web", "--memory", "128",
+                         "--entrypoint", "/bin/sh", self.image, "--", "-c", "sleep 1")
+        mid = self.out(made).strip()
+        self.assertRegex(mid, r"^[0-9a-f]{14}$")
+        self.refused(self.tcp("machine", "create", "-a", app, "--name", "web", self.image), 1,
+                     f"flick: machine name web is taken in app {app} (by machine {mid})")
+        second = json.loads(self.out(self.tcp("machine", "create", "-a", app, "--json", self.image)))
+        self.assertNotIn("events", second)
+        self.assertEqual(second["state"], "created")
+
+        listed = json.loads(self.same("machine", "list", "-a", app, "--json"))
+        self.assertEqual(sorted(m["id"] for m in listed), sorted([mid, second["id"]]))
+        self.same("machine", "list", "-a", app)
+        self.same("machine", "list", "-a", app, "--state", "created,stopped")
+        self.assertEqual(self.same("machine", "list", "-a", app, "--state", "started"), f"No machines in app {app}.\n")
+        status = self.same("machine", "status", "web", "-a", app)
+        self.assertIn("Command       = /bin/sh -c 'sleep 1'", status)
+        self.same("machine", "status", mid, "--json")  # by id, in any app
+        self.refused(self.unix("machine", "status", "nope", "-a", app), 1, f"flick: machine nope not found in app {app}")
+        self.refused(self.tcp("machine", "status", "web", "-a", "no-app"), 1, "flick: app no-app not found")
+
+        # update, metadata, cordon
+        p = self.out(self.unix("machine", "update", mid, "--memory", "256", "--env", "A=1", "--skip-start"))
+        self.assertRegex(p, rf"^machine {mid} updated to version 2 \(instance [0-9A-Z]{{26}}\)\n$")
+        after = json.loads(self.out(self.flick("machine", "status", mid, "--json")))
+        self.assertEqual((after["version"], after["config"]["guest"]["memory_mb"], after["config"]["env"]),
+                         (2, 256, {"A": "1"}))
+        self.assertEqual(self.out(self.tcp("machine", "metadata", "set", mid, "tier", "gold")), "")
+        self.assertEqual(self.same("machine", "metadata", "get", mid), "role=web\ntier=gold\n")
+        self.assertEqual(self.same("machine", "metadata", "get", mid, "tier", "--json"), '{\n  "value": "gold"\n}\n')
+        self.out(self.unix("machine", "metadata", "delete", mid, "tier"))
+        self.refused(self.tcp("machine", "metadata", "get", mid, "tier"), 1, f"machine {mid} has no metadata key tier")
+        self.assertEqual(self.out(self.tcp("machine", "cordon", mid)), f"machine {mid} cordoned\n")
+        self.assertTrue(json.loads(self.same("machine", "status", mid, "--json"))["cordoned"])
+        self.assertEqual(self.out(self.unix("machine", "uncordon", mid)), f"machine {mid} uncordoned\n")
+
+        # A lease: what changes the machine needs its nonce.
+        nonce = self.out(self.tcp("machine", "lease", "acquire", mid, "--ttl", "60", "--description", "cli")).strip()
+        self.assertRegex(nonce, r"^[0-9a-f]{32}$")
+        shown = self.same("machine", "lease", "show", mid)
+        self.assertIn(f"Nonce:       {nonce}\n", shown)
+        self.assertIn("Description: cli\n", shown)
+        self.assertIn("Lease", self.same("machine", "status", mid))
+        for run in (self.unix, self.tcp):
+            self.refused(run("machine", "cordon", mid), 1, f"flick: machine ID {mid} lease currently held by ")
+            self.refused(run("machine", "destroy", mid), 1, "lease currently held by ")
+        self.assertEqual(self.out(self.unix("machine", "cordon", mid, "--lease-nonce", nonce)), f"machine {mid} cordoned\n")
+        self.assertEqual(self.out(self.tcp("machine", "uncordon", mid, "--lease-nonce", nonce)),
+                         f"machine {mid} uncordoned\n")
+        self.refused(self.unix("machine", "lease", "release", mid, "0" * 32), 1, "holds no lease with that nonce")
+        self.assertEqual(self.out(self.tcp("machine", "lease", "release", mid, nonce)), f"machine {mid} lease released\n")
+        self.refused(self.unix("machine", "lease", "show", mid), 1, f"flick: lease not found: machine {mid} has no live lease")
+
+        # No KVM here: a start fails as over the store, exec and wait say why.
+        self.refused(self.unix("machine", "start", mid), 1, "/nonexistent/kvm")
+        p = self.tcp("machine", "exec", mid, "--", "true")
+        self.assertEqual(p.returncode, 125, p.stderr)
+        self.assertIn("exec needs a started machine", p.stderr)
+        self.refused(self.unix("machine", "exec", "-it", mid, "--", "sh"), 125, "flick machine exec -i/-t: not available with --api")
+        self.refused(self.unix("machine", "wait", mid, "--timeout", "1"), 1,
+                     "machine failed to reach desired state, started, currently created")
+        self.assertEqual(self.out(self.tcp("machine", "stop", mid)), f"machine {mid} created\n")
+
+        clone = self.out(self.tcp("machine", "clone", mid, "--name", "web-2", "--skip-start")).strip()
+        self.assertEqual(json.loads(self.out(self.flick("machine", "status", clone, "--json")))["config"],
+                         after["config"])
+        self.assertEqual(self.out(self.unix("machine", "destroy", mid, second["id"], clone)),
+                         "".join(f"machine {i} destroyed\n" for i in (mid, second["id"], clone)))
+        self.assertEqual(self.same("machine", "list", "-a", app, "--json"), "[]\n")
+        self.assertEqual(self.same("machine", "destroy", mid, "-a", app), f"machine {mid} destroyed\n")  # done already
+
+
 class Volumes(FlickdTest):
     def test_crud_and_attached(self):
         app = self.app("vols")
@@ -839,6 +992,64 @@ class OpenApi(FlickdTest):
         self.assertEqual(call(tcp, "GET", "/openapi.yaml")[0], 401)
         tcp.close()
         self.assertEqual(self.api("GET", "/openapi.json")[0], 404)
+
+
+class Placement(FlickdTest):
+    def test_a_start_beyond_capacity_is_refused_and_changes_nothing(self):
+        self.needs_kernel()
+        d = Daemon(self.dir / "small", TOKEN, "--capacity-cpus", "2", "--capacity-memory-mb", "512")
+        c = d.unix()
+        try:
+            self.assertEqual(call(c, "POST", "/v1/apps", {"app_name": "tight"})[0], 201)
+            big = {"image": self.image, "guest": {"cpus": 1, "memory_mb": 1024}}
+            status, out, _ = call(c, "POST", "/v1/apps/tight/machines", {"name": "big", "config": big})
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertIn("room for 2 guest CPUs and 512 MB", out["error"])
+            self.assertEqual(call(c, "GET", "/v1/apps/tight/machines")[1], [])  # nothing made
+            status, m, _ = call(c, "POST", "/v1/apps/tight/machines", {"config": big, "skip_launch": True})
+            self.assertEqual(status, 200, m)
+            path = f"/v1/apps/tight/machines/{m['id']}"
+            status, out, _ = call(c, "POST", path + "/start")
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertEqual(call(c, "GET", path)[1]["state"], "created")
+            three = {"image": self.image, "guest": {"cpus": 3, "memory_mb": 128}}
+            status, out, _ = call(c, "POST", path, {"config": three})
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertEqual(call(c, "GET", path)[1]["config"]["guest"]["cpus"], 1)  # no new version
+            # One that fits gets past placement to the start, which finds no KVM here.
+            status, out, _ = call(c, "POST", path, {"config": {**big, "guest": {"cpus": 2, "memory_mb": 512}}})
+            self.assertEqual(status, 503, out)
+            self.assertNotIn("status", out)
+            self.assertIn("/nonexistent/kvm", out["error"])
+        finally:
+            c.close()
+            self.assertEqual(d.stop(), (0, ""))
+
+
+class DaemonStatus(FlickdTest):
+    def status(self, d: Daemon) -> tuple[int, dict]:
+        r = subprocess.run([FLICK, "daemon", "status", "--json"], env=d.env, capture_output=True, text=True)
+        return r.returncode, json.loads(r.stdout)
+
+    def test_status_and_one_flickd_per_state_directory(self):
+        d = Daemon(self.dir / "status", TOKEN)
+        try:
+            code, st = self.status(d)
+            self.assertEqual((code, st["running"], st["answers"], st["pid"]), (0, True, True, d.proc.pid), st)
+            self.assertEqual((st["socket"], st["listen"]), (d.socket, [f"127.0.0.1:{d.port}"]))
+            text = subprocess.run([FLICK, "daemon", "status"], env=d.env, capture_output=True, text=True).stdout
+            self.assertIn(f"unix:{d.socket}", text)
+            self.assertIn(f"http://127.0.0.1:{d.port}", text)
+            # A second flickd on the same state directory, even on another socket, is refused.
+            second = subprocess.run([FLICKD, "--state-dir", str(d.state), "--socket", str(d.root / "other.sock"),
+                                     "--no-network"], env=d.env, capture_output=True, text=True, timeout=30)
+            self.assertEqual(second.returncode, 1)
+            self.assertIn("another flickd serves", second.stderr)
+            self.assertFalse((d.root / "other.sock").exists())
+        finally:
+            self.assertEqual(d.stop(), (0, ""))
+        code, st = self.status(d)
+        self.assertEqual((code, st["running"]), (3, False), st)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """A pass-through proxy in front of a test registry that misbehaves on blob downloads:
 under /v2/drop/ the first response for each blob is cut off (the connection closed) after
-DROP_AFTER bytes; under /v2/flip/ one byte of every blob is flipped; /v2/plain/ passes
-through. Range headers are passed to the registry, so interrupted downloads can resume.
+DROP_AFTER bytes; under /v2/flip/ one byte of every blob is flipped; under /v2/slow/ each
+blob is held back for SLOW_SECONDS, and an "inflight N" line logs how many blob requests
+(N, this one included) were being answered at once; /v2/plain/ passes through. Range headers are passed to the registry, so interrupted downloads can resume.
 Usage: blob_proxy.py UPSTREAM_PORT LOGFILE DROP_AFTER; prints its own port on stdout.
 The log has one line per request: status, path and the Range header (or "-")."""
 import http.client
 import http.server
 import sys
 import threading
+import time
 
 UPSTREAM = int(sys.argv[1])
 LOG = open(sys.argv[2], "a", buffering=1)
 DROP_AFTER = int(sys.argv[3])
+SLOW_SECONDS = 0.4
 dropped = set()
 lock = threading.Lock()
+inflight = 0
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
@@ -24,7 +28,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        global inflight
         mode, _, rest = self.path[len("/v2/"):].partition("/")
+        slow = mode == "slow" and "/blobs/" in self.path
+        if slow:
+            with lock:
+                inflight += 1
+                LOG.write("inflight %d\n" % inflight)
+            time.sleep(SLOW_SECONDS)
+            with lock:
+                inflight -= 1
         headers = {"Accept": self.headers.get("Accept", "*/*")}
         if self.headers.get("Range"):
             headers["Range"] = self.headers["Range"]

@@ -200,10 +200,13 @@ EOF
     return R"({"auth":")" + base64(kUser + ":" + password) + R"("})";
   }
 
-  ImageStore open() {
+  static StoreOptions options() {
     StoreOptions o;
     for (int p : {port_, zstd_port_, proxy_port_, blob_proxy_port_}) o.insecure_registries.push_back("127.0.0.1:" + std::to_string(p));
     o.retry_base_delay_ms = 10;
+    return o;
+  }
+  ImageStore open(const StoreOptions& o = options()) {
     auto s = ImageStore::open(tmp_ / "store", o);
     EXPECT_TRUE(s.ok());
     return std::move(s).value();
@@ -269,7 +272,9 @@ TEST_F(Registry, MultiPlatformIndexPicksLinuxAmd64) {
   ASSERT_TRUE(r.ok()) << r.error().describe();
   expect_same_tree(*r);
   // By digest, the amd64 manifest resolves to the same image.
-  auto by_digest = open().pull(reg("multi@" + r->image_digest));
+  PullOptions always;
+  always.policy = PullPolicy::always;
+  auto by_digest = open().pull(reg("multi@" + r->image_digest), always);
   ASSERT_TRUE(by_digest.ok()) << by_digest.error().describe();
   EXPECT_EQ(by_digest->image_digest, r->image_digest);
 }
@@ -421,6 +426,102 @@ TEST_F(Registry, ConcurrentPullsFetchEachBlobOnce) {
   for (const auto& [line, n] : fetches) EXPECT_EQ(n, 1) << line;
 }
 
+// blob_proxy.py holds each /v2/slow/ blob back and logs how many it is answering at once.
+TEST_F(Registry, LayersDownloadConcurrentlyUpToTheLimit) {
+  std::vector<PullProgress> reports;
+  PullOptions o;
+  o.progress = [&](const PullProgress& p) { reports.push_back(p); };
+  StoreOptions two = options();
+  two.max_concurrent_downloads = 2;
+  auto r = open(two).rootfs(blob_proxied("slow/oci:gzip"), {}, o);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  std::ifstream in(dir_->path() / "blob_proxy.log");
+  int most = 0, requests = 0;
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("inflight ", 0) == 0) most = std::max(most, std::stoi(l.substr(9))), ++requests;
+  EXPECT_EQ(requests, 4) << "the config and three layers";
+  EXPECT_EQ(most, 2) << "three layers, two at a time";
+
+  // Progress: every layer with its manifest size, bytes only ever growing, all done at the end.
+  ASSERT_GE(reports.size(), 2u);
+  const auto& last = reports.back();
+  ASSERT_EQ(last.layers.size(), 3u);
+  uint64_t sum = 0;
+  for (const auto& l : last.layers) {
+    EXPECT_TRUE(l.complete) << l.digest;
+    EXPECT_EQ(l.done, l.size) << l.digest;
+    EXPECT_TRUE(fs::exists(tmp_ / "store/blobs/sha256" / l.digest.substr(7))) << l.digest;
+    sum += l.size;
+  }
+  EXPECT_EQ(last.total_bytes, sum);
+  EXPECT_EQ(last.done_bytes, sum);
+  EXPECT_LT(reports.front().done_bytes, sum) << "no report before the layers were in";
+  for (size_t i = 1; i < reports.size(); ++i) {
+    EXPECT_EQ(reports[i].total_bytes, sum);
+    EXPECT_GE(reports[i].done_bytes, reports[i - 1].done_bytes);
+  }
+}
+
+// The tag re-pointed in the registry: `missing` keeps the cached image without asking,
+// `always` asks and gets the new one, `never` then has it.
+TEST_F(Registry, PullPolicyAlwaysResolvesAMovedTagAgain) {
+  const std::string src = "oci:" + (dir_->path() / "layout").string();
+  const std::string dst = "docker://127.0.0.1:" + std::to_string(port_) + "/moving:tag";
+  const std::string copy = "skopeo copy -q --dest-tls-verify=false ";
+  ASSERT_EQ(run(copy + "--format oci " + q(src + ":t") + " " + q(dst)), 0);
+  auto store = open();
+  PullOptions missing, always, never;
+  always.policy = PullPolicy::always;
+  never.policy = PullPolicy::never;
+  auto first = store.pull(blob_proxied("plain/moving:tag"));
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  ASSERT_EQ(run(copy + "--format v2s2 " + q(src + ":t") + " " + q(dst)), 0);
+  auto manifest_gets = [] {
+    std::ifstream in(dir_->path() / "blob_proxy.log");
+    int n = 0;
+    for (std::string l; std::getline(in, l);) n += l.find(" /v2/plain/moving/manifests/tag ") != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(manifest_gets(), 1);
+  auto cached = store.pull(blob_proxied("plain/moving:tag"), missing);
+  ASSERT_TRUE(cached.ok()) << cached.error().describe();
+  EXPECT_EQ(cached->image_digest, first->image_digest);
+  EXPECT_EQ(manifest_gets(), 1);
+  auto moved = store.pull(blob_proxied("plain/moving:tag"), always);
+  ASSERT_TRUE(moved.ok()) << moved.error().describe();
+  EXPECT_NE(moved->image_digest, first->image_digest);
+  EXPECT_EQ(manifest_gets(), 2);
+  auto offline = store.rootfs(blob_proxied("plain/moving:tag"), {}, never);
+  ASSERT_TRUE(offline.ok()) << offline.error().describe();
+  EXPECT_EQ(offline->image_digest, moved->image_digest);
+  EXPECT_EQ(manifest_gets(), 2);
+}
+
+// A mirror that is down is passed over; one that answers serves the pull.
+TEST_F(Registry, MirrorsAreTriedInOrderBeforeTheRegistry) {
+  StoreOptions o = options();
+  o.insecure_registries.push_back("127.0.0.1:1");
+  o.registry_mirrors["127.0.0.1:" + std::to_string(port_)] = {"127.0.0.1:1", proxy_host()};
+  auto r = open(o).rootfs(reg("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  EXPECT_NE(proxy_log().find("200 /v2/oci/blobs/"), std::string::npos) << "the mirror served no blob:\n" << proxy_log();
+
+  o.registry_mirrors["127.0.0.1:" + std::to_string(port_)] = {"127.0.0.1:1"};
+  PullOptions always;
+  always.policy = PullPolicy::always;
+  auto fallback = open(o).pull(reg("docker:v2"), always);
+  ASSERT_TRUE(fallback.ok()) << fallback.error().describe();
+
+  // Nothing answers: the registry's error, then each mirror's.
+  o.registry_mirrors["127.0.0.1:1"] = {"127.0.0.1:1"};
+  auto none = open(o).pull("127.0.0.1:1/app:v1", always);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, Errc::network);
+  EXPECT_NE(none.error().message.find("; mirror 127.0.0.1:1: "), std::string::npos) << none.error().describe();
+}
+
 TEST_F(Registry, ConnectionRefusedIsANetworkError) {
   StoreOptions o;
   o.insecure_registries = {"127.0.0.1:1"};
@@ -492,6 +593,20 @@ TEST_F(AuthRegistry, PullsWithACredentialHelperNamedInDockerConfig) {
   ASSERT_TRUE(r.ok()) << r.error().describe();
 }
 
+// Insecure means what it means for Docker: HTTPS without checking the certificate (the
+// plain registries of the other tests show the fall back to plain HTTP).
+TEST_F(AuthRegistry, AnInsecureRegistryIsSpokenToOverUnverifiedTls) {
+  auth_file(auths(tls_host(), basic(kPassword)));
+  StoreOptions o = options();
+  o.insecure_registries.push_back(tls_host());
+  auto r = open(o).pull(tls("oci:gzip"));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  auto verified = open().pull(tls("docker:v2"));
+  ASSERT_FALSE(verified.ok());
+  EXPECT_NE(verified.error().message.find("TLS with registry " + tls_host() + " failed"), std::string::npos)
+      << verified.error().describe();
+}
+
 TEST_F(AuthRegistry, NoCredentialsIsA401NamingTheRegistryAndWhereFlickLooked) {
   trust("ca");
   auto r = open().pull(tls("oci:gzip"));
@@ -538,8 +653,10 @@ TEST_F(AuthRegistry, NoSecretInAnyErrorOrOutput) {
   log::set_sink([&](log::Level, std::string_view line) { seen.append(line).append("\n"); });
   testing::internal::CaptureStdout();
   testing::internal::CaptureStderr();
+  PullOptions always;  // a pull that worked must not turn the next ones into cache hits
+  always.policy = PullPolicy::always;
   auto pull = [&](const std::string& ref) {
-    auto r = open().pull(ref);
+    auto r = open().pull(ref, always);
     if (!r.ok()) seen += r.error().describe() + "\n";
   };
   trust("ca");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 namespace flick {
@@ -18,6 +19,12 @@ namespace {
 using test::q;
 using test::run;
 namespace fs = std::filesystem;
+
+PullOptions with(PullPolicy policy) {
+  PullOptions o;
+  o.policy = policy;
+  return o;
+}
 
 size_t count_files(const fs::path& dir) {
   size_t n = 0;
@@ -251,7 +258,7 @@ TEST_F(Store, PruneRemovesWhatNoReferenceUses) {
 
   // Re-point the tag at a new image; the old image is now unused.
   test::make_image(l, "t", {layers() / "base.tar"});
-  auto second = store.pull(ref);
+  auto second = store.pull(ref, with(PullPolicy::always));
   ASSERT_TRUE(second.ok()) << second.error().describe();
   ASSERT_NE(second->image_digest, first->image_digest);
   auto pruned = store.prune();
@@ -263,6 +270,96 @@ TEST_F(Store, PruneRemovesWhatNoReferenceUses) {
   auto r = store.rootfs(ref);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(r->image_digest, second->image_digest);
+}
+
+TEST_F(Store, PullPolicyDecidesWhetherACachedTagIsResolvedAgain) {
+  fs::path l = own_layout();
+  const std::string ref = "oci:" + l.string() + ":t";
+  auto store = open();
+  auto never = store.pull(ref, with(PullPolicy::never));
+  ASSERT_FALSE(never.ok());
+  EXPECT_EQ(never.error().code, Errc::not_found);
+  EXPECT_NE(never.error().describe().find("the pull policy is never"), std::string::npos) << never.error().describe();
+  EXPECT_NE(never.error().describe().find(ref + " is not in the image cache"), std::string::npos) << never.error().describe();
+  EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), 0u);
+
+  auto first = store.pull(ref);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  test::make_image(l, "t", {layers() / "base.tar"});  // the tag now names another image
+  for (auto policy : {PullPolicy::missing, PullPolicy::never}) {
+    auto cached = store.pull(ref, with(policy));
+    ASSERT_TRUE(cached.ok()) << cached.error().describe();
+    EXPECT_EQ(cached->image_digest, first->image_digest);
+    auto rootfs = store.rootfs(ref, {}, with(policy));
+    ASSERT_TRUE(rootfs.ok()) << rootfs.error().describe();
+    EXPECT_EQ(rootfs->image_digest, first->image_digest);
+  }
+  auto again = store.rootfs(ref, {}, with(PullPolicy::always));
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_NE(again->image_digest, first->image_digest);
+  auto now = store.pull(ref, with(PullPolicy::never));
+  ASSERT_TRUE(now.ok()) << now.error().describe();
+  EXPECT_EQ(now->image_digest, again->image_digest);
+
+  // A cached image missing a layer is not cached: `never` says which layer.
+  ASSERT_TRUE(store.prune().ok());
+  auto img = store.list();
+  ASSERT_TRUE(img.ok());
+  ASSERT_EQ(img->size(), 1u);
+  for (const auto& e : fs::directory_iterator(tmp_ / "store/blobs/sha256")) {
+    std::ifstream blob(e.path());
+    if (blob.get() != '{') fs::remove(e.path());  // the layers, not the JSON documents
+  }
+  auto broken = store.pull(ref, with(PullPolicy::never));
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().describe().find("is missing from the image cache"), std::string::npos) << broken.error().describe();
+  auto refetched = store.pull(ref);
+  ASSERT_TRUE(refetched.ok()) << refetched.error().describe();
+  EXPECT_TRUE(store.pull(ref, with(PullPolicy::never)).ok());
+
+  EXPECT_EQ(parse_pull_policy("always").value(), PullPolicy::always);
+  EXPECT_EQ(parse_pull_policy("never").value(), PullPolicy::never);
+  EXPECT_EQ(parse_pull_policy("missing").value(), PullPolicy::missing);
+  auto bad = parse_pull_policy("sometimes");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Errc::invalid_argument);
+  EXPECT_NE(bad.error().message.find("'sometimes': expected always, missing or never"), std::string::npos);
+}
+
+TEST_F(Store, RemoveForgetsTheReferenceAndWhatOnlyItUsed) {
+  fs::path l = own_layout();
+  test::make_image(l, "small", {layers() / "base.tar"});  // shares base.tar's blob with :t
+  const std::string t = "oci:" + l.string() + ":t", small = "oci:" + l.string() + ":small";
+  auto store = open();
+  auto big = store.rootfs(t);
+  ASSERT_TRUE(big.ok()) << big.error().describe();
+  auto kept = store.rootfs(small);
+  ASSERT_TRUE(kept.ok()) << kept.error().describe();
+  const size_t blobs_before = count_files(tmp_ / "store/blobs/sha256");
+
+  auto removed = store.remove(t);
+  ASSERT_TRUE(removed.ok()) << removed.error().describe();
+  EXPECT_GT(removed->bytes_freed, 0u);
+  EXPECT_FALSE(fs::exists(big->path));
+  EXPECT_FALSE(fs::exists(tmp_ / "store/blobs/sha256" / big->image_digest.substr(7)));
+  // manifest, config and the changes layer went; base.tar's blob stays for :small
+  EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), blobs_before - 3);
+  EXPECT_TRUE(fs::exists(kept->path));
+  auto list = store.list();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].reference, small);
+  EXPECT_TRUE(store.rootfs(small, {}, with(PullPolicy::never)).ok());
+
+  auto again = store.remove(t);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, Errc::not_found);
+  EXPECT_NE(again.error().message.find("no image " + t + " in the image cache at " + (tmp_ / "store").string()),
+            std::string::npos) << again.error().describe();
+  ASSERT_TRUE(store.remove(small).ok());
+  EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), 0u);
+  EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 0u);
+  EXPECT_EQ(count_files(tmp_ / "store/images"), 0u);
 }
 
 TEST_F(Store, ArchivesGiveTheSameRootfsAsTheLayout) {

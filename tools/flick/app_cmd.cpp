@@ -1,5 +1,6 @@
 // flick app create|list|destroy: the apps machines and volumes belong to, as Fly's.
 #include "command.h"
+#include "machines.h"
 #include "store_cmd.h"
 
 #include <flick/machine.h>
@@ -27,10 +28,11 @@ void add_create(CLI::App& app) {
   cmd->add_option("-o,--org", o->org, "its organization (default personal)")->type_name("SLUG");
   add_json_flag(*cmd, &o->json);
   add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
   set_action(cmd, [o] {
-    auto host = open_host(o->host);
-    if (!host) return fail(host.error());
-    auto made = (*host)->create_app(o->name, o->org);
+    auto machines = open_machines(o->host);
+    if (!machines) return fail(machines.error());
+    auto made = (*machines)->create_app(o->name, o->org);
     if (!made) return fail(made.error());
     if (o->json) print_json(app_json(*made));
     else std::printf("app %s created\n", made->name.c_str());
@@ -44,10 +46,11 @@ void add_list(CLI::App& app) {
   cmd->alias("ls");
   add_json_flag(*cmd, &o->json);
   add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
   set_action(cmd, [o] {
-    auto host = open_host(o->host);
-    if (!host) return fail(host.error());
-    auto apps = (*host)->list_apps();
+    auto machines = open_machines(o->host);
+    if (!machines) return fail(machines.error());
+    auto apps = (*machines)->list_apps();
     if (!apps) return fail(apps.error());
     if (o->json) {
       nlohmann::ordered_json all = nlohmann::ordered_json::array();
@@ -71,10 +74,11 @@ void add_destroy(CLI::App& app) {
   cmd->add_option("NAME", o->name, "the app")->required()->type_name("");
   cmd->add_flag("-f,--force", o->force, "destroy its machines and volumes too");
   add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
   set_action(cmd, [o] {
-    auto host = open_host(o->host);
-    if (!host) return fail(host.error());
-    if (auto r = (*host)->destroy_app(o->name, o->force); !r) return fail(r.error());
+    auto machines = open_machines(o->host);
+    if (!machines) return fail(machines.error());
+    if (auto r = (*machines)->destroy_app(o->name, o->force); !r) return fail(r.error());
     std::printf("app %s destroyed\n", o->name.c_str());
     return 0;
   });

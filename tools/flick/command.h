@@ -2,6 +2,8 @@
 // (FLICK_COMMAND); main() parses the whole line, then runs the action of the command given.
 #pragma once
 
+#include <flick/image.h>
+
 #include <CLI/CLI.hpp>
 
 #include <cctype>
@@ -26,6 +28,10 @@ bool register_command(const char* name, AddCommand add);
 
 // What `command` does once the whole command line has parsed; its result is flick's exit status.
 void set_action(CLI::App* command, std::function<int()> action);
+
+// Marks `command` as one that also works through a flickd (`flick --api`); the others refuse
+// --api.
+void works_through_api(CLI::App* command);
 
 // A bad argument, reported as "flick <command>: <message>" (and a pointer to --help), exit 2.
 // For option callbacks and App callbacks, which run while the command line is parsed.
@@ -77,6 +83,19 @@ CLI::Option* add_number(CLI::App& app, const std::string& names, const std::stri
         *out = static_cast<T>(n);
       },
       help);
+}
+
+// `--pull always|missing|never` into `*out`.
+inline CLI::Option* add_pull_policy(CLI::App& app, PullPolicy* out, const std::string& fallback) {
+  return add_value(
+      app, "--pull", "POLICY",
+      [=](const std::string& v) {
+        auto p = parse_pull_policy(v);
+        if (!p) usage_error("--pull takes always, missing or never, not '" + v + "'");
+        *out = *p;
+      },
+      "always: resolve the reference again; missing: use the cached image if there is one; never: "
+      "only the cache (default " + fallback + ")");
 }
 
 }  // namespace flick::cli

@@ -1,4 +1,4 @@
-// flick image pull|ls|rootfs|prune: the image cache from the command line.
+// flick image pull|ls|rm|rootfs|prune: the image cache from the command line.
 #include "command.h"
 #include "shared.h"
 
@@ -11,6 +11,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -26,7 +27,7 @@ constexpr const char* kAbout =
     "REF: busybox, library/alpine:3.19, localhost:5000/app@sha256:..., oci:DIR[:TAG],\n"
     "     oci-archive:FILE[:TAG], docker-archive:FILE. SIZE: bytes, or with K, M, G suffix.\n"
     "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
-    "(comma-separated hosts spoken to over plain http).\n"
+    "(comma-separated, as --insecure), FLICK_REGISTRY_MIRRORS (comma-separated, as --registry-mirror).\n"
     "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
     "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
     "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
@@ -57,6 +58,52 @@ int fail(const flick::Error& e) {
   std::fprintf(stderr, "flick image: %s\n", e.describe().c_str());
   return 1;
 }
+
+// 1234567 -> "1.2 MB" (decimal units, as registries and Docker show sizes).
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) bytes /= 1000, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+// One line on the terminal, rewritten as a pull goes: bytes, layers, rate and ETA.
+// Nothing at all when stderr is not a terminal.
+class ProgressLine {
+ public:
+  ProgressLine() : tty_(::isatty(STDERR_FILENO) == 1) {}
+  ~ProgressLine() { clear(); }
+  bool enabled() const { return tty_; }
+
+  void update(const flick::PullProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!shown_) start_ = now, start_bytes_ = p.done_bytes;  // cached and resumed bytes are no speed
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    const double rate = secs > 0.2 ? double(p.done_bytes - start_bytes_) / secs : 0;
+    size_t complete = 0;
+    for (const auto& l : p.layers) complete += l.complete;
+    std::string eta = "--";
+    if (p.done_bytes >= p.total_bytes) eta = "0s";
+    else if (rate > 0) eta = std::to_string(uint64_t(double(p.total_bytes - p.done_bytes) / rate + 0.5)) + "s";
+    std::fprintf(stderr, "\r\033[K%s / %s, %zu/%zu layers, %s/s, ETA %s", human_bytes(double(p.done_bytes)).c_str(),
+                 human_bytes(double(p.total_bytes)).c_str(), complete, p.layers.size(), human_bytes(rate).c_str(),
+                 eta.c_str());
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) std::fputs("\r\033[K", stderr), std::fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_;
+  uint64_t start_bytes_ = 0;
+};
 
 // Copies keeping holes: a reflink where the filesystem allows, else data extents only.
 bool copy_sparse(const std::string& from, const std::string& to) {
@@ -89,11 +136,13 @@ bool copy_sparse(const std::string& from, const std::string& to) {
 struct ImageOptions {
   std::string store_dir;  // default: ImageStore::default_dir()
   std::vector<std::string> insecure;
+  std::vector<std::string> mirrors;  // [REGISTRY=]MIRROR
 };
 
 flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
   flick::StoreOptions opts = flick::cli::store_options_from_env();
   opts.insecure_registries.insert(opts.insecure_registries.end(), o.insecure.begin(), o.insecure.end());
+  for (const auto& m : o.mirrors) flick::cli::add_registry_mirror(opts, m);
   return flick::ImageStore::open(
       o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
 }
@@ -109,13 +158,23 @@ CLI::Option* add_size(CLI::App& app, const std::string& name, uint64_t* out, con
 }
 
 void add_pull(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  struct Args {
+    std::string ref;
+    flick::PullOptions pull;
+  };
+  auto a = std::make_shared<Args>();
+  a->pull.policy = flick::PullPolicy::always;
   auto* pull = image.add_subcommand("pull", "fetch an image into the cache");
-  auto ref = std::make_shared<std::string>();
-  pull->add_option("REF", *ref, "the image")->required()->type_name("");
-  flick::cli::set_action(pull, [o, ref] {
+  pull->add_option("REF", a->ref, "the image")->required()->type_name("");
+  flick::cli::add_pull_policy(*pull, &a->pull.policy, "always");
+  flick::cli::set_action(pull, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
-    auto r = store->pull(*ref);
+    ProgressLine line;
+    flick::PullOptions options = a->pull;
+    if (line.enabled()) options.progress = [&line](const flick::PullProgress& p) { line.update(p); };
+    auto r = store->pull(a->ref, options);
+    line.clear();
     if (!r) return fail(r.error());
     std::printf("%s %s (%llu bytes)\n", r->reference.c_str(), r->image_digest.c_str(),
                 static_cast<unsigned long long>(r->blob_bytes));
@@ -124,17 +183,37 @@ void add_pull(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
 }
 
 void add_ls(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
-  auto* ls = image.add_subcommand("ls", "list cached images");
+  auto* ls = image.add_subcommand("ls", "list cached images: reference, digest, size, rootfs images built");
   flick::cli::set_action(ls, [o] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
     auto r = store->list();
     if (!r) return fail(r.error());
-    std::printf("%-50s %-20s %12s %s\n", "REFERENCE", "DIGEST", "BLOB BYTES", "ROOTFS");
+    std::printf("%-50s %-71s %10s %s\n", "REFERENCE", "DIGEST", "SIZE", "ROOTFS");
     for (const auto& img : *r)
-      std::printf("%-50s %-20s %12llu %zu\n", img.reference.c_str(), img.image_digest.substr(0, 19).c_str(),
-                  static_cast<unsigned long long>(img.blob_bytes), img.rootfs.size());
+      std::printf("%-50s %-71s %10s %zu\n", img.reference.c_str(), img.image_digest.c_str(),
+                  human_bytes(double(img.blob_bytes)).c_str(), img.rootfs.size());
     return 0;
+  });
+}
+
+void add_rm(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  auto* rm = image.add_subcommand("rm", "forget images and remove what only they used");
+  auto refs = std::make_shared<std::vector<std::string>>();
+  rm->add_option("REF", *refs, "the images, as `image ls` names them")->required()->type_name("");
+  flick::cli::set_action(rm, [o, refs] {
+    auto store = open_store(*o);
+    if (!store) return fail(store.error());
+    int status = 0;
+    for (const auto& ref : *refs) {
+      auto r = store->remove(ref);
+      if (!r) {
+        status = fail(r.error());
+        continue;
+      }
+      std::printf("removed %s (%s freed)\n", ref.c_str(), human_bytes(double(r->bytes_freed)).c_str());
+    }
+    return status;
   });
 }
 
@@ -142,6 +221,7 @@ void add_rootfs(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   struct Args {
     std::string ref, output;
     flick::RootfsOptions rootfs;
+    flick::PullOptions pull;
   };
   auto a = std::make_shared<Args>();
   auto* rootfs = image.add_subcommand("rootfs", "build (or reuse) the image's ext4 rootfs, copy it to FILE");
@@ -149,10 +229,15 @@ void add_rootfs(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   rootfs->add_option("-o,--output", a->output, "where the copy goes")->required()->type_name("FILE");
   add_size(*rootfs, "--size", &a->rootfs.size_bytes, "the image's size (default: its content plus the headroom)");
   add_size(*rootfs, "--headroom", &a->rootfs.headroom_bytes, "free space left for the guest (default 256M)");
+  flick::cli::add_pull_policy(*rootfs, &a->pull.policy, "missing");
   flick::cli::set_action(rootfs, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
-    auto r = store->rootfs(a->ref, a->rootfs);
+    ProgressLine line;
+    flick::PullOptions options = a->pull;
+    if (line.enabled()) options.progress = [&line](const flick::PullProgress& p) { line.update(p); };
+    auto r = store->rootfs(a->ref, a->rootfs, options);
+    line.clear();
     if (!r) return fail(r.error());
     if (!copy_sparse(r->path, a->output)) {
       std::fprintf(stderr, "flick image: copying %s to %s: %s\n", r->path.c_str(), a->output.c_str(),
@@ -185,11 +270,18 @@ void add_image_command(CLI::App& flick) {
   image->footer(kAbout);
   image->add_option("--store", o->store_dir, "the image cache (default $FLICK_HOME, else $XDG_CACHE_HOME/flick)")
       ->type_name("DIR");
-  image->add_option("--insecure", o->insecure, "also speak plain http to this registry (repeatable)")
+  image->add_option("--insecure", o->insecure,
+                     "do not verify this registry's TLS certificate; plain http if it has no TLS (repeatable)")
       ->type_name("HOST:PORT")
+      ->allow_extra_args(false);
+  image->add_option("--registry-mirror", o->mirrors,
+                    "ask MIRROR before REGISTRY (default docker.io); the next mirror or the registry itself "
+                    "when it fails (repeatable, tried in order)")
+      ->type_name("[REGISTRY=]MIRROR")
       ->allow_extra_args(false);
   add_pull(*image, o);
   add_ls(*image, o);
+  add_rm(*image, o);
   add_rootfs(*image, o);
   add_prune(*image, o);
   // `flick image pull --store DIR REF` as well as `flick image --store DIR pull REF`.

@@ -97,6 +97,8 @@ int machine_run(Options& opts) {
   if (!host) return std::fprintf(stderr, "flick: %s\n", host.error().describe().c_str()), kFlickFailed;
   if (auto r = flick::cli::check_app(**host, app); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
+  if (auto r = flick::cli::pull_image(**host, o.config.image, o.pull); !r)
+    return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
   if (auto r = flick::cli::ensure_volumes(**host, o.config, app); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
   if (opts.shell) return run_shell(**host, o, app);

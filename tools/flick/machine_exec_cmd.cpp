@@ -1,6 +1,7 @@
 // flick machine exec: runs a command in a started machine (Machine::exec), its output on this
 // command's stdout and stderr, its exit status as this command's.
 #include "command.h"
+#include "machines.h"
 #include "shared.h"
 #include "store_cmd.h"
 
@@ -86,6 +87,22 @@ Result<std::string> read_stdin() {
   }
 }
 
+// The command's exit status (128+N for signal N), or kExecFailed; with `json`, Fly's exec
+// response printed first.
+int exec_ended(const Result<ExecResult>& r, bool json) {
+  if (!r) return fail(r.error()), kExecFailed;
+  if (json) {
+    nlohmann::ordered_json j;  // Fly's exec response
+    j["stdout"] = r->stdout_data;
+    j["stderr"] = r->stderr_data;
+    j["exit_code"] = r->exit_code;
+    j["exit_signal"] = r->exit_signal;
+    if (r->truncated) j["truncated"] = true;
+    write_all(STDOUT_FILENO, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
+  return r->exit_signal ? 128 + r->exit_signal : r->exit_code;
+}
+
 // Runs o.request in `m` as o says; the command's exit status, or kExecFailed.
 int run_exec(Machine& m, ExecOptions& o) {
   if (!o.interactive && !::isatty(STDIN_FILENO)) {
@@ -116,26 +133,35 @@ int run_exec(Machine& m, ExecOptions& o) {
   }
   Result<ExecResult> r = o.json ? m.exec(o.request) : m.exec(o.request, out);
   raw.reset();
-  if (!r) return fail(r.error()), kExecFailed;
-  if (o.json) {
-    nlohmann::ordered_json j;  // Fly's exec response
-    j["stdout"] = r->stdout_data;
-    j["stderr"] = r->stderr_data;
-    j["exit_code"] = r->exit_code;
-    j["exit_signal"] = r->exit_signal;
-    if (r->truncated) j["truncated"] = true;
-    write_all(STDOUT_FILENO, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return exec_ended(r, o.json);
+}
+
+// Through flickd (--api): Fly's exec, which takes its stdin whole and answers with all the
+// output once the command has ended.
+int run_remote_exec(MachineRef& m, ExecOptions& o) {
+  if (o.interactive || o.tty)
+    return fail("flick machine exec -i/-t: not available with --api (flickd's exec is not interactive)"), kExecFailed;
+  if (!::isatty(STDIN_FILENO)) {
+    auto in = read_stdin();
+    if (!in) return fail(in.error()), kExecFailed;
+    o.request.stdin_data = std::move(in).value();
   }
-  return r->exit_signal ? 128 + r->exit_signal : r->exit_code;
+  auto r = m.exec(o.request);
+  if (r && !o.json) {
+    write_all(STDOUT_FILENO, r->stdout_data);
+    write_all(STDERR_FILENO, r->stderr_data);
+  }
+  return exec_ended(r, o.json);
 }
 
 int machine_exec(ExecOptions& o) {
-  auto host = open_host(o.host);
-  if (!host) return fail(host.error()), kExecFailed;
-  auto m = find_machine(**host, o.machine, app_scope(o.app));
+  auto machines = open_machines(o.host);
+  if (!machines) return fail(machines.error()), kExecFailed;
+  auto m = (*machines)->get(o.machine, app_scope(o.app));
   if (!m) return fail(m.error()), kExecFailed;
   (*m)->set_lease_nonce(o.lease_nonce);
-  return run_exec(**m, o);
+  if (Machine* local = (*m)->local()) return run_exec(*local, o);
+  return run_remote_exec(**m, o);
 }
 
 }  // namespace
@@ -200,6 +226,7 @@ void add_machine_exec_command(CLI::App& machine) {
     if (rest.empty()) usage_error("CMD is required: flick machine exec ID -- CMD [ARG...]");
     o->request.cmd = std::move(rest);
   });
+  works_through_api(cmd);
   set_action(cmd, [o] { return machine_exec(*o); });
 
   auto c = std::make_shared<ExecOptions>();

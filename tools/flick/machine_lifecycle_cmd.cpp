@@ -1,8 +1,9 @@
 // flick machine create|start|stop|restart|signal|wait|destroy: a machine's lifecycle over the
-// store, one step per command. Each command exits once its step is done; the machine's run
+// store (or through a flickd with --api: machines.h), one step per command. Each command exits once its step is done; the machine's run
 // lives in its own flick-vmm process, so any later command (any process) sees and drives it.
 #include "command.h"
 #include "machine_options.h"
+#include "machines.h"
 #include "store_cmd.h"
 
 #include <flick/machine.h>
@@ -40,14 +41,14 @@ void add_target(CLI::App& cmd, Target& t, bool many) {
 }
 
 // Runs `step` on each machine named; "flick: ..." for each that fails. 0 if all went well.
-int each_machine(const Target& t, const std::function<Result<void>(Machine&)>& step) {
-  auto host = open_host(t.host);
-  if (!host) return fail(host.error());
+int each_machine(const Target& t, const std::function<Result<void>(MachineRef&)>& step) {
+  auto machines = open_machines(t.host);
+  if (!machines) return fail(machines.error());
   const std::string scope = app_scope(t.app);
-  if (auto a = check_app(**host, scope); !a) return fail(a.error());
+  if (auto a = (*machines)->check_app(scope); !a) return fail(a.error());
   int rc = 0;
   for (const auto& key : t.machines.empty() ? std::vector<std::string>{t.machine} : t.machines) {
-    auto m = (*host)->get(key, {}, scope);
+    auto m = (*machines)->get(key, scope);
     if (!m) {
       rc = fail(m.error());
       continue;
@@ -70,22 +71,13 @@ int machine_create(CreateOptions& opts) {
   if (o.rm) o.config.auto_destroy = true;
   if (o.no_network) o.host.network = HostOptions::Networking::none;
   const std::string app = app_or_default(o.app);
-  auto host = open_host(o.host);
-  if (!host) return fail(host.error());
-  if (auto a = check_app(**host, app); !a) return fail(a.error());
-  // A name in use fails before the image is fetched and volumes are made.
-  if (!o.name.empty())
-    if (auto existing = (*host)->get(o.name, {}, app); existing && (*existing)->name() == o.name)
-      return fail("machine name " + o.name + " is taken in app " + app + " (by machine " + (*existing)->id() + ")");
-  // A bad image fails before volumes are made (the rootfs is cached: create() finds it).
-  if (!o.config.mounts.empty())
-    if (auto rootfs = (*host)->images().rootfs(o.config.image); !rootfs)
-      return fail(std::move(rootfs).error().with_context("image " + o.config.image));
-  if (auto r = ensure_volumes(**host, o.config, app); !r) return fail(r.error());
-  auto created = (*host)->create(o.config, {}, o.name, app);
+  auto machines = open_machines(o.host);
+  if (!machines) return fail(machines.error());
+  if (auto a = (*machines)->check_app(app); !a) return fail(a.error());
+  auto created = (*machines)->create(o.config, o.name, app, o.pull);
   if (!created) return fail(created.error());
-  if (opts.json) print_json(machine_json(**created, false));
-  else std::printf("%s\n", (*created)->id().c_str());
+  if (opts.json) print_json(created->json);
+  else std::printf("%s\n", created->id.c_str());
   return 0;
 }
 
@@ -99,6 +91,7 @@ void add_create(CLI::App& machine) {
       "the rest of the line, options and all.");
   add_machine_options(*cmd, o->machine);
   add_json_flag(*cmd, &o->json);
+  works_through_api(cmd);
   set_action(cmd, [o] { return machine_create(*o); });
 }
 
@@ -107,14 +100,6 @@ void add_create(CLI::App& machine) {
 struct StopOptions {
   std::optional<int> signal;
   std::optional<milliseconds> timeout;
-
-  std::optional<StopConfig> for_machine(const Machine& m) const {
-    if (!signal && !timeout) return std::nullopt;
-    StopConfig how = m.config().stop_config;
-    if (signal) how.signal = *signal;
-    if (timeout) how.timeout = *timeout;
-    return how;
-  }
 };
 
 void add_stop_options(CLI::App& cmd, StopOptions& s) {
@@ -141,8 +126,9 @@ void add_start(CLI::App& machine) {
   add_target(*cmd, *t, true);
   add_kvm_device_option(*cmd, &t->host);
   add_lease_nonce_option(*cmd, &t->lease_nonce);
+  works_through_api(cmd);
   set_action(cmd, [t] {
-    return each_machine(*t, [](Machine& m) -> Result<void> {
+    return each_machine(*t, [](MachineRef& m) -> Result<void> {
       if (auto r = m.start(); !r) return r;
       std::printf("machine %s starting\n", m.id().c_str());
       return {};
@@ -161,10 +147,13 @@ void add_stop(CLI::App& machine) {
   add_target(*cmd, *t, true);
   add_stop_options(*cmd, *s);
   add_lease_nonce_option(*cmd, &t->lease_nonce);
+  works_through_api(cmd);
   set_action(cmd, [t, s] {
-    return each_machine(*t, [s](Machine& m) -> Result<void> {
-      if (auto r = m.stop(s->for_machine(m)); !r) return r;
-      std::printf("machine %s %s\n", m.id().c_str(), to_string(m.state()));
+    return each_machine(*t, [s](MachineRef& m) -> Result<void> {
+      if (auto r = m.stop(s->signal, s->timeout); !r) return r;
+      auto now = m.read(false);
+      if (!now) return std::move(now).error();
+      std::printf("machine %s %s\n", m.id().c_str(), to_string(now->state));
       return {};
     });
   });
@@ -178,10 +167,10 @@ void add_restart(CLI::App& machine) {
   add_stop_options(*cmd, *s);
   add_kvm_device_option(*cmd, &t->host);
   add_lease_nonce_option(*cmd, &t->lease_nonce);
+  works_through_api(cmd);
   set_action(cmd, [t, s] {
-    return each_machine(*t, [s](Machine& m) -> Result<void> {
-      if (auto r = m.stop(s->for_machine(m)); !r) return r;
-      if (auto r = m.start(); !r) return r;
+    return each_machine(*t, [s](MachineRef& m) -> Result<void> {
+      if (auto r = m.restart(s->signal, s->timeout); !r) return r;
       std::printf("machine %s starting\n", m.id().c_str());
       return {};
     });
@@ -206,7 +195,8 @@ void add_signal(CLI::App& machine) {
          "the signal: a name (SIGTERM, TERM) or a number")
       ->required()
       ->type_name("");
-  set_action(cmd, [t, signo] { return each_machine(*t, [signo](Machine& m) { return m.signal(*signo); }); });
+  works_through_api(cmd);
+  set_action(cmd, [t, signo] { return each_machine(*t, [signo](MachineRef& m) { return m.signal(*signo); }); });
 }
 
 struct WaitOptions {
@@ -240,7 +230,8 @@ void add_wait(CLI::App& machine) {
         w->timeout = *d;
       },
       "give up after this long (default 60s)");
-  set_action(cmd, [t, w] { return each_machine(*t, [w](Machine& m) { return m.wait(w->state, w->timeout); }); });
+  works_through_api(cmd);
+  set_action(cmd, [t, w] { return each_machine(*t, [w](MachineRef& m) { return m.wait(w->state, w->timeout); }); });
 }
 
 void add_destroy(CLI::App& machine) {
@@ -251,8 +242,9 @@ void add_destroy(CLI::App& machine) {
   add_target(*cmd, *t, true);
   cmd->add_flag("-f,--force", *force, "kill a running machine first");
   add_lease_nonce_option(*cmd, &t->lease_nonce);
+  works_through_api(cmd);
   set_action(cmd, [t, force] {
-    return each_machine(*t, [force](Machine& m) -> Result<void> {
+    return each_machine(*t, [force](MachineRef& m) -> Result<void> {
       if (auto r = m.destroy(*force); !r) return r;
       std::printf("machine %s destroyed\n", m.id().c_str());
       return {};

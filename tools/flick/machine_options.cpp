@@ -1,6 +1,7 @@
 // IMAGE [CMD...] and the options that describe a machine (machine_options.h).
 #include "machine_options.h"
 
+#include "shared.h"
 #include "store_cmd.h"
 
 #include <cstdio>
@@ -130,6 +131,7 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
       cmd, "--kernel-arg", "ARG", [&c](const std::string& v) { c.guest.kernel_args.push_back(v); },
       "append to the kernel command line (repeatable)");
   add_state_dir_option(cmd, &o.host);
+  add_pull_policy(cmd, &o.pull, "missing");
 
   // After the options: CMD is what CLI11 left, less the "--" that began it. A word it left
   // that looks like an option came before CMD, so it is one flick does not know.
@@ -143,6 +145,14 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
     if (!rest.empty()) c.init.cmd = std::move(rest);  // else --config's, if any
     if (auto valid = c.validate(); !valid) usage_error(valid.error().message);
   });
+}
+
+Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy) {
+  if (policy == PullPolicy::missing) return {};
+  PullOptions p;
+  p.policy = policy;
+  if (auto r = host.images().pull(image, p); !r) return std::move(r).error().with_context("image " + image);
+  return {};
 }
 
 Result<void> ensure_volumes(Host& host, const MachineConfig& c, const std::string& app) {

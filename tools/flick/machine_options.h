@@ -17,6 +17,7 @@ struct MachineOptions {
   std::string app;  // -a; empty: $FLICK_APP, else "default"
   bool rm = false;  // config.auto_destroy
   bool no_network = false;
+  PullPolicy pull = PullPolicy::missing;  // --pull
 };
 
 // Adds IMAGE, CMD and the machine's options to `command`. CMD is what follows "--" or the
@@ -30,6 +31,10 @@ void parse_metadata(const std::string& kv, MachineConfig* config);
 // --config FILE: a MachineConfig in Fly's JSON (usage_error() naming what is wrong); warnings
 // about fields flick keeps but does not implement go to stderr.
 MachineConfig read_config_file(const std::string& path);
+
+// --pull always re-resolves the image's reference and --pull never fails when it is not
+// cached, both before anything is made; missing is what Host::create does anyway.
+Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy);
 
 // Creates, in `app`, the volumes named in config.mounts that do not exist yet (1 GB each).
 Result<void> ensure_volumes(Host& host, const MachineConfig& config, const std::string& app);

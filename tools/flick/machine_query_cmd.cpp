@@ -1,7 +1,8 @@
-// flick machine list|status|logs: what the store and a machine's console log say, as tables
-// or Fly-shaped JSON.
+// flick machine list|status|logs: what the store (or a flickd, for list and status) and a
+// machine's console log say, as tables or Fly-shaped JSON.
 #include "command.h"
 #include "machine/log_follower.h"
+#include "machines.h"
 #include "shared.h"
 #include "store/names.h"
 #include "store_cmd.h"
@@ -34,18 +35,15 @@ struct ListOptions {
 };
 
 int machine_list(const ListOptions& o) {
-  auto host = open_host(o.host);
-  if (!host) return fail(host.error());
+  auto place = open_machines(o.host);
+  if (!place) return fail(place.error());
   const std::string app = app_or_default(o.app);
-  if (auto a = check_app(**host, app); !a) return fail(a.error());
-  Host::ListFilter filter;
-  filter.app = app;
-  filter.states = o.states;
-  auto machines = (*host)->list(filter);
+  if (auto a = (*place)->check_app(app); !a) return fail(a.error());
+  auto machines = (*place)->list(app, o.states);
   if (!machines) return fail(machines.error());
   if (o.json) {
     nlohmann::ordered_json all = nlohmann::ordered_json::array();
-    for (const auto& m : *machines) all.push_back(machine_json(*m, false));
+    for (const auto& m : *machines) all.push_back(m.json);
     print_json(all);
     return 0;
   }
@@ -55,7 +53,7 @@ int machine_list(const ListOptions& o) {
   }
   Table table({"ID", "NAME", "STATE", "IMAGE", "CREATED"});
   for (const auto& m : *machines)
-    table.add({m->id(), m->name(), to_string(m->state()), m->config().image, rfc3339(m->created_at())});
+    table.add({m.id, m.name, to_string(m.state), m.config.image, rfc3339(m.created_at)});
   table.print();
   return 0;
 }
@@ -77,6 +75,7 @@ void add_list(CLI::App& machine) {
       "only machines in these states (repeatable, or comma-separated; default: all but destroyed)");
   add_json_flag(*cmd, &o->json);
   add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
   set_action(cmd, [o] { return machine_list(*o); });
 }
 
@@ -91,27 +90,30 @@ std::string join_argv(const std::vector<std::string>& argv) {
   return out;
 }
 
-// What the machine runs: init.exec, else entrypoint and cmd, each the image's unless set.
-std::vector<std::string> command_of(const Machine& m) {
-  const InitConfig& init = m.config().init;
+// What the machine runs: init.exec, else entrypoint and cmd, each the image's unless set
+// (named so when the image's is not known: flickd does not say).
+std::vector<std::string> command_of(const MachineView& m) {
+  const InitConfig& init = m.config.init;
   if (!init.exec.empty()) return init.exec;
-  std::vector<std::string> argv = init.entrypoint.empty() ? m.image().config.entrypoint : init.entrypoint;
-  const auto& cmd = !init.cmd.empty() ? init.cmd : init.entrypoint.empty() ? m.image().config.cmd : init.cmd;
+  auto image = [](const std::optional<std::vector<std::string>>& part, const char* what) {
+    return part ? *part : std::vector<std::string>{std::string("<the image's ") + what + ">"};
+  };
+  std::vector<std::string> argv = init.entrypoint.empty() ? image(m.image_entrypoint, "entrypoint") : init.entrypoint;
+  const auto cmd = !init.cmd.empty() ? init.cmd : init.entrypoint.empty() ? image(m.image_cmd, "cmd") : init.cmd;
   argv.insert(argv.end(), cmd.begin(), cmd.end());
   return argv;
 }
 
-void print_status(const Machine& m) {
-  const MachineConfig& c = m.config();
-  const MachineState state = m.state();
-  std::printf("Machine ID: %s\nName:       %s\nApp:        %s\nState:      %s\n\n", m.id().c_str(), m.name().c_str(),
-              m.app().c_str(), to_string(state));
+void print_status(const MachineView& m, const std::optional<Lease>& lease) {
+  const MachineConfig& c = m.config;
+  std::printf("Machine ID: %s\nName:       %s\nApp:        %s\nState:      %s\n\n", m.id.c_str(), m.name.c_str(),
+              m.app.c_str(), to_string(m.state));
   std::vector<std::pair<std::string, std::string>> rows = {
-      {"Image", c.image + " (" + m.image().image_digest + ")"},
-      {"Region", m.region()},
-      {"Created", rfc3339(m.created_at())},
-      {"Version", std::to_string(m.version()) + " (instance " + m.instance_id() + ")"},
-      {"Cordoned", m.cordoned() ? "yes" : "no"},
+      {"Image", c.image + " (" + m.image_digest + ")"},
+      {"Region", m.region},
+      {"Created", rfc3339(m.created_at)},
+      {"Version", std::to_string(m.version) + " (instance " + m.instance_id + ")"},
+      {"Cordoned", m.cordoned ? "yes" : "no"},
       {"CPUs", std::to_string(c.guest.cpus) + " (" + c.guest.cpu_kind + ")"},
       {"Memory", std::to_string(c.guest.memory_mb) + " MB"},
       {"Command", join_argv(command_of(m))},
@@ -124,9 +126,10 @@ void print_status(const Machine& m) {
   };
   if (c.auto_destroy) rows.emplace_back("Auto destroy", "yes");
   for (const auto& mount : c.mounts) rows.emplace_back("Mount", mount.volume + " at " + mount.path);
-  if (const auto& net = m.network()) rows.emplace_back("Address", net->guest_address + " (host " + net->host_address + ")");
-  if (auto exit = m.last_exit()) rows.emplace_back("Last exit", exit_summary(*exit));
-  if (auto lease = m.lease())
+  if (!m.guest_address.empty())
+    rows.emplace_back("Address", m.guest_address + (m.host_address.empty() ? "" : " (host " + m.host_address + ")"));
+  if (m.last_exit) rows.emplace_back("Last exit", exit_summary(*m.last_exit));
+  if (lease)
     rows.emplace_back("Lease", "held by " + lease->owner + " until " + rfc3339(lease->expires_at) +
                                    (lease->description.empty() ? "" : " (" + lease->description + ")"));
   for (const auto& [k, v] : c.metadata) rows.emplace_back("Metadata", k + "=" + v);
@@ -137,8 +140,7 @@ void print_status(const Machine& m) {
 
   std::printf("\nEvents\n");
   Table table({"STATE", "EVENT", "TIMESTAMP", "INFO"});
-  auto events = m.events();
-  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+  for (auto it = m.events.rbegin(); it != m.events.rend(); ++it) {
     std::string info = it->exit ? exit_summary(*it->exit) : "";
     if (!it->detail.empty()) info += (info.empty() ? "" : "; ") + it->detail;
     table.add({to_string(it->status), to_string(it->type), rfc3339(it->timestamp), info});
@@ -160,18 +162,22 @@ void add_status(CLI::App& machine) {
   add_app_option(*cmd, &o->app);
   add_json_flag(*cmd, &o->json);
   add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
   set_action(cmd, [o] {
-    auto host = open_host(o->host);
-    if (!host) return fail(host.error());
-    auto m = find_machine(**host, o->machine, app_scope(o->app));
+    auto machines = open_machines(o->host);
+    if (!machines) return fail(machines.error());
+    auto m = (*machines)->get(o->machine, app_scope(o->app));
     if (!m) return fail(m.error());
+    auto view = (*m)->read(true);
+    if (!view) return fail(view.error());
+    std::optional<Lease> lease;
+    if (auto l = (*m)->lease()) lease = *l;
     if (o->json) {
-      auto j = machine_json(**m, true);
-      if (auto lease = (*m)->lease()) j["lease"] = lease_json(*lease);
-      print_json(j);
+      if (lease) view->json["lease"] = lease_json(*lease);
+      print_json(view->json);
+    } else {
+      print_status(*view, lease);
     }
-    else
-      print_status(**m);
     return 0;
   });
 }

@@ -1,7 +1,8 @@
 // flick machine update|clone|metadata|cordon|uncordon|lease: what changes a machine besides its
-// lifecycle, over the store, with Fly's semantics (include/flick/machine.h).
+// lifecycle, over the store or through a flickd (machines.h), with Fly's semantics (include/flick/machine.h).
 #include "command.h"
 #include "machine_options.h"
+#include "machines.h"
 #include "store_cmd.h"
 
 #include <flick/machine.h>
@@ -32,14 +33,15 @@ void add_one(CLI::App& cmd, One& o, bool changes) {
   add_state_dir_option(cmd, &o.host);
 }
 
-// Opens the Host, finds the machine, gives it the nonce, and runs `body` on it.
-int with_machine(const One& o, const std::function<int(Host&, Machine&)>& body) {
-  auto host = open_host(o.host);
-  if (!host) return fail(host.error());
-  auto m = find_machine(**host, o.machine, app_scope(o.app));
+// Opens the store (or reaches flickd), finds the machine, gives it the nonce, and runs `body`
+// on it.
+int with_machine(const One& o, const std::function<int(Machines&, MachineRef&)>& body) {
+  auto machines = open_machines(o.host);
+  if (!machines) return fail(machines.error());
+  auto m = (*machines)->get(o.machine, app_scope(o.app));
   if (!m) return fail(m.error());
   (*m)->set_lease_nonce(o.lease_nonce);
-  return body(**host, **m);
+  return body(**machines, **m);
 }
 
 // --- update ---
@@ -127,18 +129,23 @@ void add_update(CLI::App& machine) {
   cmd->add_flag("--skip-start", o->skip_start, "leave the machine stopped (Fly's skip_launch)");
   add_json_flag(*cmd, &o->target.json);
   add_kvm_device_option(*cmd, &o->target.host);
+  works_through_api(cmd);
   set_action(cmd, [o, cmd] {
-    return with_machine(o->target, [&](Host&, Machine& m) {
-      MachineConfig c = o->file ? *o->file : m.config();
+    return with_machine(o->target, [&](Machines&, MachineRef& m) {
+      auto now = m.read(false);
+      if (!now) return fail(now.error());
+      MachineConfig c = o->file ? *o->file : now->config;
       if (cmd->count("--cmd")) c.init.cmd.clear();  // --cmd replaces the command, one word each
       for (const auto& e : o->edits) e(c);
       if (auto valid = c.validate(); !valid) return fail(valid.error());
       flick::UpdateOptions how;
       how.skip_launch = o->skip_start;
       if (auto r = m.update(c, how); !r) return fail(r.error());
-      if (o->target.json) print_json(machine_json(m, false));
+      auto updated = m.read(false);
+      if (!updated) return fail(updated.error());
+      if (o->target.json) print_json(updated->json);
       else std::printf("machine %s updated to version %llu (instance %s)\n", m.id().c_str(),
-                       static_cast<unsigned long long>(m.version()), m.instance_id().c_str());
+                       static_cast<unsigned long long>(updated->version), updated->instance_id.c_str());
       return 0;
     });
   });
@@ -164,15 +171,16 @@ void add_clone(CLI::App& machine) {
   cmd->add_flag("--skip-start", o->skip_start, "leave the clone created, not started");
   add_json_flag(*cmd, &o->target.json);
   add_kvm_device_option(*cmd, &o->target.host);
+  works_through_api(cmd);
   set_action(cmd, [o] {
-    return with_machine(o->target, [&](Host& host, Machine& source) {
+    return with_machine(o->target, [&](Machines& machines, MachineRef& source) {
       CloneOptions how;
       how.name = o->name;
       how.skip_launch = o->skip_start;
-      auto made = host.clone(source, how);
+      auto made = machines.clone(source, how);
       if (!made) return fail(made.error());
-      if (o->target.json) print_json(machine_json(**made, false));
-      else std::printf("%s\n", (*made)->id().c_str());
+      if (o->target.json) print_json(made->json);
+      else std::printf("%s\n", made->id.c_str());
       return 0;
     });
   });
@@ -197,8 +205,9 @@ void add_metadata(CLI::App& machine) {
   add_one(*g, get->target, false);
   g->add_option("KEY", get->key, "the key")->type_name("");
   add_json_flag(*g, &get->target.json);
+  works_through_api(g);
   set_action(g, [get] {
-    return with_machine(get->target, [&](Host&, Machine& m) {
+    return with_machine(get->target, [&](Machines&, MachineRef& m) {
       auto all = m.metadata();
       if (!all) return fail(all.error());
       if (!get->key.empty()) {
@@ -222,8 +231,9 @@ void add_metadata(CLI::App& machine) {
   add_one(*s, set->target, false);
   s->add_option("KEY", set->key, "the key: 1 to 128 of a-z, A-Z, 0-9, _, . and -")->required()->type_name("");
   s->add_option("VALUE", set->value, "its value")->required()->type_name("");
+  works_through_api(s);
   set_action(s, [set] {
-    return with_machine(set->target, [&](Host&, Machine& m) {
+    return with_machine(set->target, [&](Machines&, MachineRef& m) {
       if (auto r = m.set_metadata(set->key, set->value); !r) return fail(r.error());
       return 0;
     });
@@ -233,8 +243,9 @@ void add_metadata(CLI::App& machine) {
   auto* d = group->add_subcommand("delete", "delete a key (one that is not there is not an error)");
   add_one(*d, del->target, false);
   d->add_option("KEY", del->key, "the key")->required()->type_name("");
+  works_through_api(d);
   set_action(d, [del] {
-    return with_machine(del->target, [&](Host&, Machine& m) {
+    return with_machine(del->target, [&](Machines&, MachineRef& m) {
       if (auto r = m.delete_metadata(del->key); !r) return fail(r.error());
       return 0;
     });
@@ -248,9 +259,10 @@ void add_cordon(CLI::App& machine, bool cordon) {
   auto* cmd = cordon ? machine.add_subcommand("cordon", "mark a machine cordoned (kept; the proxy will skip it)")
                      : machine.add_subcommand("uncordon", "clear a machine's cordon");
   add_one(*cmd, *o, true);
+  works_through_api(cmd);
   set_action(cmd, [o, cordon] {
-    return with_machine(*o, [&](Host&, Machine& m) {
-      if (auto r = cordon ? m.cordon() : m.uncordon(); !r) return fail(r.error());
+    return with_machine(*o, [&](Machines&, MachineRef& m) {
+      if (auto r = m.cordon(cordon); !r) return fail(r.error());
       std::printf("machine %s %s\n", m.id().c_str(), cordon ? "cordoned" : "uncordoned");
       return 0;
     });
@@ -285,8 +297,9 @@ void add_lease(CLI::App& machine) {
   add_number(*a, "--ttl", "SECONDS", &acquire->ttl, 1, 86400 * 365, "seconds from 1", "how long it lasts (default 30)");
   a->add_option("--description", acquire->description, "what the lease is for")->type_name("TEXT");
   add_json_flag(*a, &acquire->target.json);
+  works_through_api(a);
   set_action(a, [acquire] {
-    return with_machine(acquire->target, [&](Host&, Machine& m) {
+    return with_machine(acquire->target, [&](Machines&, MachineRef& m) {
       auto l = m.acquire_lease(std::chrono::seconds(acquire->ttl), acquire->description);
       if (!l) return fail(l.error());
       if (acquire->target.json) print_json(lease_json(*l));
@@ -299,8 +312,9 @@ void add_lease(CLI::App& machine) {
   auto* s = group->add_subcommand("show", "print the machine's live lease");
   add_one(*s, show->target, false);
   add_json_flag(*s, &show->target.json);
+  works_through_api(s);
   set_action(s, [show] {
-    return with_machine(show->target, [&](Host&, Machine& m) {
+    return with_machine(show->target, [&](Machines&, MachineRef& m) {
       auto l = m.lease();
       if (!l) return fail(l.error());
       print_lease(*l, show->target.json);
@@ -312,8 +326,9 @@ void add_lease(CLI::App& machine) {
   auto* r = group->add_subcommand("release", "release the lease (its nonce: NONCE or --lease-nonce)");
   add_one(*r, release->target, true);
   r->add_option("NONCE", release->nonce, "the lease's nonce")->type_name("");
+  works_through_api(r);
   set_action(r, [release] {
-    return with_machine(release->target, [&](Host&, Machine& m) {
+    return with_machine(release->target, [&](Machines&, MachineRef& m) {
       std::string nonce = release->nonce.empty() ? release->target.lease_nonce : release->nonce;
       if (nonce.empty()) return fail("releasing the lease of machine " + m.id() + " needs its nonce");
       if (auto res = m.release_lease(nonce); !res) return fail(res.error());

@@ -1,10 +1,13 @@
 // flick: a thin command-line shell over the library.
 #include "command.h"
+#include "machines.h"
 
 #include <flick/version.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,7 +30,14 @@ std::function<int()>& chosen_action() {
   return a;
 }
 
+std::set<const CLI::App*>& api_commands() {
+  static std::set<const CLI::App*> s;
+  return s;
+}
+
 }  // namespace
+
+void works_through_api(CLI::App* command) { api_commands().insert(command); }
 
 bool register_command(const char* name, AddCommand add) {
   registry().push_back({name, add});
@@ -83,11 +93,24 @@ std::string describe(const CLI::App* at, const CLI::ParseError& e) {
 }
 
 // One line naming the command and what is wrong, then where to look; exit 2.
+int usage_failure(const CLI::App* at, const std::string& what) {
+  std::fprintf(stderr, "%s: %s\nRun with --help for more information.\n", path_of(at).c_str(), what.c_str());
+  return flick::cli::kUsageError;
+}
+
 int usage_failure(const CLI::App& flick, const CLI::ParseError& e) {
   const CLI::App* at = reached(flick);
-  std::fprintf(stderr, "%s: %s\nRun with --help for more information.\n", path_of(at).c_str(),
-               describe(at, e).c_str());
-  return flick::cli::kUsageError;
+  return usage_failure(at, describe(at, e));
+}
+
+// With --api: what the command given cannot do through a flickd, if anything.
+std::string refused_with_api(const CLI::App* at) {
+  if (!flick::cli::api_commands().count(at))
+    return "not available with --api (it works on this computer's store, not through flickd): run it without --api";
+  for (const char* local : {"--state-dir", "--kvm-device", "--kernel", "--kernel-modules", "--no-network"})
+    if (const CLI::Option* o = at->get_option_no_throw(local); o && o->count() > 0)
+      return std::string(local) + " is flickd's to choose: not with --api";
+  return "";
 }
 
 }  // namespace
@@ -98,20 +121,35 @@ int main(int argc, char** argv) {
   flick.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   flick.require_subcommand(1);
   flick.set_version_flag("--version", kVersion, "print the version and exit");
+  auto& api = flick::cli::api_endpoint();
+  flick::cli::add_value(
+      flick, "--api", "URL|unix:PATH",
+      [&api](const std::string& v) {
+        if (v.rfind("unix:", 0) != 0 && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
+          flick::cli::usage_error("--api takes http://HOST:PORT, https://HOST:PORT or unix:PATH, not '" + v + "'");
+        api = v;
+      },
+      "work through a flickd (its Fly Machines API) instead of the store (default $FLICK_API; its token: "
+      "$FLICK_API_TOKEN)");
 
   auto& commands = flick::cli::registry();
   std::sort(commands.begin(), commands.end(),
             [](const auto& a, const auto& b) { return std::string(a.name) < b.name; });
   for (const auto& c : commands) c.add(flick);
-  flick::cli::set_action(flick.add_subcommand("version", "print the version"), [] {
+  auto* version = flick.add_subcommand("version", "print the version");
+  flick::cli::set_action(version, [] {
     std::printf("%s\n", kVersion);
     return 0;
   });
+  flick::cli::works_through_api(version);
   flick.footer(
       "Run a command with --help for its options.\n"
       "Exit status: 0 done; 1 flick failed (not found, busy, a failed start, ...), with one line\n"
       "\"flick: ...\" on stderr; 2 a bad command line. `flick machine run` exits with its program's\n"
-      "status instead (125 when flick failed).");  // after the commands: theirs are their own
+      "status instead (125 when flick failed).\n"
+      "With --api URL|unix:PATH (or $FLICK_API) the app and machine commands go through a flickd\n"
+      "instead of the store, with the same output; the others (machine run, logs, console,\n"
+      "exec -it, images, volumes) refuse it.");  // after the commands: theirs are their own
 
   try {
     flick.parse(argc, argv);
@@ -119,6 +157,9 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return flick.exit(e);  // --help, --version
     return usage_failure(flick, e);
   }
+  if (const char* env = std::getenv("FLICK_API"); api.empty() && env && *env) api = env;
+  if (!api.empty())
+    if (auto why = refused_with_api(reached(flick)); !why.empty()) return usage_failure(reached(flick), why);
   const auto& action = flick::cli::chosen_action();
   return action ? action() : 0;
 }

@@ -187,7 +187,7 @@ bool matches(const char* pattern, const std::vector<std::string>& path, PathPara
 
 }  // namespace
 
-Api::Api(Host& host, ApiOptions options) : host_(host), options_(std::move(options)), waits_(host) {}
+Api::Api(Host& host, ApiOptions options) : host_(host), options_(std::move(options)), waits_(host), placement_(host, options_.capacity) {}
 
 Api::~Api() = default;
 
@@ -200,7 +200,7 @@ std::vector<std::string> Api::routes() {
 }
 
 void Api::handle(HttpRequest request, Respond respond) {
-  RouteContext ctx{host_, options_, waits_};
+  RouteContext ctx{host_, options_, waits_, placement_};
   try {
     const auto path = segments(request.path);
     PathParams params;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "http_server.h"
+#include "placement.h"
 #include "waits.h"
 
 #include <flick/machine.h>
@@ -16,6 +17,7 @@ namespace flick::flickd {
 struct ApiOptions {
   std::string token;             // what Authorization must carry (required on TCP)
   std::string region = "local";  // where this host's machines are
+  Capacity capacity = Capacity::of_this_host();
 };
 
 class Api {
@@ -35,6 +37,7 @@ class Api {
   Host& host_;
   ApiOptions options_;
   WaitList waits_;
+  Placement placement_;
 };
 
 }  // namespace flick::flickd

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "http_server.h"
+#include "placement.h"
 #include "waits.h"
 
 #include <flick/machine.h>
@@ -67,6 +68,7 @@ struct RouteContext {
   Host& host;
   const ApiOptions& options;
   WaitList& waits;
+  Placement& placement;
 };
 
 // One route: what dispatch matches a request against. Api::handle serves nothing else, and

@@ -6,6 +6,7 @@
 #include "fly_json/fly_json.h"
 
 #include <algorithm>
+#include <optional>
 #include <sstream>
 
 namespace flick::flickd {
@@ -111,6 +112,8 @@ void create(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const 
                             ctx.options.region + ")",
                    "insufficient_capacity"};
   require_app(ctx.host, app);
+  std::optional<Placement::Reservation> room;  // checked before anything is made
+  if (!skip_launch) room.emplace(ctx.placement.reserve("", config.guest));
   auto m = take(ctx.host.create(config, {}, name, app));
   std::string nonce;
   if (lease_ttl) nonce = take(m->acquire_lease(std::chrono::seconds(std::max<uint64_t>(*lease_ttl, 1)))).nonce;
@@ -147,7 +150,12 @@ void update(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& 
       else throw ApiError{412, "failed_precondition: machine is not at version " + v};
     }
   }
-  take(m.update(config_from(body), options));
+  MachineConfig config = config_from(body);
+  std::optional<Placement::Reservation> room;
+  const MachineState now = m.state();  // a running machine restarts on its new config
+  if (!options.skip_launch || now == MachineState::started || now == MachineState::starting)
+    room.emplace(ctx.placement.reserve(m.id(), config.guest));
+  take(m.update(config, options));
   respond(json_response(200, machine_out(*take(ctx.host.get(m.id(), {}, m.app())))));
 }
 
@@ -306,8 +314,9 @@ void destroy(RouteContext&, const HttpRequest& r, Machine& m, const Respond& res
   respond(ok_response());
 }
 
-void start(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+void start(RouteContext& ctx, const HttpRequest&, Machine& m, const Respond& respond) {
   const std::string previous = to_string(m.state());
+  auto room = ctx.placement.reserve(m.id(), m.config().guest);
   take(m.start());
   respond(json_response(200, ojson{{"previous_state", previous}, {"migrated", false}, {"new_host", ""}}));
 }
@@ -319,7 +328,7 @@ void stop(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respon
   respond(ok_response());
 }
 
-void restart(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+void restart(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& respond) {
   auto body = body_object(r);
   check_fields(body, {"signal", "timeout", "force_stop"}, "restart request");
   for (const char* q : {"signal", "timeout"})  // fly-go sends them in the query
@@ -328,6 +337,7 @@ void restart(RouteContext&, const HttpRequest& r, Machine& m, const Respond& res
       body[q] = number ? nlohmann::json(std::stoull(*v)) : nlohmann::json(*v);
     }
   take(m.stop(stop_config(m, body)));
+  auto room = ctx.placement.reserve(m.id(), m.config().guest);
   take(m.start());
   respond(ok_response());
 }

@@ -7,6 +7,7 @@
 #include "http_server.h"
 
 #include <flick/machine.h>
+#include <flick/version.h>
 
 #include <CLI/CLI.hpp>
 #include <netdb.h>
@@ -19,14 +20,19 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -42,6 +48,7 @@ struct Options {
   bool no_network = false;
   size_t workers = 8;
   size_t max_body = 1u << 20;
+  Capacity capacity = Capacity::of_this_host();
 };
 
 [[noreturn]] void die(const std::string& message) {
@@ -149,6 +156,34 @@ std::string api_token(const fs::path& state_dir) {
   return token;
 }
 
+// One flickd per state directory: <state>/flickd.lock, flock-held for flickd's life, and
+// beside it flickd.json saying where it serves (what `flick daemon status` reads).
+UniqueFd claim_state_dir(const fs::path& state_dir) {
+  const fs::path path = state_dir / "flickd.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (fd.get() < 0) die(sys_error("opening " + path.string()));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    die("another flickd serves " + state_dir.string() + " (see flick daemon status)");
+  return fd;
+}
+
+void write_status(const fs::path& state_dir, const fs::path& socket, const std::vector<std::string>& addresses,
+                  const std::string& region) {
+  nlohmann::ordered_json j{{"pid", ::getpid()},
+                           {"version", FLICK_VERSION_STRING},
+                           {"started_at", std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()},
+                           {"region", region},
+                           {"socket", socket.string()},
+                           {"listen", addresses}};
+  const fs::path path = state_dir / "flickd.json", tmp = state_dir / "flickd.json.tmp";
+  std::ofstream(tmp) << j.dump(2) << "\n";
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) die("writing " + path.string() + ": " + ec.message());
+}
+
 int run(Options o) {
   // Signals are taken by sigwait() below; every thread started from here on blocks them.
   sigset_t stop_signals;
@@ -160,9 +195,11 @@ int run(Options o) {
 
   o.host.images = cli::store_options_from_env();
   if (o.no_network) o.host.network = HostOptions::Networking::none;
-  auto host = Host::open(o.host);
+  auto host = Host::open(o.host);  // settles runs that ended while no one watched
   if (!host) die(host.error().describe());
-  const std::string token = api_token((*host)->options().state_dir);
+  const fs::path state_dir = (*host)->options().state_dir;
+  const UniqueFd state_lock = claim_state_dir(state_dir);
+  const std::string token = api_token(state_dir);
 
   std::vector<HttpListener> listeners;
   const fs::path socket = o.socket.empty() ? default_socket() : fs::path(o.socket);
@@ -173,7 +210,7 @@ int run(Options o) {
     addresses.push_back(bound_address(listeners.back().fd.get()));
   }
 
-  Api api(**host, {token, o.region});
+  Api api(**host, {token, o.region, o.capacity});
   HttpServerOptions server_options;
   server_options.workers = o.workers;
   server_options.max_body = o.max_body;
@@ -185,13 +222,26 @@ int run(Options o) {
   for (const auto& a : addresses) std::printf(" http://%s", a.c_str());
   std::printf("\n");
   std::fflush(stdout);
+  write_status(state_dir, socket, addresses, o.region);
+
+  // Machines that should be running and are not (the host rebooted): started again, while
+  // the API already answers.
+  std::thread reconcile([&host] {
+    auto started = (*host)->restart_lost_machines();
+    if (!started)
+      return (void)std::fprintf(stderr, "flickd: restarting lost machines: %s\n", started.error().describe().c_str());
+    for (const auto& id : *started)
+      std::fprintf(stderr, "flickd: started machine %s again (restart policy always; its run was lost)\n", id.c_str());
+  });
 
   int signo = 0;
   sigwait(&stop_signals, &signo);
   api.shutdown();
   (*server)->stop();
+  reconcile.join();
   std::error_code ec;
   fs::remove(socket, ec);
+  fs::remove(state_dir / "flickd.json", ec);
   return 0;
 }
 
@@ -220,6 +270,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1024, 64 << 20));
   bool routes = false;
   app.add_flag("--routes", routes, "print every route served, METHOD /path a line, and exit");
+  app.add_option("--capacity-cpus", o.capacity.cpus,
+                 "guest vCPUs that may run at once (default 4 per host CPU); a start beyond it is refused")
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--capacity-memory-mb", o.capacity.memory_mb,
+                 "guest memory that may be held at once (default the host's memory)")
+      ->type_name("MB")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (routes) {
     for (const auto& r : flick::flickd::Api::routes()) std::printf("%s\n", r.c_str());

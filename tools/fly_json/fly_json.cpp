@@ -1,6 +1,8 @@
 // Fly's Machines API objects as JSON (fly_json.h).
 #include "fly_json/fly_json.h"
 
+#include <flick/image.h>
+
 #include <ctime>
 
 namespace flick::fly {
@@ -30,13 +32,14 @@ int64_t unix_ms(std::chrono::system_clock::time_point t) {
 }  // namespace
 
 nlohmann::ordered_json event_json(const MachineEvent& e) {
-  nlohmann::ordered_json j{{"type", to_string(e.type)}, {"status", to_string(e.status)}, {"timestamp", unix_ms(e.timestamp)}};
+  nlohmann::ordered_json j{{"type", to_string(e.type)}, {"status", to_string(e.status)}, {"source", e.source}, {"timestamp", unix_ms(e.timestamp)}};
   nlohmann::ordered_json request = nlohmann::ordered_json::object();
   if (e.exit) {
     nlohmann::ordered_json x{{"exit_code", e.exit->exit_code},
                      {"signal", e.exit->signal},
                      {"oom_killed", e.exit->oom_killed},
                      {"requested_stop", e.exit->requested_stop}};
+    if (e.exit->run_lost) x["run_lost"] = true;  // a flick extension
     if (!e.exit->error.empty()) x["error"] = e.exit->error;
     request["exit_event"] = std::move(x);
   }
@@ -45,13 +48,30 @@ nlohmann::ordered_json event_json(const MachineEvent& e) {
   return j;
 }
 
+namespace {
+
+// Fly's image_ref: where the image came from, and the digest it resolved to. A local layout
+// or archive has no registry; its repository is the path.
+nlohmann::ordered_json image_ref_json(const std::string& image, const std::string& digest) {
+  nlohmann::ordered_json j{{"registry", ""}, {"repository", image}, {"tag", ""}, {"digest", digest}};
+  if (auto ref = ImageReference::parse(image)) {
+    j["registry"] = ref->registry;
+    j["repository"] = ref->transport == ImageTransport::registry ? ref->repository : ref->path;
+    j["tag"] = ref->tag;
+  }
+  return j;
+}
+
+}  // namespace
+
 nlohmann::ordered_json machine_json(const Machine& m, bool events) {
   nlohmann::ordered_json j{{"id", m.id()}, {"name", m.name()}, {"state", to_string(m.state())}, {"region", m.region()},
                    {"app", m.app()}, {"instance_id", m.instance_id()}, {"version", m.version()}};
   if (const auto& net = m.network()) j["private_ip"] = net->guest_address;
   j["config"] = nlohmann::ordered_json::parse(m.config().to_json());
-  j["image_ref"] = {{"digest", m.image().image_digest}};
+  j["image_ref"] = image_ref_json(m.config().image, m.image().image_digest);
   j["created_at"] = rfc3339(m.created_at());
+  j["updated_at"] = rfc3339(m.updated_at());
   j["cordoned"] = m.cordoned();
   if (events) {
     nlohmann::ordered_json list = nlohmann::ordered_json::array();
