@@ -6,12 +6,19 @@ the nonce header, Fly's error shapes, bounded bodies, and waits that hold no wor
 `flick` CLI, one more client of the same store, sees what flickd made; and `flick --api`
 works through flickd, printing what the same commands print over the store.
 
+flickd's OpenAPI description (tools/flickd/openapi.json, served at /openapi.json) is checked
+against the server: it documents exactly the routes `flickd --routes` lists, each documented
+route is served and each other method refused, and every response any test here receives
+through call() validates against the schema documented for its path, method and status
+(python3-jsonschema).
+
   flickd_test.py FLICKD FLICK      (FLICK_TEST_GUEST_KERNEL: the build's test guest)
 """
 
 from __future__ import annotations
 
 import http.client
+import copy
 import json
 import os
 import re
@@ -26,12 +33,17 @@ import time
 import unittest
 from pathlib import Path
 
+import jsonschema
+
 FLICKD = sys.argv.pop(1) if len(sys.argv) > 1 else "flickd"
 FLICK = sys.argv.pop(1) if len(sys.argv) > 1 else "flick"
 KERNEL = os.environ.get("FLICK_TEST_GUEST_KERNEL", "")
 TOKEN = "test-token-0123456789"
 WORKERS = 2
 MAX_BODY = 65536
+SPEC_FILE = Path(__file__).resolve().parents[2] / "tools" / "flickd" / "openapi.json"
+SPEC = json.loads(SPEC_FILE.read_bytes())
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -87,6 +99,13 @@ class Daemon:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
 
+# Every response call() receives, (method, path with query, status, content type, body bytes),
+# until FlickdTest.tearDown checks them against the OpenAPI document.
+RECEIVED: list[tuple[str, str, int, str, bytes]] = []
+RECEIVED_LOCK = threading.Lock()
+CHECKED = {"responses": 0, "operations": set()}
+
+
 def call(conn: http.client.HTTPConnection, method: str, path: str, body=None, headers: dict | None = None,
          raw: bytes | None = None):
     """(status, decoded JSON or None, response headers)."""
@@ -98,7 +117,108 @@ def call(conn: http.client.HTTPConnection, method: str, path: str, body=None, he
     conn.request(method, path, body=data, headers=h)
     r = conn.getresponse()
     text = r.read()
+    with RECEIVED_LOCK:
+        RECEIVED.append((method, path, r.status, r.getheader("Content-Type", ""), text))
     return r.status, (json.loads(text) if text else None), dict(r.getheaders())
+
+
+def spec_ref(ref: str) -> dict:
+    """The object a local $ref ("#/components/schemas/Machine") names; KeyError if none."""
+    if not ref.startswith("#/"):
+        raise KeyError(f"not a local reference: {ref}")
+    node = SPEC
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def json_schema(node, seen: tuple = ()):
+    """An OpenAPI 3.0 schema as a JSON Schema (draft 4): $refs inlined, `nullable` as a null type."""
+    if isinstance(node, list):
+        return [json_schema(x, seen) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        if node["$ref"] in seen:
+            raise ValueError(f"recursive schema: {node['$ref']}")
+        return json_schema(spec_ref(node["$ref"]), seen + (node["$ref"],))
+    out = {k: json_schema(v, seen) if k not in ("enum", "required") else copy.deepcopy(v) for k, v in node.items()}
+    if out.pop("nullable", False):
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"].append(None)
+    return out
+
+
+def spec_operation(method: str, path: str):
+    """(path template, operation) documenting a request; (template, None) for an undocumented
+    method on a documented path; (None, None) for a path the document does not have."""
+    segs = [s for s in path.split("?")[0].split("/") if s]
+    best = None
+    for template in SPEC["paths"]:
+        want = [s for s in template.split("/") if s]
+        if len(want) == len(segs) and all(w.startswith("{") or w == s for w, s in zip(want, segs)):
+            literal = sum(not w.startswith("{") for w in want)
+            if best is None or literal > best[0]:
+                best = (literal, template)
+    if best is None:
+        return None, None
+    return best[1], SPEC["paths"][best[1]].get(method.lower())
+
+
+def response_problems(method: str, path: str, status: int, content_type: str, body: bytes) -> list[str]:
+    """What is wrong with a response by the document: [] when it validates."""
+    where = f"{method} {path} -> {status}"
+    template, op = spec_operation(method, path)
+    if op is None:
+        # Outside the document: only "no such route" (or the token check before it).
+        allowed = {401, 404} if template is None else {401, 405}
+        if status not in allowed:
+            return [f"{where}: {'undocumented path' if template is None else 'undocumented method'}"]
+        response = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    else:
+        response = op["responses"].get(str(status))
+        if response is None:
+            return [f"{where}: status not documented for {method} {template}"]
+        if "$ref" in response:
+            response = spec_ref(response["$ref"])
+        with RECEIVED_LOCK:
+            CHECKED["operations"].add(op["operationId"])
+    content = response.get("content")
+    if not content:
+        return [] if not body else [f"{where}: a body where the document has none: {body[:200]!r}"]
+    if not body:
+        return [f"{where}: no body where the document has one"]
+    if content_type.split(";")[0].strip() not in content:
+        return [f"{where}: Content-Type {content_type!r}, documented {list(content)}"]
+    try:
+        value = json.loads(body)
+    except ValueError as e:
+        return [f"{where}: not JSON ({e}): {body[:200]!r}"]
+    schema = json_schema(content["application/json"]["schema"])
+    validator = jsonschema.Draft4Validator(schema)
+    return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+            for e in validator.iter_errors(value)]
+
+
+def check_received() -> list[str]:
+    """Checks and forgets every response received so far."""
+    with RECEIVED_LOCK:
+        received = list(RECEIVED)
+        RECEIVED.clear()
+        CHECKED["responses"] += len(received)
+    return [p for r in received for p in response_problems(*r)]
+
+
+def tearDownModule() -> None:
+    problems = check_received()
+    if problems:
+        raise AssertionError("responses that do not validate against openapi.json:\n" + "\n".join(problems))
+    # Proof that the check above saw the suite's traffic (a wrapper bypassed would check nothing).
+    if CHECKED["responses"] < 50 or len(CHECKED["operations"]) < 10:
+        raise AssertionError(f"only {CHECKED['responses']} responses of {len(CHECKED['operations'])} operations checked")
+    print(f"\n{CHECKED['responses']} responses of {len(CHECKED['operations'])} documented operations "
+          "validated against openapi.json", file=sys.stderr)
 
 
 class FlickdTest(unittest.TestCase):
@@ -128,6 +248,8 @@ class FlickdTest(unittest.TestCase):
 
     def tearDown(self) -> None:
         self.conn.close()
+        problems = check_received()
+        self.assertEqual(problems, [], "responses that do not validate against openapi.json")
 
     def api(self, method: str, path: str, body=None, headers: dict | None = None, raw: bytes | None = None):
         status, out, _ = call(self.conn, method, "/v1" + path, body, headers, raw)
@@ -771,6 +893,105 @@ class Bodies(FlickdTest):
         for s in slow:
             s.close()
         self.assertEqual(self.api("GET", "/apps")[0], 200)
+
+
+class OpenApi(FlickdTest):
+    def documented(self) -> set[tuple[str, str]]:
+        return {(m.upper(), path) for path, item in SPEC["paths"].items() for m in item if m in METHODS}
+
+    @staticmethod
+    def filled(template: str) -> str:
+        # Names of nothing that exists: each route answers its own 404, never "no such route".
+        values = {"app_name": "no-such-app", "machine_id": "0123456789abcd", "volume_id": "vol_0000000000000000",
+                  "key": "k"}
+        return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+
+    def test_the_document_is_served_as_committed(self):
+        committed = SPEC_FILE.read_bytes()
+        self.assertRegex(SPEC["openapi"], r"^3\.0\.\d+$")
+        for conn, headers in ((self.conn, {}), (self.daemon.tcp(), {}),  # public on TCP too, as Fly's is
+                              (self.daemon.tcp(), {"Authorization": "Bearer " + TOKEN})):
+            conn.request("GET", "/openapi.json", headers=headers)
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.getheader("Content-Type"), r.read()), (200, "application/json", committed))
+            if conn is not self.conn:
+                conn.close()
+        # call() records it, and it validates as any other response.
+        self.assertEqual(call(self.conn, "GET", "/openapi.json")[1], SPEC)
+
+    def test_the_document_holds_together(self):
+        ids = []
+        for path, item in SPEC["paths"].items():
+            params = {p["name"] for p in item.get("parameters", []) if p["in"] == "path"}
+            for method, op in item.items():
+                if method not in METHODS:
+                    continue
+                ids.append(op["operationId"])
+                names = params | {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+                self.assertEqual(names, set(re.findall(r"\{(\w+)\}", path)), (method, path))
+                self.assertTrue(op["responses"], (method, path))
+                self.assertNotIn("default", op["responses"], (method, path))  # every status spelled out
+        self.assertEqual(len(ids), len(set(ids)), "operationIds are unique")
+        refs = re.findall(r'"\$ref": "([^"]+)"', SPEC_FILE.read_text())
+        self.assertTrue(refs)
+        for ref in refs:
+            spec_ref(ref)  # KeyError if it names nothing
+        for name, schema in SPEC["components"]["schemas"].items():
+            jsonschema.Draft4Validator.check_schema(json_schema(schema))
+
+    def test_the_check_can_fail(self):
+        # Negative controls for the check every response goes through.
+        path = "/v1/apps/a/machines/0123456789abcd"
+        good = json.dumps({"ok": True}).encode()
+        self.assertEqual(response_problems("DELETE", path, 200, "application/json", good), [])
+        self.assertTrue(response_problems("DELETE", path, 200, "application/json", b'{"ok": true, "x": 1}'))
+        self.assertTrue(response_problems("DELETE", path, 200, "application/json", b'{"ok": false}'))
+        self.assertTrue(response_problems("DELETE", path, 200, "text/html", good))
+        self.assertTrue(response_problems("DELETE", path, 200, "application/json", b""))
+        self.assertTrue(response_problems("DELETE", path, 418, "application/json", b'{"error": "teapot"}'))
+        self.assertTrue(response_problems("DELETE", "/v1/apps/a", 202, "application/json", good))  # no body there
+        self.assertTrue(response_problems("GET", "/v1/apps/a", 200, "application/json", b'{"name": "a"}'))
+        self.assertTrue(response_problems("GET", "/v1/elsewhere", 200, "application/json", good))
+        self.assertEqual(response_problems("GET", "/v1/elsewhere", 404, "application/json", b'{"error": "x"}'), [])
+        self.assertTrue(response_problems("PATCH", "/v1/apps", 200, "application/json", good))
+        volume = {"id": "vol_0123456789abcdef", "name": "v", "state": "created", "size_gb": 1,
+                  "attached_machine_id": None, "app": "a", "path": "/x", "region": "local"}
+        vpath = "/v1/apps/a/volumes/vol_0123456789abcdef"
+        self.assertEqual(response_problems("GET", vpath, 200, "application/json", json.dumps(volume).encode()), [])
+        volume["attached_machine_id"] = 7
+        self.assertTrue(response_problems("GET", vpath, 200, "application/json", json.dumps(volume).encode()))
+
+    def test_flickd_serves_exactly_the_documented_routes(self):
+        p = subprocess.run([FLICKD, "--routes"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        served = {tuple(line.split(" ")) for line in p.stdout.splitlines()}
+        self.assertEqual(len(served), len(p.stdout.splitlines()), "no route twice")
+        self.assertGreater(len(served), 30)
+        self.assertEqual(served, self.documented())
+
+    def test_each_documented_route_answers_and_no_other(self):
+        documented = self.documented()
+        for method, template in sorted(documented):
+            path = self.filled(template)
+            status, out, _ = call(self.conn, method, path)
+            self.assertNotEqual(status, 405, (method, path, out))
+            if status == 404:  # the route's own "app not found", never dispatch's "not found: <path>"
+                self.assertFalse(out["error"].startswith("not found: "), (method, path, out))
+        for template in SPEC["paths"]:
+            path = self.filled(template)
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                if (method, template) not in documented:
+                    self.assertEqual(call(self.conn, method, path)[:2], (405, {"error": "method not allowed"}),
+                                     (method, path))
+            deeper = path + "/more"
+            if spec_operation("GET", deeper)[0] is None:
+                self.assertEqual(call(self.conn, "GET", deeper)[:2], (404, {"error": "not found: " + deeper}))
+        # Outside /v1 only the document itself is served, and nothing else without a token on TCP.
+        tcp = self.daemon.tcp()
+        self.assertEqual(call(tcp, "GET", "/v1/apps")[0], 401)
+        self.assertEqual(call(tcp, "GET", "/openapi.yaml")[0], 401)
+        tcp.close()
+        self.assertEqual(self.api("GET", "/openapi.json")[0], 404)
 
 
 class Placement(FlickdTest):

@@ -1,9 +1,10 @@
-// Api (api.h): authentication, the path dispatch, apps and volumes; machines are in
-// machine_routes.cpp.
+// Api (api.h): authentication, the route table and its dispatch, /openapi.json, apps and
+// volumes; machines are in machine_routes.cpp.
 #include "api.h"
 
 #include "api_support.h"
 #include "fly_json/fly_json.h"
+#include "openapi_json.h"
 
 #include <openssl/crypto.h>
 
@@ -60,15 +61,15 @@ AppInfo find_app(Host& host, const std::string& name) {
   return take(std::move(a));
 }
 
-void apps(RouteContext& ctx, const HttpRequest& r, const Respond& respond) {
-  if (r.method == "GET") {
-    auto org = r.query_value("org_slug");
-    ojson list = ojson::array();
-    for (const auto& a : take(ctx.host.list_apps()))
-      if (!org || org->empty() || a.org_slug == *org) list.push_back(fly::app_json(a));
-    return respond(json_response(200, ojson{{"total_apps", list.size()}, {"apps", list}}));
-  }
-  if (r.method != "POST") throw ApiError{405, "method not allowed"};
+void list_apps(RouteContext& ctx, const HttpRequest& r, const PathParams&, const Respond& respond) {
+  auto org = r.query_value("org_slug");
+  ojson list = ojson::array();
+  for (const auto& a : take(ctx.host.list_apps()))
+    if (!org || org->empty() || a.org_slug == *org) list.push_back(fly::app_json(a));
+  respond(json_response(200, ojson{{"total_apps", list.size()}, {"apps", list}}));
+}
+
+void create_app(RouteContext& ctx, const HttpRequest& r, const PathParams&, const Respond& respond) {
   const auto body = body_object(r);
   check_fields(body, {"app_name", "name", "org_slug", "network", "app_role_id", "enable_subdomains"}, "app request");
   // Fly's spec and fly-go say `name`, Fly's docs and fly-admin `app_name`.
@@ -85,15 +86,18 @@ void apps(RouteContext& ctx, const HttpRequest& r, const Respond& respond) {
   respond(json_response(201, fly::app_json(take(std::move(created)))));
 }
 
-void app(RouteContext& ctx, const HttpRequest& r, const std::string& name, const Respond& respond) {
-  if (r.method == "GET") return respond(json_response(200, fly::app_json(find_app(ctx.host, name))));
-  if (r.method != "DELETE") throw ApiError{405, "method not allowed"};
-  find_app(ctx.host, name);
-  take(ctx.host.destroy_app(name, query_flag(r, "force")));
+void show_app(RouteContext& ctx, const HttpRequest&, const PathParams& p, const Respond& respond) {
+  respond(json_response(200, fly::app_json(find_app(ctx.host, p[0]))));
+}
+
+void destroy_app(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  find_app(ctx.host, p[0]);
+  take(ctx.host.destroy_app(p[0], query_flag(r, "force")));
   respond({202, ""});
 }
 
 Volume find_volume(Host& host, const std::string& app, const std::string& id) {
+  find_app(host, app);
   for (auto& v : take(host.list_volumes(app)))
     if (v.id == id) return v;
   throw ApiError{404, "volume not found"};
@@ -105,41 +109,80 @@ ojson volume_out(const Volume& v, const std::string& region) {
   return j;
 }
 
-void volumes(RouteContext& ctx, const HttpRequest& r, const std::string& app, const std::vector<std::string>& rest,
-             const Respond& respond) {
-  find_app(ctx.host, app);
-  if (rest.empty()) {
-    if (r.method == "GET") {
-      ojson out = ojson::array();
-      for (const auto& v : take(ctx.host.list_volumes(app))) out.push_back(volume_out(v, ctx.options.region));
-      return respond(json_response(200, out));
-    }
-    if (r.method != "POST") throw ApiError{405, "method not allowed"};
-    const auto body = body_object(r);
-    check_fields(body,
-                 {"name", "region", "size_gb", "encrypted", "fstype", "snapshot_id", "source_volume_id",
-                  "require_unique_zone", "unique_zone_app_wide", "snapshot_retention", "auto_backup_enabled",
-                  "compute", "compute_image"},
-                 "volume request");
-    VolumeConfig config;
-    config.app = app;
-    config.name = string_field(body, "name").value_or("");
-    if (config.name.empty()) throw ApiError{400, "name: required"};
-    config.size_gb = uint_field(body, "size_gb").value_or(3);
-    if (auto region = string_field(body, "region"); region && !region->empty() && *region != ctx.options.region)
-      throw ApiError{412, "insufficient_capacity: no capacity in region " + *region, "insufficient_capacity"};
-    return respond(json_response(200, volume_out(take(ctx.host.create_volume(config)), ctx.options.region)));
-  }
-  if (rest.size() != 1) throw ApiError{404, "not found: " + r.path};
-  Volume v = find_volume(ctx.host, app, rest[0]);
-  if (r.method == "GET") return respond(json_response(200, volume_out(v, ctx.options.region)));
-  if (r.method != "DELETE") throw ApiError{405, "method not allowed"};
+void list_volumes(RouteContext& ctx, const HttpRequest&, const PathParams& p, const Respond& respond) {
+  find_app(ctx.host, p[0]);
+  ojson out = ojson::array();
+  for (const auto& v : take(ctx.host.list_volumes(p[0]))) out.push_back(volume_out(v, ctx.options.region));
+  respond(json_response(200, out));
+}
+
+void create_volume(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  find_app(ctx.host, p[0]);
+  const auto body = body_object(r);
+  check_fields(body,
+               {"name", "region", "size_gb", "encrypted", "fstype", "snapshot_id", "source_volume_id",
+                "require_unique_zone", "unique_zone_app_wide", "snapshot_retention", "auto_backup_enabled", "compute",
+                "compute_image"},
+               "volume request");
+  VolumeConfig config;
+  config.app = p[0];
+  config.name = string_field(body, "name").value_or("");
+  if (config.name.empty()) throw ApiError{400, "name: required"};
+  config.size_gb = uint_field(body, "size_gb").value_or(3);
+  if (auto region = string_field(body, "region"); region && !region->empty() && *region != ctx.options.region)
+    throw ApiError{412, "insufficient_capacity: no capacity in region " + *region, "insufficient_capacity"};
+  respond(json_response(200, volume_out(take(ctx.host.create_volume(config)), ctx.options.region)));
+}
+
+void show_volume(RouteContext& ctx, const HttpRequest&, const PathParams& p, const Respond& respond) {
+  respond(json_response(200, volume_out(find_volume(ctx.host, p[0], p[1]), ctx.options.region)));
+}
+
+void destroy_volume(RouteContext& ctx, const HttpRequest&, const PathParams& p, const Respond& respond) {
+  Volume v = find_volume(ctx.host, p[0], p[1]);
   if (!v.attached_machine.empty())
     throw ApiError{409, "failed_precondition: volume is currently bound to machine: " + v.attached_machine};
-  take(ctx.host.destroy_volume(v.id, app));
+  take(ctx.host.destroy_volume(v.id, p[0]));
   ojson out = volume_out(v, ctx.options.region);
   out["state"] = "destroyed";
   respond(json_response(200, out));
+}
+
+void openapi(RouteContext&, const HttpRequest&, const PathParams&, const Respond& respond) {
+  respond({200, std::string(openapi_json())});
+}
+
+// Every route, in the order dispatch tries them.
+const std::vector<Route>& all_routes() {
+  static const std::vector<Route> routes = [] {
+    std::vector<Route> all = {
+        {"GET", "/openapi.json", openapi},
+        {"GET", "/v1/apps", list_apps},
+        {"POST", "/v1/apps", create_app},
+        {"GET", "/v1/apps/{app_name}", show_app},
+        {"DELETE", "/v1/apps/{app_name}", destroy_app},
+        {"GET", "/v1/apps/{app_name}/volumes", list_volumes},
+        {"POST", "/v1/apps/{app_name}/volumes", create_volume},
+        {"GET", "/v1/apps/{app_name}/volumes/{volume_id}", show_volume},
+        {"DELETE", "/v1/apps/{app_name}/volumes/{volume_id}", destroy_volume},
+    };
+    const auto& machines = machine_routes();
+    all.insert(all.end(), machines.begin(), machines.end());
+    return all;
+  }();
+  return routes;
+}
+
+// Whether `path`'s segments fit `pattern`'s; the {...} segments' values go to *params.
+bool matches(const char* pattern, const std::vector<std::string>& path, PathParams* params) {
+  const auto want = segments(pattern);
+  if (want.size() != path.size()) return false;
+  params->clear();
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i].front() == '{') params->push_back(path[i]);
+    else if (want[i] != path[i]) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -150,18 +193,32 @@ Api::~Api() = default;
 
 void Api::shutdown() { waits_.shutdown(); }
 
+std::vector<std::string> Api::routes() {
+  std::vector<std::string> out;
+  for (const Route& r : all_routes()) out.push_back(std::string(r.method) + " " + r.path);
+  return out;
+}
+
 void Api::handle(HttpRequest request, Respond respond) {
   RouteContext ctx{host_, options_, waits_, placement_};
   try {
-    authenticate(request, options_.token);
-    const auto seg = segments(request.path);
-    if (seg.size() < 2 || seg[0] != "v1" || seg[1] != "apps") throw ApiError{404, "not found: " + request.path};
-    if (seg.size() == 2) return apps(ctx, request, respond);
-    if (seg.size() == 3) return app(ctx, request, seg[2], respond);
-    const std::vector<std::string> rest(seg.begin() + 4, seg.end());
-    if (seg[3] == "machines") return serve_machines(ctx, request, seg[2], rest, respond);
-    if (seg[3] == "volumes") return volumes(ctx, request, seg[2], rest, respond);
-    throw ApiError{404, "not found: " + request.path};
+    const auto path = segments(request.path);
+    PathParams params;
+    const Route* found = nullptr;
+    bool path_known = false;
+    for (const Route& route : all_routes()) {
+      if (!matches(route.path, path, &params)) continue;
+      path_known = true;
+      if (request.method == route.method) {
+        found = &route;
+        break;
+      }
+    }
+    // The API's description is public, as Fly's is; everything else needs the token on TCP.
+    if (!found || found->serve != openapi) authenticate(request, options_.token);
+    if (!found && path_known) throw ApiError{405, "method not allowed"};
+    if (!found) throw ApiError{404, "not found: " + request.path};
+    found->serve(ctx, request, params, respond);
   } catch (const ApiError& e) {
     respond(error_response(e.status, e.message, e.fly_status));
   } catch (const std::exception& e) {

@@ -10,6 +10,7 @@
 #include <flick/machine.h>
 
 #include <string>
+#include <vector>
 
 namespace flick::flickd {
 
@@ -26,6 +27,9 @@ class Api {
 
   // Answers `request` (on the calling worker, or later for a wait).
   void handle(HttpRequest request, Respond respond);
+  // Every route it serves, "METHOD /path/{param}", in the order they are matched
+  // (flickd --routes); tools/flickd/openapi.json documents exactly these.
+  static std::vector<std::string> routes();
   // Answers every pending wait (503) and takes no more: before the server stops.
   void shutdown();
 

@@ -71,8 +71,17 @@ struct RouteContext {
   Placement& placement;
 };
 
-// Requests under /v1/apps/{app}/machines (segments after "machines"); throws ApiError.
-void serve_machines(RouteContext& ctx, const HttpRequest& r, const std::string& app,
-                    const std::vector<std::string>& rest, const Respond& respond);
+// One route: what dispatch matches a request against. Api::handle serves nothing else, and
+// tools/flickd/openapi.json documents exactly these (a test compares them).
+using PathParams = std::vector<std::string>;  // the values of the path's {...} segments, in order
+using RouteHandler = void (*)(RouteContext&, const HttpRequest&, const PathParams&, const Respond&);
+struct Route {
+  const char* method;
+  const char* path;  // "/v1/apps/{app_name}": a {...} segment matches any one segment
+  RouteHandler serve;
+};
+
+// The routes under /v1/apps/{app_name}/machines.
+const std::vector<Route>& machine_routes();
 
 }  // namespace flick::flickd

@@ -67,7 +67,8 @@ ojson machine_out(const Machine& m, bool summary = false) {
   return j;
 }
 
-void list(RouteContext& ctx, const HttpRequest& r, const std::string& app, const Respond& respond) {
+void list(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  const std::string& app = p[0];
   require_app(ctx.host, app);
   Host::ListFilter filter;
   filter.app = app;
@@ -91,7 +92,8 @@ void list(RouteContext& ctx, const HttpRequest& r, const std::string& app, const
   respond(json_response(200, out));
 }
 
-void create(RouteContext& ctx, const HttpRequest& r, const std::string& app, const Respond& respond) {
+void create(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  const std::string& app = p[0];
   const auto body = body_object(r);
   check_fields(body,
                {"name", "region", "config", "skip_launch", "lease_ttl", "skip_service_registration", "skip_secrets",
@@ -164,7 +166,7 @@ StopConfig stop_config(const Machine& m, const nlohmann::json& body) {
   return how;
 }
 
-void wait(RouteContext& ctx, const HttpRequest& r, const Machine& m, const Respond& respond) {
+void wait(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& respond) {
   auto states = query_list(r, "state");
   if (states.empty()) states = {"started"};
   for (const auto& s : states)
@@ -182,19 +184,20 @@ void wait(RouteContext& ctx, const HttpRequest& r, const Machine& m, const Respo
 
 ojson lease_envelope(const Lease& l) { return {{"status", "success"}, {"data", fly::lease_json(l)}}; }
 
-void lease(const HttpRequest& r, Machine& m, const Respond& respond) {
-  if (r.method == "GET") {
-    auto l = m.lease();
-    if (!l && l.error().code == Errc::not_found) throw ApiError{404, "lease not found"};
-    return respond(json_response(200, lease_envelope(take(std::move(l)))));
-  }
-  if (r.method == "DELETE") {
-    auto nonce = r.header("fly-machine-lease-nonce");
-    if (!nonce) throw ApiError{400, "fly-machine-lease-nonce: required to release a lease"};
-    take(m.release_lease(*nonce));
-    return respond(json_response(200, ojson{{"status", "success"}, {"data", {{"ok", true}}}}));
-  }
-  if (r.method != "POST") throw ApiError{405, "method not allowed"};
+void show_lease(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+  auto l = m.lease();
+  if (!l && l.error().code == Errc::not_found) throw ApiError{404, "lease not found"};
+  respond(json_response(200, lease_envelope(take(std::move(l)))));
+}
+
+void release_lease(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  auto nonce = r.header("fly-machine-lease-nonce");
+  if (!nonce) throw ApiError{400, "fly-machine-lease-nonce: required to release a lease"};
+  take(m.release_lease(*nonce));
+  respond(json_response(200, ojson{{"status", "success"}, {"data", {{"ok", true}}}}));
+}
+
+void acquire_lease(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
   // flyctl sends ?ttl= and no body; other clients {ttl, description}.
   const auto body = body_object(r);
   check_fields(body, {"ttl", "description"}, "lease request");
@@ -212,43 +215,49 @@ void lease(const HttpRequest& r, Machine& m, const Respond& respond) {
   respond(json_response(201, lease_envelope(take(std::move(l)))));
 }
 
-void metadata(const HttpRequest& r, Machine& m, const std::vector<std::string>& rest, const Respond& respond) {
-  if (rest.size() == 2) {  // the whole map
-    if (r.method == "GET") return respond(json_response(200, ojson(take(m.metadata()))));
-    if (r.method != "PUT" && r.method != "PATCH") throw ApiError{405, "method not allowed"};
-    const auto body = body_object(r);
-    check_fields(body, {"metadata", "machine_version", "updated_at"}, "metadata request");
-    auto it = body.find("metadata");
-    if (it == body.end() || !it->is_object()) throw ApiError{400, "metadata: required, a JSON object"};
-    for (const auto& [k, v] : it->items())
-      if (!v.is_null() && !v.is_string()) throw ApiError{400, "metadata." + k + ": expected a string"};
-    for (const auto& [k, v] : it->items()) {
-      if (v.is_null() || v.get<std::string>().empty()) take(m.delete_metadata(k));
-      else take(m.set_metadata(k, v.get<std::string>()));
-    }
-    return respond({204, ""});
+void show_metadata(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+  respond(json_response(200, ojson(take(m.metadata()))));
+}
+
+// PUT or PATCH of the whole map: a null or empty value deletes its key.
+void set_metadata(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  const auto body = body_object(r);
+  check_fields(body, {"metadata", "machine_version", "updated_at"}, "metadata request");
+  auto it = body.find("metadata");
+  if (it == body.end() || !it->is_object()) throw ApiError{400, "metadata: required, a JSON object"};
+  for (const auto& [k, v] : it->items())
+    if (!v.is_null() && !v.is_string()) throw ApiError{400, "metadata." + k + ": expected a string"};
+  for (const auto& [k, v] : it->items()) {
+    if (v.is_null() || v.get<std::string>().empty()) take(m.delete_metadata(k));
+    else take(m.set_metadata(k, v.get<std::string>()));
   }
-  const std::string& key = rest[2];
-  if (r.method == "GET") {
-    auto all = take(m.metadata());
-    auto it = all.find(key);
-    if (it == all.end()) throw ApiError{404, "metadata key not found"};
-    return respond(json_response(200, ojson{{"value", it->second}}));
-  }
-  if (r.method == "DELETE") {
-    take(m.delete_metadata(key));
-    return respond({204, ""});
-  }
-  if (r.method != "POST" && r.method != "PUT") throw ApiError{405, "method not allowed"};
+  respond({204, ""});
+}
+
+// .../metadata/{key}: the machine is p[1], the key p[2].
+void show_metadata_key(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  auto all = take(find(ctx, r, p[0], p[1])->metadata());
+  auto it = all.find(p[2]);
+  if (it == all.end()) throw ApiError{404, "metadata key not found"};
+  respond(json_response(200, ojson{{"value", it->second}}));
+}
+
+void delete_metadata_key(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  take(find(ctx, r, p[0], p[1])->delete_metadata(p[2]));
+  respond({204, ""});
+}
+
+void set_metadata_key(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  auto m = find(ctx, r, p[0], p[1]);
   const auto body = body_object(r);
   check_fields(body, {"value", "updated_at"}, "metadata request");
   auto value = string_field(body, "value");
   if (!value) throw ApiError{400, "value: required, a string"};
-  take(m.set_metadata(key, *value));
+  take(m->set_metadata(p[2], *value));
   respond({204, ""});
 }
 
-void exec(const HttpRequest& r, Machine& m, const Respond& respond) {
+void exec(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
   const auto body = body_object(r);
   check_fields(body, {"command", "cmd", "timeout", "stdin", "container", "machine"}, "exec request");
   ExecRequest request;
@@ -273,7 +282,7 @@ void exec(const HttpRequest& r, Machine& m, const Respond& respond) {
                                    {"exit_signal", result.exit_signal}}));
 }
 
-void events(const HttpRequest& r, const Machine& m, const Respond& respond) {
+void events(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
   uint64_t limit = 20;
   if (auto l = r.query_value("limit"); l && !l->empty()) {
     if (l->find_first_not_of("0123456789") != std::string::npos || l->size() > 9)
@@ -286,7 +295,7 @@ void events(const HttpRequest& r, const Machine& m, const Respond& respond) {
   respond(json_response(200, out));
 }
 
-void versions(const Machine& m, const Respond& respond) {
+void versions(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
   ojson out = ojson::array();
   for (const auto& v : take(m.versions()))
     out.push_back({{"version", std::to_string(v.version)},
@@ -296,77 +305,110 @@ void versions(const Machine& m, const Respond& respond) {
   respond(json_response(200, out));
 }
 
-[[noreturn]] void not_allowed() { throw ApiError{405, "method not allowed"}; }
+void show(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+  respond(json_response(200, machine_out(m)));
+}
+
+void destroy(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  take(m.destroy(query_flag(r, "force") || query_flag(r, "kill")));
+  respond(ok_response());
+}
+
+void start(RouteContext& ctx, const HttpRequest&, Machine& m, const Respond& respond) {
+  const std::string previous = to_string(m.state());
+  auto room = ctx.placement.reserve(m.id(), m.config().guest);
+  take(m.start());
+  respond(json_response(200, ojson{{"previous_state", previous}, {"migrated", false}, {"new_host", ""}}));
+}
+
+void stop(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  const auto body = body_object(r);
+  check_fields(body, {"signal", "timeout"}, "stop request");
+  take(m.stop(stop_config(m, body)));
+  respond(ok_response());
+}
+
+void restart(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& respond) {
+  auto body = body_object(r);
+  check_fields(body, {"signal", "timeout", "force_stop"}, "restart request");
+  for (const char* q : {"signal", "timeout"})  // fly-go sends them in the query
+    if (auto v = r.query_value(q); v && !v->empty() && !body.contains(q)) {
+      const bool number = v->find_first_not_of("0123456789") == std::string::npos && v->size() < 10;
+      body[q] = number ? nlohmann::json(std::stoull(*v)) : nlohmann::json(*v);
+    }
+  take(m.stop(stop_config(m, body)));
+  auto room = ctx.placement.reserve(m.id(), m.config().guest);
+  take(m.start());
+  respond(ok_response());
+}
+
+void send_signal(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  const auto body = body_object(r);
+  check_fields(body, {"signal"}, "signal request");
+  auto signo = signal_field(body, "signal");
+  if (!signo) throw ApiError{400, "signal: required"};
+  take(m.signal(*signo));
+  respond(ok_response());
+}
+
+void cordon(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+  take(m.cordon());
+  respond(ok_response());
+}
+
+void uncordon(RouteContext&, const HttpRequest&, Machine& m, const Respond& respond) {
+  take(m.uncordon());
+  respond(ok_response());
+}
+
+void suspend(RouteContext&, const HttpRequest&, Machine&, const Respond&) {
+  throw ApiError{501, "unimplemented: flick does not suspend machines yet"};
+}
+
+void ps(RouteContext&, const HttpRequest&, Machine&, const Respond&) {
+  throw ApiError{501, "unimplemented: flick does not list a machine's processes yet"};
+}
+
+// A route on one machine (p[0] the app, p[1] its id or name), found first.
+using MachineHandler = void (*)(RouteContext&, const HttpRequest&, Machine&, const Respond&);
+template <MachineHandler serve>
+void on_machine(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  serve(ctx, r, *find(ctx, r, p[0], p[1]), respond);
+}
 
 }  // namespace
 
-void serve_machines(RouteContext& ctx, const HttpRequest& r, const std::string& app,
-                    const std::vector<std::string>& rest, const Respond& respond) {
-  if (rest.empty()) {
-    if (r.method == "GET") return list(ctx, r, app, respond);
-    if (r.method == "POST") return create(ctx, r, app, respond);
-    not_allowed();
-  }
-  auto m = find(ctx, r, app, rest[0]);
-  if (rest.size() == 1) {
-    if (r.method == "GET") return respond(json_response(200, machine_out(*m)));
-    if (r.method == "POST") return update(ctx, r, *m, respond);
-    if (r.method == "DELETE") {
-      take(m->destroy(query_flag(r, "force") || query_flag(r, "kill")));
-      return respond(ok_response());
-    }
-    not_allowed();
-  }
-  const std::string& verb = rest[1];
-  if (verb == "metadata" && rest.size() <= 3) return metadata(r, *m, rest, respond);
-  if (rest.size() != 2) throw ApiError{404, "not found: " + r.path};
-  if (verb == "lease") return lease(r, *m, respond);
-  const bool get = r.method == "GET";
-  if (verb == "wait") return get ? wait(ctx, r, *m, respond) : not_allowed();
-  if (verb == "events") return get ? events(r, *m, respond) : not_allowed();
-  if (verb == "versions") return get ? versions(*m, respond) : not_allowed();
-  if (verb == "ps") throw ApiError{501, "unimplemented: flick does not list a machine's processes yet"};
-  if (r.method != "POST") not_allowed();
-  if (verb == "start") {
-    const std::string previous = to_string(m->state());
-    auto room = ctx.placement.reserve(m->id(), m->config().guest);
-    take(m->start());
-    return respond(json_response(200, ojson{{"previous_state", previous}, {"migrated", false}, {"new_host", ""}}));
-  }
-  if (verb == "stop") {
-    const auto body = body_object(r);
-    check_fields(body, {"signal", "timeout"}, "stop request");
-    take(m->stop(stop_config(*m, body)));
-    return respond(ok_response());
-  }
-  if (verb == "restart") {
-    auto body = body_object(r);
-    check_fields(body, {"signal", "timeout", "force_stop"}, "restart request");
-    for (const char* q : {"signal", "timeout"})  // fly-go sends them in the query
-      if (auto v = r.query_value(q); v && !v->empty() && !body.contains(q)) {
-        const bool number = v->find_first_not_of("0123456789") == std::string::npos && v->size() < 10;
-        body[q] = number ? nlohmann::json(std::stoull(*v)) : nlohmann::json(*v);
-      }
-    take(m->stop(stop_config(*m, body)));
-    auto room = ctx.placement.reserve(m->id(), m->config().guest);
-    take(m->start());
-    return respond(ok_response());
-  }
-  if (verb == "signal") {
-    const auto body = body_object(r);
-    check_fields(body, {"signal"}, "signal request");
-    auto signo = signal_field(body, "signal");
-    if (!signo) throw ApiError{400, "signal: required"};
-    take(m->signal(*signo));
-    return respond(ok_response());
-  }
-  if (verb == "exec") return exec(r, *m, respond);
-  if (verb == "suspend") throw ApiError{501, "unimplemented: flick does not suspend machines yet"};
-  if (verb == "cordon" || verb == "uncordon") {
-    take(verb == "cordon" ? m->cordon() : m->uncordon());
-    return respond(ok_response());
-  }
-  throw ApiError{404, "not found: " + r.path};
+const std::vector<Route>& machine_routes() {
+  static const std::vector<Route> routes = {
+      {"GET", "/v1/apps/{app_name}/machines", list},
+      {"POST", "/v1/apps/{app_name}/machines", create},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}", on_machine<show>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}", on_machine<update>},
+      {"DELETE", "/v1/apps/{app_name}/machines/{machine_id}", on_machine<destroy>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/start", on_machine<start>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/stop", on_machine<stop>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/restart", on_machine<restart>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/signal", on_machine<send_signal>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/exec", on_machine<exec>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/cordon", on_machine<cordon>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/uncordon", on_machine<uncordon>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/suspend", on_machine<suspend>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/ps", on_machine<ps>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/wait", on_machine<wait>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/events", on_machine<events>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/versions", on_machine<versions>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/lease", on_machine<show_lease>},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/lease", on_machine<acquire_lease>},
+      {"DELETE", "/v1/apps/{app_name}/machines/{machine_id}/lease", on_machine<release_lease>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata", on_machine<show_metadata>},
+      {"PUT", "/v1/apps/{app_name}/machines/{machine_id}/metadata", on_machine<set_metadata>},
+      {"PATCH", "/v1/apps/{app_name}/machines/{machine_id}/metadata", on_machine<set_metadata>},
+      {"GET", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", show_metadata_key},
+      {"POST", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", set_metadata_key},
+      {"PUT", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", set_metadata_key},
+      {"DELETE", "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}", delete_metadata_key},
+  };
+  return routes;
 }
 
 }  // namespace flick::flickd

@@ -268,6 +268,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-body", o.max_body, "the largest request body, in bytes (larger: 413)")
       ->type_name("BYTES")
       ->check(CLI::Range(1024, 64 << 20));
+  bool routes = false;
+  app.add_flag("--routes", routes, "print every route served, METHOD /path a line, and exit");
   app.add_option("--capacity-cpus", o.capacity.cpus,
                  "guest vCPUs that may run at once (default 4 per host CPU); a start beyond it is refused")
       ->type_name("N")
@@ -277,6 +279,10 @@ int main(int argc, char** argv) {
       ->type_name("MB")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (routes) {
+    for (const auto& r : flick::flickd::Api::routes()) std::printf("%s\n", r.c_str());
+    return 0;
+  }
   if (o.region != "local")
     flick::flickd::die("--region: this store's machines are in region local (other regions are not supported yet)");
   return flick::flickd::run(std::move(o));
