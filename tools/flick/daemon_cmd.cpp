@@ -4,14 +4,12 @@
 #include "store_cmd.h"
 
 #include "base/fd.h"
+#include "runner/guest_channel.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -31,14 +29,7 @@ struct StatusOptions {
 };
 
 // True when something accepts connections on the Unix socket at `path`.
-bool answers(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) return false;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  flick::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  return fd.get() >= 0 && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-}
+bool answers(const std::string& path) { return !path.empty() && static_cast<bool>(flick::runner::connect_unix(path)); }
 
 // flickd holds the lock while it runs; taking it shared, even for a moment, means none does.
 bool flickd_holds_lock(const fs::path& state_dir) {
