@@ -3,6 +3,7 @@
 // the store, which the run keeps up to date.
 #include <flick/machine.h>
 
+#include "base/flock.h"
 #include "base/log.h"
 #include "machine/files.h"
 #include "machine/initramfs.h"
@@ -98,13 +99,6 @@ MachineEvent to_event(const store::EventRow& row) {
 
 }  // namespace
 
-bool run_alive(const fs::path& lock_path) {
-  UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;  // released when fd closes
-  return errno == EWOULDBLOCK;
-}
-
 Machine::Impl::Impl(std::shared_ptr<Host::Impl> h, const store::MachineRow& r, MachineConfig c, MachineBoot b,
                     MachineHandlers hs)
     : host(std::move(h)),
@@ -156,7 +150,7 @@ Result<store::MachineRow> Machine::Impl::wait_until(const std::function<bool(con
   for (;;) {
     FLICK_TRY_ASSIGN(auto r, row());
     if (done(r)) return r;
-    if ((running(r.state) || r.state == "destroying") && !run_alive(lock_path())) {
+    if ((running(r.state) || r.state == "destroying") && !flock_held(lock_path())) {
       host->settle_if_orphaned(r);
       continue;
     }
@@ -250,7 +244,7 @@ std::chrono::system_clock::time_point Machine::updated_at() const {
 MachineState Machine::state() const {
   auto r = impl_->row();
   if (!r) return MachineState::destroyed;
-  if (running(r->state) && !run_alive(impl_->lock_path())) {
+  if (running(r->state) && !flock_held(impl_->lock_path())) {
     impl_->host->settle_if_orphaned(*r);
     r = impl_->row();
     if (!r) return MachineState::destroyed;
@@ -370,7 +364,7 @@ Result<void> Machine::stop(std::optional<StopConfig> how) {
   }
   auto limit = effective.timeout + runner::kStopGrace + 30s;
   // Settled, and the run gone: a start right after this one finds the machine free.
-  FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
+  FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !flock_held(d.lock_path()); },
                                    limit));
   if (running(r.state))
     return make_error(Errc::timeout, "machine " + d.id + " did not stop within " + store::format_duration(limit));
@@ -396,7 +390,7 @@ Result<void> Machine::destroy(bool force) {
     if (!force)
       return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": stop it first, or destroy it with force");
     if (auto c = control(d)) (void)c->kill(d.nonce());
-    FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !run_alive(d.lock_path()); },
+    FLICK_TRY_ASSIGN(r, d.wait_until([&](const store::MachineRow& x) { return !running(x.state) && !flock_held(d.lock_path()); },
                                      60s));
     if (running(r.state)) return make_error(Errc::timeout, "machine " + d.id + " did not end within 60 s of a kill");
   }
@@ -443,7 +437,7 @@ Result<void> Machine::wait(MachineState target, std::chrono::milliseconds timeou
   // destroyed machine's directory is gone), so what follows finds the machine free.
   auto run_over = [&](const store::MachineRow& x) {
     if (x.state == "destroyed") return !fs::exists(d.dir);
-    return !(settled(x.state) && run_alive(d.lock_path()));
+    return !(settled(x.state) && flock_held(d.lock_path()));
   };
   FLICK_TRY_ASSIGN(auto r, d.wait_until(
                                [&](const store::MachineRow& x) {

@@ -95,7 +95,4 @@ struct Machine::Impl {
 
 inline bool running_state(std::string_view s) { return s == "starting" || s == "started" || s == "stopping"; }
 
-// Whether a run of the machine holds its lock (`<machine dir>/run.lock`).
-bool run_alive(const std::filesystem::path& lock_path);
-
 }  // namespace flick

@@ -3,12 +3,8 @@
 #include "command.h"
 #include "store_cmd.h"
 
-#include "base/fd.h"
+#include "base/flock.h"
 #include "runner/guest_channel.h"
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <ctime>
 #include <filesystem>
@@ -31,18 +27,12 @@ struct StatusOptions {
 // True when something accepts connections on the Unix socket at `path`.
 bool answers(const std::string& path) { return !path.empty() && static_cast<bool>(flick::runner::connect_unix(path)); }
 
-// flickd holds the lock while it runs; taking it shared, even for a moment, means none does.
-bool flickd_holds_lock(const fs::path& state_dir) {
-  flick::UniqueFd fd(::open((state_dir / "flickd.lock").c_str(), O_RDONLY | O_CLOEXEC));
-  return fd.get() >= 0 && ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-}
-
 int status(const StatusOptions& o) {
   auto host = open_host(o.host);
   if (!host) return fail(host.error());
   const fs::path state_dir = (*host)->options().state_dir;
   nlohmann::ordered_json out{{"running", false}, {"state_dir", state_dir.string()}};
-  if (flickd_holds_lock(state_dir)) {
+  if (flick::flock_held(state_dir / "flickd.lock")) {
     nlohmann::json info = nlohmann::json::object();
     try {
       info = nlohmann::json::parse(std::ifstream(state_dir / "flickd.json"));

@@ -5,6 +5,7 @@
 #include "api.h"
 #include "flick/shared.h"
 #include "http_server.h"
+#include "runner/guest_channel.h"
 
 #include <flick/machine.h>
 #include <flick/version.h>
@@ -16,7 +17,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -67,25 +67,16 @@ fs::path default_socket() {
 // A bound, listening Unix socket at `path`, mode 0660. A socket file nobody answers on is
 // left over from a flickd that died, and replaced; any other file there is an error.
 HttpListener unix_listener(const fs::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.native().size() >= sizeof addr.sun_path) die("socket path too long: " + path.string());
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) die(sys_error("socket"));
-  if (fs::exists(fs::symlink_status(path))) {
-    if (!fs::is_socket(fs::symlink_status(path))) die(path.string() + " exists and is not a socket");
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
-      die("another flickd is serving " + path.string());
-    fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    fs::remove(path, ec);
+  if (const auto st = fs::symlink_status(path); fs::exists(st)) {
+    if (!fs::is_socket(st)) die(path.string() + " exists and is not a socket");
+    if (flick::runner::connect_unix(path)) die("another flickd is serving " + path.string());
   }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die(sys_error("bind " + path.string()));
+  auto fd = flick::runner::listen_unix(path, 128);  // replaces the stale socket file
+  if (!fd) die(fd.error().describe());
   if (::chmod(path.c_str(), 0660) != 0) die(sys_error("chmod " + path.string()));
-  if (::listen(fd.get(), 128) != 0) die(sys_error("listen " + path.string()));
-  return {std::move(fd), false};
+  return {std::move(fd).value(), false};
 }
 
 // The address a TCP socket is bound to, "127.0.0.1:4280" or "[::1]:4280" (port 0 resolved).
