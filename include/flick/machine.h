@@ -174,6 +174,7 @@ struct ExitStatus {
 };
 
 struct MachineEvent {
+  uint64_t id = 0;  // increasing across the host: a later event has a larger id
   MachineEventType type = MachineEventType::launch;
   MachineState status = MachineState::created;  // the state this event left the machine in
   std::chrono::system_clock::time_point timestamp;
@@ -306,7 +307,7 @@ class FLICK_API Machine {
   const MachineConfig& config() const;
   const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
   MachineState state() const;
-  std::vector<MachineEvent> events() const;
+  std::vector<MachineEvent> events() const;  // oldest first
   std::optional<ExitStatus> last_exit() const;
   std::optional<StartTimings> last_start_timings() const;
   const std::optional<MachineNetwork>& network() const;  // none when the Host has no networking

@@ -81,6 +81,7 @@ Result<UniqueFd> take_run_lock(const fs::path& path, const std::string& id) {
 
 MachineEvent to_event(const store::EventRow& row) {
   MachineEvent e;
+  e.id = static_cast<uint64_t>(row.id);
   e.type = store::machine_event_type_from_string(row.type).value_or(MachineEventType::launch);
   e.source = row.source;
   e.status = store::machine_state_from_string(row.status).value_or(MachineState::failed);

@@ -394,7 +394,9 @@ class Restart(FlickdTest):
             time.sleep(0.3)
             self.assertEqual(call(c, "DELETE", f"/v1/apps/{app}/machines/{m['id']}")[:2], (200, {"ok": True}))
             t.join(timeout=30)
-            self.assertEqual(result["r"], (200, {"ok": True, "state": "destroyed", "version": 1}))
+            status, out = result["r"]
+            self.assertEqual((status, out), (200, {"ok": True, "state": "destroyed", "version": 1,
+                                                   "event_id": out.get("event_id")}))
             c.close()
         finally:
             self.assertEqual(d.stop(), (0, ""))
@@ -634,8 +636,8 @@ class Machines(FlickdTest):
         app = self.app("mach-wait")
         m = self.create(app, "w")
         path = f"/v1/apps/{app}/machines/{m['id']}"
-        self.assertEqual(self.ok("GET", f"/apps/{app}/machines/{m['id']}/wait?state=created"),
-                         {"ok": True, "state": "created", "version": 1})
+        done = self.ok("GET", f"/apps/{app}/machines/{m['id']}/wait?state=created")
+        self.assertEqual(done, {"ok": True, "state": "created", "version": 1, "event_id": done["event_id"]})
         self.assertIn("is not a state to wait for", self.error("GET", f"/apps/{app}/machines/{m['id']}/wait?state=x"))
         # More pending waits than flickd has workers, half on TCP; then a GET still answers.
         waits = []
@@ -671,7 +673,34 @@ class Machines(FlickdTest):
                            capture_output=True, text=True, env=self.daemon.env, timeout=60, stdin=subprocess.DEVNULL)
         self.assertEqual(p.returncode, 0, p.stderr)
         t.join(timeout=20)
-        self.assertEqual(answer["r"][:2], (200, {"ok": True, "state": "destroyed", "version": 1}))
+        status, out = answer["r"][:2]
+        self.assertEqual((status, out), (200, {"ok": True, "state": "destroyed", "version": 1,
+                                               "event_id": out.get("event_id")}))
+        self.assertGreater(int(out["event_id"]), int(done["event_id"]))
+
+    def test_wait_for_a_version_and_after_an_event(self):
+        app = self.app("mach-wait-version")
+        m = self.create(app, "v")
+        path = f"/apps/{app}/machines/{m['id']}"
+        ids = [int(e["id"]) for e in self.ok("GET", path)["events"]]
+        self.assertEqual(len(ids), len(set(ids)))
+        latest = max(ids)
+        self.assertEqual(self.ok("GET", path + "/wait?state=created")["event_id"], str(latest))
+        # Nothing has happened since the latest event: the wait runs out.
+        self.assertEqual(self.error("GET", path + f"/wait?state=created&from_event_id={latest}&timeout=1", want=408),
+                         "deadline_exceeded: machine failed to reach desired state, created, currently created")
+        u = self.ok("POST", path, {"config": self.config(env={"V": "2"}), "skip_launch": True})
+        after = self.ok("GET", path + f"/wait?state=created&from_event_id={latest}&timeout=5")
+        self.assertEqual((after["version"], after["state"]), (2, "created"))
+        self.assertGreater(int(after["event_id"]), latest)
+        # A version by its instance_id or its number: the current one answers, a replaced one is 412.
+        self.assertEqual(self.ok("GET", path + f"/wait?state=created&instance_id={u['instance_id']}")["version"], 2)
+        self.assertEqual(self.ok("GET", path + "/wait?state=created&version=2")["version"], 2)
+        for old in (f"instance_id={m['instance_id']}", "version=1"):
+            self.assertEqual(self.error("GET", path + f"/wait?state=created&{old}", want=412),
+                             "failed_precondition: version 1 of the machine was replaced by version 2")
+        self.assertIn("is not a version of machine", self.error("GET", path + "/wait?instance_id=01NOSUCHVERSION"))
+        self.assertIn("is not an event id", self.error("GET", path + "/wait?from_event_id=soon"))
 
 
 class CliThroughApi(FlickdTest):

@@ -166,6 +166,18 @@ StopConfig stop_config(const Machine& m, const nlohmann::json& body) {
   return how;
 }
 
+// wait's `instance_id` (or `version`, as fly-go names it): one of the machine's versions, by
+// its instance_id or its number; 0 when not asked.
+uint64_t waited_version(const HttpRequest& r, const Machine& m) {
+  auto v = r.query_value("instance_id");
+  if (!v || v->empty()) v = r.query_value("version");
+  if (!v || v->empty()) return 0;
+  if (*v == m.instance_id()) return m.version();
+  for (const auto& each : take(m.versions()))
+    if (*v == each.instance_id || *v == std::to_string(each.version)) return each.version;
+  throw ApiError{400, "instance_id: '" + *v + "' is not a version of machine " + m.id()};
+}
+
 void wait(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& respond) {
   auto states = query_list(r, "state");
   if (states.empty()) states = {"started"};
@@ -178,8 +190,19 @@ void wait(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& re
       throw ApiError{400, "timeout: '" + *t + "' is not a number of seconds"};
     timeout = std::clamp<uint64_t>(std::stoull(*t), 1, kMaxWaitSeconds);
   }
-  ctx.waits.add({m.app(), m.id(), std::move(states), std::chrono::steady_clock::now() + std::chrono::seconds(timeout),
-                 respond});
+  PendingWait w;
+  w.app = m.app();
+  w.machine = m.id();
+  w.states = std::move(states);
+  w.version = waited_version(r, m);
+  if (auto from = r.query_value("from_event_id"); from && !from->empty()) {
+    if (from->find_first_not_of("0123456789") != std::string::npos || from->size() > 18)
+      throw ApiError{400, "from_event_id: '" + *from + "' is not an event id"};
+    w.after_event = std::stoull(*from);
+  }
+  w.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+  w.respond = respond;
+  ctx.waits.add(std::move(w));
 }
 
 ojson lease_envelope(const Lease& l) { return {{"status", "success"}, {"data", fly::lease_json(l)}}; }

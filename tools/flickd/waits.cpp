@@ -32,7 +32,10 @@ WaitList::~WaitList() {
 
 std::optional<WaitList::Observed> WaitList::observe(const PendingWait& w) {
   auto m = host_.get(w.machine, {}, w.app);
-  if (m) return Observed{(*m)->state(), (*m)->version()};
+  if (m) {
+    const auto events = (*m)->events();  // oldest first
+    return Observed{(*m)->state(), (*m)->version(), events.empty() ? 0 : events.back().id};
+  }
   if (m.error().code == Errc::not_found) return Observed{};
   return std::nullopt;
 }
@@ -40,11 +43,17 @@ std::optional<WaitList::Observed> WaitList::observe(const PendingWait& w) {
 std::optional<HttpResponse> WaitList::answer(const PendingWait& w, const Observed& seen,
                                              std::chrono::steady_clock::time_point now) {
   const std::string name = to_string(seen.state);
+  if (w.version && seen.version > w.version)
+    return HttpResponse{412, nlohmann::json{{"error", "failed_precondition: version " + std::to_string(w.version) +
+                                                          " of the machine was replaced by version " +
+                                                          std::to_string(seen.version)}}
+                                 .dump()};
   bool reached = false;
   for (const auto& want : w.states) reached |= want == name || (want == "settled" && settled(seen.state));
-  if (reached) {
+  if (reached && (!w.after_event || seen.last_event > w.after_event || !seen.version)) {  // gone: after all
     nlohmann::json body{{"ok", true}, {"state", name}};
     if (seen.version) body["version"] = seen.version;
+    if (seen.last_event) body["event_id"] = std::to_string(seen.last_event);
     return HttpResponse{200, body.dump()};
   }
   if (seen.state == MachineState::destroyed)

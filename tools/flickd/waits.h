@@ -22,6 +22,8 @@ struct PendingWait {
   std::string app;
   std::string machine;              // id
   std::vector<std::string> states;  // Fly's names: started, stopped, failed, destroyed, settled, ...
+  uint64_t version = 0;             // wait for this config version (0: whichever is current)
+  uint64_t after_event = 0;         // answer only once an event later than this one happened
   std::chrono::steady_clock::time_point deadline;
   Respond respond;
 };
@@ -41,6 +43,7 @@ class WaitList {
   struct Observed {
     MachineState state = MachineState::destroyed;  // also for a machine the store no longer has
     uint64_t version = 0;                          // 0: gone
+    uint64_t last_event = 0;                       // the latest event's id
   };
   std::optional<Observed> observe(const PendingWait& w);
   // The answer for `w`, if it has one.

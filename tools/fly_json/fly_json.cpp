@@ -32,7 +32,7 @@ int64_t unix_ms(std::chrono::system_clock::time_point t) {
 }  // namespace
 
 nlohmann::ordered_json event_json(const MachineEvent& e) {
-  nlohmann::ordered_json j{{"type", to_string(e.type)}, {"status", to_string(e.status)}, {"source", e.source}, {"timestamp", unix_ms(e.timestamp)}};
+  nlohmann::ordered_json j{{"id", std::to_string(e.id)}, {"type", to_string(e.type)}, {"status", to_string(e.status)}, {"source", e.source}, {"timestamp", unix_ms(e.timestamp)}};
   nlohmann::ordered_json request = nlohmann::ordered_json::object();
   if (e.exit) {
     nlohmann::ordered_json x{{"exit_code", e.exit->exit_code},
