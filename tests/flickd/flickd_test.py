@@ -18,7 +18,6 @@ through call() validates against the schema documented for its path, method and 
 from __future__ import annotations
 
 import http.client
-import copy
 import json
 import os
 import re
@@ -35,14 +34,16 @@ from pathlib import Path
 
 import jsonschema
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import openapi_check  # noqa: E402
+from openapi_check import SPEC, SPEC_FILE, json_schema, spec_operation, spec_ref  # noqa: E402
+
 FLICKD = sys.argv.pop(1) if len(sys.argv) > 1 else "flickd"
 FLICK = sys.argv.pop(1) if len(sys.argv) > 1 else "flick"
 KERNEL = os.environ.get("FLICK_TEST_GUEST_KERNEL", "")
 TOKEN = "test-token-0123456789"
 WORKERS = 2
 MAX_BODY = 65536
-SPEC_FILE = Path(__file__).resolve().parents[2] / "tools" / "flickd" / "openapi.json"
-SPEC = json.loads(SPEC_FILE.read_bytes())
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
@@ -122,83 +123,8 @@ def call(conn: http.client.HTTPConnection, method: str, path: str, body=None, he
     return r.status, (json.loads(text) if text else None), dict(r.getheaders())
 
 
-def spec_ref(ref: str) -> dict:
-    """The object a local $ref ("#/components/schemas/Machine") names; KeyError if none."""
-    if not ref.startswith("#/"):
-        raise KeyError(f"not a local reference: {ref}")
-    node = SPEC
-    for part in ref[2:].split("/"):
-        node = node[part]
-    return node
-
-
-def json_schema(node, seen: tuple = ()):
-    """An OpenAPI 3.0 schema as a JSON Schema (draft 4): $refs inlined, `nullable` as a null type."""
-    if isinstance(node, list):
-        return [json_schema(x, seen) for x in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        if node["$ref"] in seen:
-            raise ValueError(f"recursive schema: {node['$ref']}")
-        return json_schema(spec_ref(node["$ref"]), seen + (node["$ref"],))
-    out = {k: json_schema(v, seen) if k not in ("enum", "required") else copy.deepcopy(v) for k, v in node.items()}
-    if out.pop("nullable", False):
-        out["type"] = [out["type"], "null"]
-        if "enum" in out:
-            out["enum"].append(None)
-    return out
-
-
-def spec_operation(method: str, path: str):
-    """(path template, operation) documenting a request; (template, None) for an undocumented
-    method on a documented path; (None, None) for a path the document does not have."""
-    segs = [s for s in path.split("?")[0].split("/") if s]
-    best = None
-    for template in SPEC["paths"]:
-        want = [s for s in template.split("/") if s]
-        if len(want) == len(segs) and all(w.startswith("{") or w == s for w, s in zip(want, segs)):
-            literal = sum(not w.startswith("{") for w in want)
-            if best is None or literal > best[0]:
-                best = (literal, template)
-    if best is None:
-        return None, None
-    return best[1], SPEC["paths"][best[1]].get(method.lower())
-
-
 def response_problems(method: str, path: str, status: int, content_type: str, body: bytes) -> list[str]:
-    """What is wrong with a response by the document: [] when it validates."""
-    where = f"{method} {path} -> {status}"
-    template, op = spec_operation(method, path)
-    if op is None:
-        # Outside the document: only "no such route" (or the token check before it).
-        allowed = {401, 404} if template is None else {401, 405}
-        if status not in allowed:
-            return [f"{where}: {'undocumented path' if template is None else 'undocumented method'}"]
-        response = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    else:
-        response = op["responses"].get(str(status))
-        if response is None:
-            return [f"{where}: status not documented for {method} {template}"]
-        if "$ref" in response:
-            response = spec_ref(response["$ref"])
-        with RECEIVED_LOCK:
-            CHECKED["operations"].add(op["operationId"])
-    content = response.get("content")
-    if not content:
-        return [] if not body else [f"{where}: a body where the document has none: {body[:200]!r}"]
-    if not body:
-        return [f"{where}: no body where the document has one"]
-    if content_type.split(";")[0].strip() not in content:
-        return [f"{where}: Content-Type {content_type!r}, documented {list(content)}"]
-    try:
-        value = json.loads(body)
-    except ValueError as e:
-        return [f"{where}: not JSON ({e}): {body[:200]!r}"]
-    schema = json_schema(content["application/json"]["schema"])
-    validator = jsonschema.Draft4Validator(schema)
-    return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
-            for e in validator.iter_errors(value)]
+    return openapi_check.response_problems(method, path, status, content_type, body, CHECKED["operations"])
 
 
 def check_received() -> list[str]:
