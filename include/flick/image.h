@@ -165,6 +165,22 @@ struct PullOptions {
   std::function<void(const PullProgress&)> progress;
 };
 
+// Registry logins, as `podman login` and `docker login` keep them: "auths".REGISTRY."auth"
+// (base64 of "user:password") in the first of $REGISTRY_AUTH_FILE and
+// $XDG_RUNTIME_DIR/containers/auth.json that is set, else ~/.docker/config.json.
+FLICK_API Result<std::filesystem::path> registry_auth_file();
+// Asks `registry` ("ghcr.io", "127.0.0.1:5000", "docker.io") whether it takes `username` and
+// `password` (GET /v2/, answering its basic or bearer-token challenge with them), then stores
+// them in registry_auth_file(), replacing the registry's entries and keeping every other key;
+// the file is replaced atomically and has mode 0600. Refused credentials are an error naming
+// the registry, and nothing is written. `options` gives insecure registries (certs.d as pulls).
+// Returns the file written.
+FLICK_API Result<std::filesystem::path> registry_login(std::string_view registry, std::string_view username,
+                                                       std::string_view password, const StoreOptions& options = {});
+// Removes `registry`'s entries from registry_auth_file(), keeping every other key.
+// Errc::not_found when it has none. Returns the file.
+FLICK_API Result<std::filesystem::path> registry_logout(std::string_view registry);
+
 // The content-addressed image cache: blobs by digest, one rootfs per (image digest, size).
 // Safe for concurrent use by several processes on the same directory.
 class FLICK_API ImageStore {

@@ -3,6 +3,7 @@
 #include "base/fd.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -30,16 +31,6 @@ namespace {
 constexpr size_t kMaxHelperOutput = 64 << 10;
 constexpr int kHelperTimeoutMs = 60'000;  // a helper may wait for a keyring to unlock
 
-// Auth file keys are written as "host", "https://host" or "https://host/v1/"; Docker Hub's
-// is "https://index.docker.io/v1/".
-std::string registry_of_key(std::string_view key) {
-  for (std::string_view scheme : {"https://", "http://"})
-    if (key.substr(0, scheme.size()) == scheme) key.remove_prefix(scheme.size());
-  key = key.substr(0, key.find('/'));
-  if (key == "index.docker.io" || key == "registry-1.docker.io") return "docker.io";
-  return std::string(key);
-}
-
 // What Docker hands a credential helper as the server for a registry.
 std::string server_url(std::string_view host) {
   return host == "docker.io" ? "https://index.docker.io/v1/" : std::string(host);
@@ -58,7 +49,91 @@ Result<std::optional<Credential>> from_helper_named_in(const fs::path& file, con
   return c;
 }
 
+// Reads `file` as a JSON object; a missing file is an empty one.
+Result<nlohmann::ordered_json> read_auth_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return nlohmann::ordered_json::object();
+    return sys_error("reading registry auth file " + file.string(), errno);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos) return nlohmann::ordered_json::object();
+  // No parser message: it could quote bytes of a secret.
+  auto j = nlohmann::ordered_json::parse(ss.str(), nullptr, false);
+  if (!j.is_object()) return make_error(Errc::malformed, "registry auth file " + file.string() + " is not a JSON object");
+  return j;
+}
+
+// A temporary file beside `file`, created 0600, renamed over it.
+Result<void> replace_file(const fs::path& file, const std::string& text) {
+  std::error_code ec;
+  if (!file.parent_path().empty() && !fs::is_directory(file.parent_path(), ec)) {
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) return sys_error("creating " + file.parent_path().string(), ec.value());
+    fs::permissions(file.parent_path(), fs::perms::owner_all, ec);
+  }
+  std::string tmp = (file.parent_path() / ("." + file.filename().string() + ".XXXXXX")).string();
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // mode 0600
+  if (!fd.valid()) return sys_error("creating a temporary file for " + file.string(), errno);
+  int err = write_all(fd.get(), text);
+  if (!err && ::fsync(fd.get()) != 0) err = errno;
+  if (!err && ::rename(tmp.c_str(), file.c_str()) != 0) err = errno;
+  if (err) {
+    ::unlink(tmp.c_str());
+    return sys_error("writing registry auth file " + file.string(), err);
+  }
+  return {};
+}
+
 }  // namespace
+
+// Auth file keys are written as "host", "https://host" or "https://host/v1/"; Docker Hub's
+// is "https://index.docker.io/v1/".
+std::string registry_of_key(std::string_view key) {
+  for (std::string_view scheme : {"https://", "http://"})
+    if (key.substr(0, scheme.size()) == scheme) key.remove_prefix(scheme.size());
+  key = key.substr(0, key.find('/'));
+  if (key == "index.docker.io" || key == "registry-1.docker.io") return "docker.io";
+  return std::string(key);
+}
+
+Result<fs::path> login_auth_file() {
+  auto env = [](const char* name) -> const char* {
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+  };
+  if (const char* v = env("REGISTRY_AUTH_FILE")) return fs::path(v);
+  if (const char* v = env("XDG_RUNTIME_DIR")) return fs::path(v) / "containers" / "auth.json";
+  if (const char* v = env("HOME")) return fs::path(v) / ".docker" / "config.json";
+  return make_error(Errc::not_found, "no registry auth file: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR and $HOME are unset");
+}
+
+Result<size_t> update_auth_file(const fs::path& file, std::string_view host, const std::optional<std::string>& auth) {
+  FLICK_TRY_ASSIGN(auto j, read_auth_file(file));
+  auto& auths = j["auths"];
+  if (!auths.is_object()) {
+    if (!auths.is_null()) return make_error(Errc::malformed, "\"auths\" in registry auth file " + file.string() + " is not an object");
+    auths = nlohmann::ordered_json::object();
+  }
+  size_t removed = 0;
+  for (auto it = auths.begin(); it != auths.end();)
+    if (registry_of_key(it.key()) == host) it = auths.erase(it), ++removed;
+    else ++it;
+  if (auth) auths[server_url(host)] = {{"auth", *auth}};
+  if (!auth && removed == 0) return removed;
+  FLICK_TRY(replace_file(file, j.dump(1, '\t') + "\n"));
+  return removed;
+}
+
+Result<std::string> cred_helper_for(const fs::path& file, std::string_view host) {
+  FLICK_TRY_ASSIGN(auto j, read_auth_file(file));
+  if (auto it = j.find("credHelpers"); it != j.end() && it->is_object())
+    for (const auto& [key, name] : it->items())
+      if (registry_of_key(key) == host && name.is_string()) return name.get<std::string>();
+  return std::string();
+}
 
 Result<std::string> decode_base64(std::string_view text, std::string_view what) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);

@@ -46,6 +46,24 @@ Result<std::optional<Credential>> credential_from_auth_json(std::string_view jso
 // Standard base64 (RFC 4648 section 4, with padding) to bytes; an error names `what`, never the input.
 Result<std::string> decode_base64(std::string_view text, std::string_view what);
 
+// The registry an auth file key names: "https://index.docker.io/v1/" -> "docker.io",
+// "https://127.0.0.1:5000" -> "127.0.0.1:5000", "ghcr.io" -> "ghcr.io".
+std::string registry_of_key(std::string_view key);
+
+// The file `flick image login` writes, as podman chooses it: the first of $REGISTRY_AUTH_FILE
+// and $XDG_RUNTIME_DIR/containers/auth.json that is set, else ~/.docker/config.json.
+Result<std::filesystem::path> login_auth_file();
+
+// Rewrites `file` (atomically, mode 0600; created with its folder when missing) with every
+// "auths" entry for `host` removed and, when `auth` is given, {"auth": auth} stored for it
+// under the key Docker uses. Every other key is kept as it was. Returns how many entries
+// were removed. A file that is not a JSON object is an error and is left alone.
+Result<size_t> update_auth_file(const std::filesystem::path& file, std::string_view host,
+                                const std::optional<std::string>& auth);
+
+// The helper `file`'s "credHelpers" names for `host`, or empty.
+Result<std::string> cred_helper_for(const std::filesystem::path& file, std::string_view host);
+
 // Asks `docker-credential-NAME get` (found on PATH) for `server`; nullopt when it has none.
 Result<std::optional<Credential>> credential_from_helper(const std::string& name, std::string_view server);
 

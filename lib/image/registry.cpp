@@ -177,6 +177,12 @@ class Registry {
     }
   }
 
+  // Uses `c` instead of looking credentials up in the auth files.
+  void use_credential(Credential c) {
+    cred_ = std::move(c);
+    looked_up_ = true;
+  }
+
   // Streams `layers` into the store, up to max_concurrent_downloads at once on one curl multi
   // handle, each retried and resumed as get() does. A blob another process is downloading is
   // left to it: its lock is tried again every 100 ms until that process has published it.
@@ -486,7 +492,8 @@ class Registry {
     std::string realm = challenge_param(challenge, "realm");
     std::string service = challenge_param(challenge, "service");
     std::string scope = challenge_param(challenge, "scope");
-    if (scope.empty()) scope = "repository:" + ref_.repository + ":pull";
+    // No repository: a login check, which asks for a token with no scope, as `docker login` does.
+    if (scope.empty() && !ref_.repository.empty()) scope = "repository:" + ref_.repository + ":pull";
     if (realm.empty()) return make_error(Errc::network, "registry bearer challenge without a realm: " + challenge);
     CURL* c = curl_easy_init();
     if (!c) return make_error(Errc::no_memory, "creating a curl handle");
@@ -499,10 +506,12 @@ class Registry {
     std::string url = realm, form;
     if (cred_ && cred_->identity_token) {
       form = "grant_type=refresh_token&client_id=flick&refresh_token=" + esc(cred_->secret) +
-             "&scope=" + esc(scope) + (service.empty() ? "" : "&service=" + esc(service));
+             (scope.empty() ? "" : "&scope=" + esc(scope)) + (service.empty() ? "" : "&service=" + esc(service));
     } else {
-      url += (realm.find('?') == std::string::npos ? "?" : "&") + std::string("scope=") + esc(scope);
-      if (!service.empty()) url += "&service=" + esc(service);
+      std::string query;
+      if (!scope.empty()) query += "&scope=" + esc(scope);
+      if (!service.empty()) query += "&service=" + esc(service);
+      if (!query.empty()) url += (realm.find('?') == std::string::npos ? "?" : "&") + query.substr(1);
     }
     Response resp;
     Transfer t{&resp, nullptr, c, std::nullopt};
@@ -601,6 +610,18 @@ Result<ResolvedImage> pull_from(const BlobStore& store, const ImageReference& re
 }
 
 }  // namespace
+
+// GET /v2/ (the API version check of the distribution spec) with `c` answering the
+// registry's challenge: a basic-auth retry, or a token request with no scope.
+Result<void> check_login(std::string_view host, const Credential& c, const StoreOptions& options) {
+  ImageReference root;
+  root.registry = std::string(host);
+  Registry reg(root, root.registry, options);
+  reg.use_credential(c);
+  auto r = reg.get("", {}, nullptr);
+  if (!r) return std::move(r).error().with_context("logging in to " + std::string(host));
+  return {};
+}
 
 // The registry's mirrors first, as dockerd's registry-mirrors: whatever goes wrong with a
 // mirror, the next one or the registry itself is asked (blobs already fetched are kept).

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "image/blob_store.h"
+#include "image/credentials.h"
 #include "image/manifest.h"
 
 #include <flick/image.h>
@@ -40,5 +41,8 @@ Result<ResolvedImage> import_local(const BlobStore& store, const ImageReference&
 Result<ResolvedImage> pull_registry(const BlobStore& store, const ImageReference& ref,
                                     const StoreOptions& options,
                                     const std::function<void(const PullProgress&)>& progress = {});
+
+// Asks `host` (GET /v2/) whether it takes `c`; the registry's refusal is an error naming it.
+Result<void> check_login(std::string_view host, const Credential& c, const StoreOptions& options);
 
 }  // namespace flick::image

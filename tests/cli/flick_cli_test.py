@@ -44,6 +44,7 @@ MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait
 
 class Help(FlickTest):
     COMMANDS = [[], ["image"], ["image", "pull"], ["image", "ls"], ["image", "rm"], ["image", "rootfs"], ["image", "prune"],
+                ["image", "login"], ["image", "logout"],
                 ["machine"], *[["machine", c] for c in MACHINE_COMMANDS], ["vm"], ["vm", "run"], ["version"],
                 *[["machine", "metadata", c] for c in ("get", "set", "delete")],
                 *[["machine", "lease", c] for c in ("acquire", "show", "release")],
@@ -61,7 +62,7 @@ class Help(FlickTest):
 
     def test_groups_list_their_commands(self):
         for command, subcommands in (([], ["app", "image", "machine", "vm", "volume", "version"]),
-                                     (["image"], ["pull", "ls", "rm", "rootfs", "prune"]),
+                                     (["image"], ["pull", "ls", "rm", "rootfs", "prune", "login", "logout"]),
                                      (["machine"], MACHINE_COMMANDS), (["vm"], ["run"]),
                                      (["machine", "metadata"], ["get", "set", "delete"]),
                                      (["machine", "lease"], ["acquire", "show", "release"]),
@@ -112,9 +113,11 @@ class Help(FlickTest):
             ("volume", "destroy"): ["VOLUME", "-a,--app", "--state-dir"],
             ("vm", "run"): ["--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--disk", "--net", "--vsock",
                             "--no-rng", "--shared-memory", "--boot-time", "--timeout", "--kvm-device"],
-            ("image",): ["--store", "--insecure", "--registry-mirror"],
+            ("image",): ["--store", "--state-dir", "--insecure", "--registry-mirror"],
             ("image", "pull"): ["REF", "--pull"],
-            ("image", "rm"): ["REF"],
+            ("image", "rm"): ["REF", "-f,--force"],
+            ("image", "login"): ["REGISTRY", "-u,--username", "-p,--password", "--password-stdin"],
+            ("image", "logout"): ["REGISTRY"],
             ("image", "rootfs"): ["REF", "-o,--output", "--size", "--headroom", "--pull"],
         }
         for command, names in options.items():
@@ -209,7 +212,12 @@ class UsageErrors(FlickTest):
         (VM_RUN + ["--bogus"], "flick vm run: unknown option '--bogus'"),
         (["vm", "run", "--bogus"], "flick vm run: unknown option '--bogus'"),
         (VM_RUN + ["extra"], "flick vm run: unexpected argument 'extra'"),
-        (["image"], "flick image: a command is required: pull, ls, rm, rootfs, prune"),
+        (["image"], "flick image: a command is required: pull, ls, rm, rootfs, prune, login, logout"),
+        (["image", "login"], "flick image login: REGISTRY is required"),
+        (["image", "login", "r", "--password-stdin"], "flick image login: --password-stdin requires --username"),
+        (["image", "login", "r", "-u", "u", "-p", "p", "--password-stdin"],
+         "flick image login: --password excludes --password-stdin"),
+        (["image", "logout"], "flick image logout: REGISTRY is required"),
         (["image", "--store"], "flick image: --store needs a value"),
         (["image", "pull"], "flick image pull: REF is required"),
         (["image", "pull", "busybox", "--pull", "sometimes"], "--pull takes always, missing or never, not 'sometimes'"),

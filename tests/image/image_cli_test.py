@@ -2,18 +2,25 @@
 """`flick image` against a real registry on loopback (Debian's docker-registry, filled with
 skopeo from scripts/busybox-image.py's layout), through blob_proxy.py so blob downloads take
 long enough to watch: the progress line on a terminal (a pty from script(1)) and nothing when
-not one, --pull always|missing|never, ls and rm.
+not one, --pull always|missing|never, ls and rm (and the machines that keep an image), and
+login/logout against the same storage served over TLS with htpasswd auth and through
+token_proxy.py.
 
   image_cli_test.py FLICK
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import pty
 import re
+import select
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,8 +29,14 @@ import unittest
 from pathlib import Path
 
 FLICK = sys.argv.pop(1) if len(sys.argv) > 1 else "flick"
+KERNEL = os.environ.get("FLICK_TEST_GUEST_KERNEL", "")  # lets the test create (never start) machines
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+
+
+USER = "flick"
+PASSWORD = "Login-s3cret-pw-42"
+WRONG_PASSWORD = "not-the-Login-pw-17"
 
 
 def free_port() -> int:
@@ -57,6 +70,41 @@ class ImageCli(unittest.TestCase):
                           stdout=subprocess.PIPE)
         cls.host = "127.0.0.1:" + proxy.stdout.readline().decode().strip()
         cls.registry = f"127.0.0.1:{port}"
+        cls.start_auth_registries(port)
+
+    @classmethod
+    def start_auth_registries(cls, port: int) -> None:
+        """The same storage served over TLS (a CA made here) with htpasswd auth, and through
+        token_proxy.py, which asks for USER:PASSWORD on the token request."""
+        tls = cls.dir / "tls"
+        tls.mkdir()
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run = lambda *argv: subprocess.run(argv, cwd=tls, check=True, capture_output=True)
+        run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=flick-test-ca")
+        (tls / "ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "ext", "-out", "server.crt")
+        (tls / "htpasswd").write_bytes(run("htpasswd", "-Bbn", USER, PASSWORD).stdout)
+        tls_port = free_port()
+        (cls.dir / "registry-tls.yml").write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {cls.dir / 'storage'}\n"
+            f"http:\n  addr: 127.0.0.1:{tls_port}\n  tls:\n    certificate: {tls / 'server.crt'}\n"
+            f"    key: {tls / 'server.key'}\nauth:\n  htpasswd:\n    realm: flick-test\n    path: {tls / 'htpasswd'}\n")
+        cls.start(["docker-registry", "serve", str(cls.dir / "registry-tls.yml")])
+        cls.tls_host = f"127.0.0.1:{tls_port}"
+        (cls.dir / "certs.d" / cls.tls_host).mkdir(parents=True)
+        shutil.copy(tls / "ca.crt", cls.dir / "certs.d" / cls.tls_host / "ca.crt")
+        token = cls.start([sys.executable, str(HERE / "token_proxy.py"), str(port), str(cls.dir / "token.log"),
+                           USER, PASSWORD, "unused-identity-token"], stdout=subprocess.PIPE)
+        cls.token_host = "127.0.0.1:" + token.stdout.readline().decode().strip()
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", tls_port)).close()
+                break
+            except OSError:
+                time.sleep(0.01)
 
     @classmethod
     def start(cls, argv: list[str], stdout=subprocess.DEVNULL) -> subprocess.Popen:
@@ -77,13 +125,21 @@ class ImageCli(unittest.TestCase):
     def setUp(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="store-", dir=self.dir))
         self.env = dict(os.environ, FLICK_HOME=str(self.home), HOME=str(self.home),
-                        FLICK_INSECURE_REGISTRIES=f"{self.host},{self.registry},127.0.0.1:1")
+                        FLICK_INSECURE_REGISTRIES=f"{self.host},{self.registry},{self.token_host},127.0.0.1:1")
         for v in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "FLICK_CERTS_DIR"):
             self.env.pop(v, None)
+        self.outputs: list[str] = []  # everything flick printed, searched for the password
 
-    def flick(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([FLICK, "image", *args], capture_output=True, text=True, env=self.env, timeout=120,
-                              stdin=subprocess.DEVNULL)
+    def flick(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        p = subprocess.run([FLICK, "image", *args], capture_output=True, text=True, env=self.env, timeout=120,
+                           input=stdin, stdin=subprocess.DEVNULL if stdin is None else None)
+        self.outputs += [p.stdout, p.stderr]
+        return p
+
+    def assert_no_secret_shown(self) -> None:
+        seen = "".join(self.outputs) + (self.dir / "token.log").read_text()
+        for secret in (PASSWORD, WRONG_PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()):
+            self.assertNotIn(secret, seen)
 
     def ref(self, mode: str) -> str:
         return f"{self.host}/{mode}/busybox:1"
@@ -155,9 +211,9 @@ class ImageCli(unittest.TestCase):
         ls = self.flick("ls")
         self.assertEqual(ls.returncode, 0, ls.stderr)
         rows = ls.stdout.splitlines()
-        self.assertEqual(rows[0].split(), ["REFERENCE", "DIGEST", "SIZE", "ROOTFS"])
+        self.assertEqual(rows[0].split(), ["REFERENCE", "DIGEST", "SIZE", "ROOTFS", "MACHINES"])
         self.assertEqual(len(rows), 2, ls.stdout)
-        self.assertRegex(rows[1], rf"^{re.escape(ref)} +{digest} +[\d.]+ (kB|MB) +0$")
+        self.assertRegex(rows[1], rf"^{re.escape(ref)} +{digest} +[\d.]+ (kB|MB) +0 +-$")
 
         rm = self.flick("rm", ref)
         self.assertEqual(rm.returncode, 0, rm.stderr)
@@ -167,6 +223,150 @@ class ImageCli(unittest.TestCase):
         again = self.flick("rm", ref)
         self.assertEqual(again.returncode, 1)
         self.assertEqual(again.stderr, f"flick image: no image {ref} in the image cache at {self.home}\n")
+
+    def test_an_image_machines_use_is_kept(self):
+        if not KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest) to create machines")
+        self.env.update(FLICK_KERNEL=KERNEL, FLICK_STATE_DIR=str(self.home / "state"))
+        ref, same = self.ref("plain"), f"{self.registry}/busybox:1"
+        pulled = self.flick("pull", ref)
+        self.assertEqual(pulled.returncode, 0, pulled.stderr)
+        digest = pulled.stdout.split()[1]
+
+        def machine(*args: str) -> subprocess.CompletedProcess:
+            p = subprocess.run([FLICK, "machine", *args], capture_output=True, text=True, env=self.env, timeout=120,
+                               stdin=subprocess.DEVNULL)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p
+
+        for name in ("web", "worker"):
+            machine("create", ref, "--no-network", "--name", name)
+        ls = self.flick("ls")
+        self.assertEqual(ls.returncode, 0, ls.stderr)
+        self.assertRegex(ls.stdout.splitlines()[1], rf"^{re.escape(ref)} +{digest} +\S+ \S+ +1 +web, worker$")
+
+        refused = self.flick("rm", ref)
+        self.assertEqual(refused.returncode, 1)
+        self.assertEqual(refused.stderr, f"flick image: {ref} is used by machines web, worker (not destroyed): "
+                                         "destroy them first, or rm --force\n")
+        self.assertIn(digest, self.flick("ls").stdout)
+
+        # A second name for the same image: either may go, as long as one stays.
+        self.assertEqual(self.flick("pull", same).returncode, 0)
+        self.assertEqual(self.flick("rm", same).returncode, 0)
+        self.assertEqual(self.flick("pull", same).returncode, 0)
+        self.assertEqual(self.flick("rm", ref).returncode, 0)
+        refused = self.flick("rm", same)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("is used by machines web, worker", refused.stderr)
+
+        machine("destroy", "web")
+        refused = self.flick("rm", same)
+        self.assertEqual(refused.stderr, f"flick image: {same} is used by machine worker (not destroyed): "
+                                         "destroy it first, or rm --force\n")
+        self.assertRegex(self.flick("ls").stdout.splitlines()[1], r" worker$")
+        forced = self.flick("rm", "--force", same)
+        self.assertEqual(forced.returncode, 0, forced.stderr)
+        self.assertEqual(self.flick("ls").stdout.splitlines()[1:], [])
+
+    def test_login_checks_and_saves_the_credentials_and_logout_removes_them(self):
+        self.env["FLICK_CERTS_DIR"] = str(self.dir / "certs.d")
+        auth = self.home / "auth.json"
+        self.env["REGISTRY_AUTH_FILE"] = str(auth)
+        others = {"auths": {"other.example": {"auth": base64.b64encode(b"someone:else").decode()}},
+                  "credHelpers": {"helped.example": "pass"}, "credsStore": "", "HttpHeaders": {"X-A": "b"}}
+        auth.write_text(json.dumps(others))
+        auth.chmod(0o644)
+        ref = f"{self.tls_host}/busybox:1"
+        anonymous = self.flick("pull", ref)
+        self.assertEqual(anonymous.returncode, 1)
+        self.assertIn(f"no credentials found for {self.tls_host} in {auth}", anonymous.stderr)
+
+        wrong = self.flick("login", "--username", USER, "--password-stdin", self.tls_host, stdin=WRONG_PASSWORD + "\n")
+        self.assertEqual(wrong.returncode, 1)
+        self.assertRegex(wrong.stderr, rf"^flick image: .*logging in to {re.escape(self.tls_host)}.*401.*refused")
+        self.assertEqual(json.loads(auth.read_text()), others)  # nothing written
+        self.assertEqual(stat.S_IMODE(auth.stat().st_mode), 0o644)
+
+        login = self.flick("login", "-u", USER, "--password-stdin", self.tls_host, stdin=PASSWORD + "\n")
+        self.assertEqual(login.returncode, 0, login.stderr)
+        self.assertEqual(login.stdout, f"Login Succeeded: {self.tls_host} as {USER}, saved in {auth}\n")
+        self.assertEqual(login.stderr, "")
+        self.assertEqual(stat.S_IMODE(auth.stat().st_mode), 0o600)
+        saved = json.loads(auth.read_text())
+        self.assertEqual(saved["auths"].pop(self.tls_host), {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()})
+        self.assertEqual(saved, others)
+        self.assertEqual([p.name for p in self.home.iterdir() if p.name.startswith(".auth.json")], [])  # no temp left
+        pulled = self.flick("pull", ref)
+        self.assertEqual(pulled.returncode, 0, pulled.stderr)
+
+        logout = self.flick("logout", self.tls_host)
+        self.assertEqual(logout.returncode, 0, logout.stderr)
+        self.assertEqual(logout.stdout, f"Removed login credentials for {self.tls_host} from {auth}\n")
+        self.assertEqual(json.loads(auth.read_text()), others)
+        again = self.flick("logout", self.tls_host)
+        self.assertEqual(again.returncode, 1)
+        self.assertEqual(again.stderr, f"flick image: not logged in to {self.tls_host} (no entry in {auth})\n")
+        self.assertEqual(self.flick("pull", ref).returncode, 1)
+        self.assert_no_secret_shown()
+
+    def test_login_through_a_token_server_and_where_the_login_goes(self):
+        # Neither $REGISTRY_AUTH_FILE nor $XDG_RUNTIME_DIR: ~/.docker/config.json, made with its folder.
+        docker_config = self.home / ".docker" / "config.json"
+        wrong = self.flick("login", "-u", USER, "--password-stdin", self.token_host, stdin=WRONG_PASSWORD)
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn(f"logging in to {self.token_host}", wrong.stderr)
+        self.assertIn("HTTP 401", wrong.stderr)
+        self.assertFalse(docker_config.exists())
+        login = self.flick("login", "-u", USER, "--password-stdin", self.token_host, stdin=PASSWORD)
+        self.assertEqual(login.returncode, 0, login.stderr)
+        self.assertEqual(stat.S_IMODE(docker_config.stat().st_mode), 0o600)
+        self.assertIn(self.token_host, json.loads(docker_config.read_text())["auths"])
+        private = self.flick("pull", f"{self.token_host}/private/busybox:1")
+        self.assertEqual(private.returncode, 0, private.stderr)
+
+        # $XDG_RUNTIME_DIR/containers/auth.json comes before it; the password on the command
+        # line works, with Docker's warning.
+        self.env["XDG_RUNTIME_DIR"] = str(self.home / "run")
+        argv = self.flick("login", "-u", USER, "--password", PASSWORD, self.token_host)
+        self.assertEqual(argv.returncode, 0, argv.stderr)
+        self.assertEqual(argv.stderr, "WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+        runtime_auth = self.home / "run" / "containers" / "auth.json"
+        self.assertEqual(stat.S_IMODE(runtime_auth.stat().st_mode), 0o600)
+        self.assertIn(self.token_host, json.loads(runtime_auth.read_text())["auths"])
+
+        # No password and stdin not a terminal: a usage error, not a hang.
+        none = self.flick("login", "-u", USER, self.token_host)
+        self.assertEqual(none.returncode, 2)
+        self.assertIn("--password-stdin", none.stderr)
+        self.assert_no_secret_shown()
+
+    def test_login_asks_for_the_password_on_a_terminal_without_echo(self):
+        self.env["FLICK_CERTS_DIR"] = str(self.dir / "certs.d")
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(FLICK, [FLICK, "image", "login", "-u", USER, self.tls_host], self.env)
+        out = b""
+
+        def read_until(text: bytes) -> None:
+            nonlocal out
+            deadline = time.monotonic() + 60
+            while text not in out and time.monotonic() < deadline:
+                if select.select([fd], [], [], 1)[0]:
+                    try:
+                        out += os.read(fd, 4096)
+                    except OSError:
+                        return
+
+        read_until(b"Password: ")
+        os.write(fd, PASSWORD.encode() + b"\n")
+        read_until(b"Login Succeeded")
+        read_until(b"\n" + b"x" * 100)  # to the end
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, out)
+        self.assertIn(b"Login Succeeded", out)
+        self.assertNotIn(PASSWORD.encode(), out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """A registry front door for tests: demands a bearer token (Docker token auth flow: 401 +
 WWW-Authenticate, GET the realm for a token, retry with it), then proxies to the real
 registry. Tokens are anonymous, except for private/*: those need USER:PASSWORD as basic auth
-on the GET, or IDENTITY_TOKEN POSTed as an OAuth2 refresh token (docs/spec/auth/oauth.md).
+on the GET (wrong basic credentials are refused for any scope, or none), or IDENTITY_TOKEN POSTed as an OAuth2 refresh token (docs/spec/auth/oauth.md).
 Repositories named flaky/*, limited/*, corrupt/* and denied/* misbehave on purpose.
 Usage: token_proxy.py UPSTREAM_PORT LOGFILE [USER PASSWORD IDENTITY_TOKEN]; prints its own port
 on stdout. The log has status and path (and POST), never credentials."""
@@ -42,17 +42,24 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def token(self, scope, form):
+        # Credentials that are sent are checked whatever the scope, as real token servers do
+        # (`docker login` asks for a token with no scope to check them).
+        sent = self.headers.get("Authorization")
+        if sent and form is None and USER and sent != self.basic():
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": 'Basic realm="token"'})
         if "repository:private/" not in scope:
             return self.reply(200, json.dumps({"token": TOKEN}).encode(), {"Content-Type": "application/json"})
         if form is not None:
             ok = IDENTITY and form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [IDENTITY]
         else:
-            basic = "Basic " + base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
-            ok = USER and self.headers.get("Authorization") == basic
+            ok = USER and self.headers.get("Authorization") == self.basic()
         if not ok:
             return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": 'Basic realm="token"'})
         key = "access_token" if form is not None else "token"
         self.reply(200, json.dumps({key: PRIVATE_TOKEN}).encode(), {"Content-Type": "application/json"})
+
+    def basic(self):
+        return "Basic " + base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()

@@ -1,12 +1,16 @@
-// flick image pull|ls|rm|rootfs|prune: the image cache from the command line.
+// flick image pull|ls|rm|rootfs|prune|login|logout: the image cache and registry logins from
+// the command line.
 #include "command.h"
 #include "shared.h"
+#include "store_cmd.h"
 
 #include <flick/image.h>
+#include <flick/machine.h>
 
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,6 +21,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <iostream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,9 +36,9 @@ constexpr const char* kAbout =
     "Environment: FLICK_HOME (cache dir), FLICK_DEFAULT_REGISTRY, FLICK_INSECURE_REGISTRIES\n"
     "(comma-separated, as --insecure), FLICK_REGISTRY_MIRRORS (comma-separated, as --registry-mirror).\n"
     "Registry logins: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,\n"
-    "~/.docker/config.json (podman login / docker login write them). Registry CAs: <dir>/HOST[:PORT]/*.crt\n"
-    "for the first of $FLICK_CERTS_DIR, ~/.config/containers/certs.d, /etc/containers/certs.d,\n"
-    "/etc/docker/certs.d with such a directory.";
+    "~/.docker/config.json (`image login` writes the first that is set, as podman login does).\n"
+    "Registry CAs: <dir>/HOST[:PORT]/*.crt for the first of $FLICK_CERTS_DIR,\n"
+    "~/.config/containers/certs.d, /etc/containers/certs.d, /etc/docker/certs.d with such a directory.";
 
 // SIZE: bytes, or with a K, M or G suffix (KiB, MB, ... too).
 bool parse_size(const std::string& arg, uint64_t* out) {
@@ -135,6 +142,7 @@ bool copy_sparse(const std::string& from, const std::string& to) {
 // `flick image`'s own options, which its subcommands share.
 struct ImageOptions {
   std::string store_dir;  // default: ImageStore::default_dir()
+  std::string state_dir;  // the machines whose images ls shows and rm keeps; default as Host's
   std::vector<std::string> insecure;
   std::vector<std::string> mirrors;  // [REGISTRY=]MIRROR
 };
@@ -145,6 +153,27 @@ flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
   for (const auto& m : o.mirrors) flick::cli::add_registry_mirror(opts, m);
   return flick::ImageStore::open(
       o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
+}
+
+// The names of the machines (not destroyed) of the state directory, by their image's digest:
+// lib/image knows nothing of machines, so the image commands ask the Host.
+flick::Result<std::map<std::string, std::vector<std::string>>> machines_by_image(const ImageOptions& o) {
+  flick::HostOptions options;
+  options.state_dir = o.state_dir;
+  options.cache_dir = o.store_dir;
+  auto host = flick::cli::open_host(options);
+  if (!host) return std::move(host).error();
+  auto machines = (*host)->list();
+  if (!machines) return std::move(machines).error();
+  std::map<std::string, std::vector<std::string>> users;
+  for (const auto& m : *machines) users[m->image().image_digest].push_back(m->name());
+  return users;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 // `--size`/`--headroom SIZE` into `*out`.
@@ -183,29 +212,68 @@ void add_pull(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
 }
 
 void add_ls(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
-  auto* ls = image.add_subcommand("ls", "list cached images: reference, digest, size, rootfs images built");
+  auto* ls = image.add_subcommand(
+      "ls", "list cached images: reference, digest, size, rootfs images built, machines that use it");
   flick::cli::set_action(ls, [o] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
     auto r = store->list();
     if (!r) return fail(r.error());
-    std::printf("%-50s %-71s %10s %s\n", "REFERENCE", "DIGEST", "SIZE", "ROOTFS");
-    for (const auto& img : *r)
-      std::printf("%-50s %-71s %10s %zu\n", img.reference.c_str(), img.image_digest.c_str(),
-                  human_bytes(double(img.blob_bytes)).c_str(), img.rootfs.size());
+    auto users = machines_by_image(*o);
+    if (!users) return fail(users.error());
+    std::printf("%-50s %-71s %10s %-6s %s\n", "REFERENCE", "DIGEST", "SIZE", "ROOTFS", "MACHINES");
+    for (const auto& img : *r) {
+      auto it = users->find(img.image_digest);
+      std::printf("%-50s %-71s %10s %-6zu %s\n", img.reference.c_str(), img.image_digest.c_str(),
+                  human_bytes(double(img.blob_bytes)).c_str(), img.rootfs.size(),
+                  it == users->end() ? "-" : join(it->second).c_str());
+    }
     return 0;
   });
 }
 
+// The machines that would lose their image if `ref` went: those using its digest, when no
+// other reference in the cache names that digest (removing one of two tags keeps the image).
+std::vector<std::string> machines_needing(flick::ImageStore& store, const std::string& ref,
+                                          const std::map<std::string, std::vector<std::string>>& users) {
+  if (users.empty()) return {};
+  auto parsed = flick::ImageReference::parse(ref, flick::cli::store_options_from_env().default_registry);
+  auto images = store.list();
+  if (!parsed || !images) return {};  // remove() reports what is wrong
+  const std::string name = parsed->to_string();
+  std::string digest;
+  for (const auto& img : *images)
+    if (img.reference == name) digest = img.image_digest;
+  size_t naming = 0;
+  for (const auto& img : *images) naming += !digest.empty() && img.image_digest == digest;
+  auto it = users.find(digest);
+  return naming == 1 && it != users.end() ? it->second : std::vector<std::string>();
+}
+
 void add_rm(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  struct Args {
+    std::vector<std::string> refs;
+    bool force = false;
+  };
+  auto a = std::make_shared<Args>();
   auto* rm = image.add_subcommand("rm", "forget images and remove what only they used");
-  auto refs = std::make_shared<std::vector<std::string>>();
-  rm->add_option("REF", *refs, "the images, as `image ls` names them")->required()->type_name("");
-  flick::cli::set_action(rm, [o, refs] {
+  rm->add_option("REF", a->refs, "the images, as `image ls` names them")->required()->type_name("");
+  rm->add_flag("-f,--force", a->force, "remove an image even when machines (not destroyed) use it");
+  flick::cli::set_action(rm, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
+    flick::Result<std::map<std::string, std::vector<std::string>>> users{std::map<std::string, std::vector<std::string>>()};
+    if (!a->force) users = machines_by_image(*o);
+    if (!users) return fail(users.error());
     int status = 0;
-    for (const auto& ref : *refs) {
+    for (const auto& ref : a->refs) {
+      if (auto in_use = machines_needing(*store, ref, *users); !in_use.empty()) {
+        std::fprintf(stderr, "flick image: %s is used by machine%s %s (not destroyed): destroy %s first, or rm --force\n",
+                     ref.c_str(), in_use.size() > 1 ? "s" : "", join(in_use).c_str(),
+                     in_use.size() > 1 ? "them" : "it");
+        status = 1;
+        continue;
+      }
       auto r = store->remove(ref);
       if (!r) {
         status = fail(r.error());
@@ -263,12 +331,89 @@ void add_prune(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   });
 }
 
+// A line from the terminal on stdin after `prompt` (on stderr), not echoed when `secret`.
+std::string prompt_line(const char* prompt, bool secret) {
+  std::fputs(prompt, stderr);
+  std::fflush(stderr);
+  termios saved{};
+  const bool hide = secret && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (hide) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~tcflag_t(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  std::getline(std::cin, line);
+  if (hide) {
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+    std::fputs("\n", stderr);
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+void add_login(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
+  struct Args {
+    std::string registry, username, password;
+    bool password_stdin = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* login = image.add_subcommand(
+      "login", "check a user name and password with a registry and save them for pulls (as podman login)");
+  login->add_option("REGISTRY", a->registry, "HOST[:PORT], e.g. ghcr.io or docker.io")->required()->type_name("");
+  auto* user = login->add_option("-u,--username", a->username, "the user name (asked on a terminal when not given)")
+                   ->type_name("USER");
+  auto* argv = login->add_option("-p,--password", a->password,
+                                 "the password; other users can read it in the process list: prefer --password-stdin")
+                   ->type_name("PASSWORD");
+  login->add_flag("--password-stdin", a->password_stdin, "read the password from stdin")->needs(user)->excludes(argv);
+  flick::cli::set_action(login, [o, a] {
+    const bool tty = ::isatty(STDIN_FILENO) == 1;
+    auto usage = [](const char* what) {
+      std::fprintf(stderr, "flick image login: %s\nRun with --help for more information.\n", what);
+      return flick::cli::kUsageError;
+    };
+    if (!a->password.empty()) std::fputs("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n", stderr);
+    if (a->username.empty() && !tty) return usage("no --username, and stdin is not a terminal to ask on");
+    if (a->username.empty()) a->username = prompt_line("Username: ", false);
+    std::string password = a->password;
+    if (a->password_stdin) {
+      password.assign(std::istreambuf_iterator<char>(std::cin), {});
+      while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+    } else if (password.empty()) {
+      if (!tty) return usage("no password: use --password-stdin, or run on a terminal to be asked");
+      password = prompt_line("Password: ", true);
+    }
+    flick::StoreOptions opts = flick::cli::store_options_from_env();
+    opts.insecure_registries.insert(opts.insecure_registries.end(), o->insecure.begin(), o->insecure.end());
+    auto r = flick::registry_login(a->registry, a->username, password, opts);
+    if (!r) return fail(r.error());
+    std::printf("Login Succeeded: %s as %s, saved in %s\n", a->registry.c_str(), a->username.c_str(), r->c_str());
+    return 0;
+  });
+}
+
+void add_logout(CLI::App& image) {
+  auto registry = std::make_shared<std::string>();
+  auto* logout = image.add_subcommand("logout", "forget the saved login for a registry (as podman logout)");
+  logout->add_option("REGISTRY", *registry, "HOST[:PORT], as given to login")->required()->type_name("");
+  flick::cli::set_action(logout, [registry] {
+    auto r = flick::registry_logout(*registry);
+    if (!r) return fail(r.error());
+    std::printf("Removed login credentials for %s from %s\n", registry->c_str(), r->c_str());
+    return 0;
+  });
+}
+
 void add_image_command(CLI::App& flick) {
   auto o = std::make_shared<ImageOptions>();
   auto* image = flick.add_subcommand("image", "pull images and build their ext4 root filesystems");
   image->require_subcommand(1);
   image->footer(kAbout);
   image->add_option("--store", o->store_dir, "the image cache (default $FLICK_HOME, else $XDG_CACHE_HOME/flick)")
+      ->type_name("DIR");
+  image->add_option("--state-dir", o->state_dir,
+                    "the machines ls and rm look at (default $FLICK_STATE_DIR, ~/.local/state/flick)")
       ->type_name("DIR");
   image->add_option("--insecure", o->insecure,
                      "do not verify this registry's TLS certificate; plain http if it has no TLS (repeatable)")
@@ -284,6 +429,8 @@ void add_image_command(CLI::App& flick) {
   add_rm(*image, o);
   add_rootfs(*image, o);
   add_prune(*image, o);
+  add_login(*image, o);
+  add_logout(*image);
   // `flick image pull --store DIR REF` as well as `flick image --store DIR pull REF`.
   for (auto* sub : image->get_subcommands({})) sub->fallthrough();
 }
