@@ -4,6 +4,7 @@
 #include "init.h"
 
 #include "exec.h"
+#include "processes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,6 +99,18 @@ static int forward_output(int conn, int *fd, int type) {
         *fd = -1;
     }
     return 0;
+}
+
+_Static_assert(PROCESS_JSON_MAX <= EXEC_MAX_PAYLOAD, "a process must fit in a frame");
+
+static int send_process(void *conn, const char *json, size_t len) {
+    return send_frame(*(int *)conn, EXEC_PROCESS, json, len);
+}
+
+/* A ps request: a frame per process, then the end (nothing runs). */
+static _Noreturn void list_processes(int conn) {
+    if (processes_list("/proc", getpid(), send_process, &conn) == 0) send_frame(conn, EXEC_PROCESS_END, NULL, 0);
+    session_end(conn);
 }
 
 struct session {
@@ -237,6 +250,7 @@ static _Noreturn void session(int conn, const struct init_config *c) {
     unsigned char h[EXEC_FRAME_HEADER];
     if (recv_all(conn, h, sizeof h) != 0) refuse(conn, "exec: no request within %d s", REQUEST_WAIT_S);
     uint32_t len = exec_frame_length(h);
+    if (h[0] == EXEC_PS && len == 0) list_processes(conn);
     if (h[0] != EXEC_REQUEST) refuse(conn, "exec: the first frame must be a request, not type %d", h[0]);
     if (len > EXEC_MAX_PAYLOAD) refuse(conn, "exec: a request of %u bytes is larger than %d", len, EXEC_MAX_PAYLOAD);
     char *text = malloc(len + 1);

@@ -16,12 +16,15 @@ enum exec_frame_type {
     EXEC_STDERR = 2,
     EXEC_EXIT = 3,       /* {"exit_code":N} or {"signal":N}; the last frame */
     EXEC_ERROR = 4,      /* UTF-8 text: the request was refused; the last frame */
+    EXEC_PROCESS = 5,    /* ps: one process, a JSON object (processes.h) */
+    EXEC_PROCESS_END = 6, /* ps: empty; the last frame */
     /* host -> guest */
     EXEC_REQUEST = 16,   /* JSON, the first frame */
     EXEC_STDIN = 17,
     EXEC_STDIN_EOF = 18,
     EXEC_KILL = 19,      /* SIGKILL to the command's process group */
     EXEC_RESIZE = 20,    /* tty only: rows, cols (2 bytes each, big-endian) */
+    EXEC_PS = 21,        /* empty, instead of a request: list the processes */
 };
 
 struct exec_request {

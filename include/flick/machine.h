@@ -289,6 +289,31 @@ struct ExecOutput {
   std::function<std::pair<uint16_t, uint16_t>()> window_size;  // rows, cols
 };
 
+// A socket a guest process listens on (Fly's ListenSocket).
+struct ListenSocket {
+  std::string proto;    // "tcp" (in LISTEN) or "udp" (bound, not connected)
+  std::string address;  // "IP:port", or "[IPv6]:port"
+};
+
+// One of a started machine's processes, as flick-init reads it from the guest's /proc
+// (Fly's ProcessStat; docs/exec-protocol.md). Kernel threads are not listed.
+struct ProcessInfo {
+  int pid = 0;
+  int ppid = 0;
+  std::string command;    // its command line, arguments joined by spaces ("[comm]" for a zombie)
+  std::string directory;  // its working directory
+  std::chrono::system_clock::time_point started_at;  // Fly's stime (Unix seconds)
+  std::chrono::seconds run_time{0};                   // Fly's rtime
+  uint32_t cpu_percent = 0;  // its CPU time over its life, in percent of one CPU (ps's %CPU)
+  uint64_t rss_bytes = 0;    // resident memory
+  std::vector<ListenSocket> listen_sockets;
+};
+
+// The most processes processes() lists, and the longest command or directory it keeps; a guest
+// that sends more has broken the protocol.
+inline constexpr size_t kMaxProcesses = 4096;
+inline constexpr size_t kMaxProcessText = 4096;
+
 class FLICK_API Machine {
  public:
   ~Machine();  // only the handle goes: a running machine keeps running
@@ -383,6 +408,14 @@ class FLICK_API Machine {
   Result<ExecResult> exec(const ExecRequest& request);
   // The same, streaming: output goes to `output` as it comes and is not kept in the result.
   Result<ExecResult> exec(const ExecRequest& request, const ExecOutput& output);
+
+  // The started machine's processes in pid order (Fly's ps), asked of flick-init like exec;
+  // nothing runs in the guest for it and no lease is needed. Errors: Errc::busy when the
+  // machine is not started; Errc::unsupported when its flick-init cannot list processes;
+  // Errc::malformed when the guest's answer breaks the protocol (more than kMaxProcesses,
+  // fields out of range); Errc::timeout when the guest has not answered within 10 s;
+  // Errc::io when the machine went away meanwhile.
+  Result<std::vector<ProcessInfo>> processes();
 
   struct Impl;
 

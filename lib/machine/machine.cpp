@@ -476,6 +476,19 @@ Result<ExecResult> Machine::exec(const ExecRequest& request, const ExecOutput& o
   return result;
 }
 
+Result<std::vector<ProcessInfo>> Machine::processes() {
+  auto& d = *impl_;
+  FLICK_TRY_ASSIGN(auto r, d.row());
+  if (r.state != "started")
+    return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": ps needs a started machine");
+  FLICK_TRY_ASSIGN(auto text, machine::read_file(d.spec_path()));
+  FLICK_TRY_ASSIGN(auto spec, runner::RunSpec::from_json(text));
+  if (!spec.vm.vsock) return make_error(Errc::unsupported, "machine " + d.id + " has no vsock device");
+  auto list = runner::list_guest_processes(spec.vm.vsock->uds_path);
+  if (!list) return std::move(list).error().with_context("ps in machine " + d.id);
+  return list;
+}
+
 Result<ExecResult> Machine::exec(const ExecRequest& request) {
   ExecResult kept;
   auto keep = [&](std::string& to) {

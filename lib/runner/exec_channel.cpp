@@ -21,8 +21,13 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr auto kConnectWait = 10s;  // for the guest to accept, when the request has no timeout
+constexpr auto kProcessesWait = 10s;  // for the whole process list
+constexpr size_t kMaxListenSockets = 64;  // per process, as flick-init names them
+constexpr int64_t kMaxPid = 4194304;  // PID_MAX_LIMIT (include/linux/threads.h)
+constexpr uint64_t kMaxSeconds = uint64_t{1} << 33;  // past year 2200: time_point safe
+constexpr uint64_t kMaxCpuPercent = 100 * 1024;  // every vCPU busy all its life
 
-bool guest_to_host(uint8_t t) { return t >= 1 && t <= 4; }
+bool guest_to_host(uint8_t t) { return t >= 1 && t <= 6; }
 
 Error guest_error(Errc code, const std::string& what) { return make_error(code, "exec: " + what); }
 
@@ -130,6 +135,113 @@ Result<ExecExit> parse_exec_exit(std::string_view payload) {
   else
     return bad();
   return e;
+}
+
+Result<ProcessInfo> parse_process(std::string_view payload) {
+  auto j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&](const std::string& why) {
+    return make_error(Errc::malformed, "ps: the guest's process entry " + std::string(payload.substr(0, 100)) + ": " + why);
+  };
+  if (!j.is_object()) return bad("not a JSON object");
+  ProcessInfo p;
+  auto number = [&](const nlohmann::json& v, uint64_t max, uint64_t& out) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > max) return false;
+    out = v.get<uint64_t>();
+    return true;
+  };
+  auto text = [&](const nlohmann::json& v, size_t max, std::string& out) {
+    if (!v.is_string() || v.get_ref<const std::string&>().size() > max) return false;
+    out = v.get<std::string>();
+    return true;
+  };
+  bool has_pid = false;
+  for (const auto& [key, v] : j.items()) {
+    uint64_t n = 0;
+    bool ok = false;
+    if (key == "pid") {
+      ok = has_pid = number(v, kMaxPid, n) && n > 0;
+      p.pid = static_cast<int>(n);
+    } else if (key == "ppid") {
+      ok = number(v, kMaxPid, n);
+      p.ppid = static_cast<int>(n);
+    } else if (key == "command") {
+      ok = text(v, kMaxProcessText + 2, p.command);  // room for a zombie's "[comm]"
+    } else if (key == "directory") {
+      ok = text(v, kMaxProcessText, p.directory);
+    } else if (key == "stime") {
+      ok = number(v, kMaxSeconds, n);
+      p.started_at = std::chrono::system_clock::time_point(std::chrono::seconds(n));
+    } else if (key == "rtime") {
+      ok = number(v, kMaxSeconds, n);
+      p.run_time = std::chrono::seconds(n);
+    } else if (key == "cpu") {
+      ok = number(v, kMaxCpuPercent, n);
+      p.cpu_percent = static_cast<uint32_t>(n);
+    } else if (key == "rss") {
+      ok = number(v, uint64_t{1} << 52, p.rss_bytes);
+    } else if (key == "listen_sockets") {
+      ok = v.is_array() && v.size() <= kMaxListenSockets;
+      for (size_t i = 0; ok && i < v.size(); ++i) {
+        const auto& s = v[i];
+        ListenSocket l;
+        ok = s.is_object() && s.size() == 2 && s.contains("proto") && s.contains("address") &&
+             text(s["proto"], 3, l.proto) && (l.proto == "tcp" || l.proto == "udp") &&
+             text(s["address"], 64, l.address) && !l.address.empty();
+        if (ok) p.listen_sockets.push_back(std::move(l));
+      }
+    } else {
+      return bad("unknown member \"" + key.substr(0, 40) + "\"");
+    }
+    if (!ok) return bad("\"" + key + "\" is out of range or of the wrong type");
+  }
+  if (!has_pid) return bad("no pid");
+  return p;
+}
+
+Result<std::vector<ProcessInfo>> list_guest_processes(const std::filesystem::path& uds_path) {
+  const auto deadline = Clock::now() + kProcessesWait;
+  FLICK_TRY_ASSIGN(UniqueFd fd, connect_exec_port(uds_path, deadline));
+  const std::string ask = encode_exec_frame(ExecFrameType::ps, {});
+  if (::send(fd.get(), ask.data(), ask.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(ask.size()))
+    return sys_error("ps: writing to the guest", errno);
+  ExecFrameDecoder decoder;
+  std::vector<ProcessInfo> list;
+  std::string buf(kExecMaxPayload, '\0');
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return make_error(Errc::timeout, "ps: the guest did not list its processes within " +
+                                           std::to_string(kProcessesWait.count()) + " s");
+    pollfd pf{fd.get(), POLLIN, 0};
+    int r = ::poll(&pf, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno != EINTR) return sys_error("ps: poll", errno);
+    if (r <= 0) continue;
+    ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) return make_error(Errc::io, "ps: the connection to the guest closed before the list ended (did the machine stop?)");
+    FLICK_TRY_ASSIGN(auto frames, decoder.feed(std::string_view(buf.data(), static_cast<size_t>(n))));
+    for (const ExecFrame& f : frames) {
+      switch (f.type) {
+        case ExecFrameType::process: {
+          if (list.size() == kMaxProcesses)
+            return make_error(Errc::malformed, "ps: the guest listed more than " + std::to_string(kMaxProcesses) + " processes");
+          FLICK_TRY_ASSIGN(auto p, parse_process(f.payload));
+          if (!list.empty() && p.pid <= list.back().pid)
+            return make_error(Errc::malformed, "ps: the guest's processes are not in pid order");
+          list.push_back(std::move(p));
+          break;
+        }
+        case ExecFrameType::process_end:
+          if (!f.payload.empty()) return make_error(Errc::malformed, "ps: the guest's end of the process list is not empty");
+          return list;
+        case ExecFrameType::error:  // an older flick-init refuses the frame it does not know
+          return make_error(Errc::unsupported, "ps: the guest's flick-init does not list processes (" +
+                                                   f.payload.substr(0, 200) + ")");
+        default:
+          return make_error(Errc::malformed, "ps: the guest sent output or an exit status in answer to ps");
+      }
+    }
+  }
 }
 
 Result<ExecResult> exec_in_guest(const std::filesystem::path& uds_path, const ExecRequest& request,

@@ -24,11 +24,14 @@ enum class ExecFrameType : uint8_t {
   stderr_data = 2,
   exit = 3,    // {"exit_code":N} or {"signal":N}
   error = 4,   // the request was refused: text
+  process = 5,  // ps: one process, JSON
+  process_end = 6,  // ps: the list is complete
   request = 16,  // host -> guest: JSON, first
   stdin_data = 17,
   stdin_eof = 18,
   kill = 19,
   resize = 20,  // tty: rows, cols (big-endian u16 each)
+  ps = 21,      // host -> guest, instead of a request: list the processes
 };
 
 struct ExecFrame {
@@ -56,6 +59,13 @@ struct ExecExit {
   int signal = 0;
 };
 Result<ExecExit> parse_exec_exit(std::string_view payload);
+
+// A process frame's JSON, checked strictly: every member known and in range (kMaxProcessText,
+// at most 64 listening sockets), or Errc::malformed.
+Result<ProcessInfo> parse_process(std::string_view payload);
+
+// Lists the processes of the guest behind `uds_path` (docs/exec-protocol.md, ps).
+Result<std::vector<ProcessInfo>> list_guest_processes(const std::filesystem::path& uds_path);
 
 // Runs `request` in the guest behind `uds_path`, output to `output` as it comes.
 Result<ExecResult> exec_in_guest(const std::filesystem::path& uds_path, const ExecRequest& request,

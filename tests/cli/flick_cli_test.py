@@ -39,7 +39,7 @@ class FlickTest(unittest.TestCase):
 
 
 MACHINE_COMMANDS = ["run", "create", "start", "stop", "restart", "signal", "wait", "destroy", "list", "status", "logs",
-                    "update", "clone", "metadata", "cordon", "uncordon", "lease"]
+                    "ps", "update", "clone", "metadata", "cordon", "uncordon", "lease"]
 
 
 class Help(FlickTest):
@@ -105,6 +105,7 @@ class Help(FlickTest):
             ("machine", "list"): ["-a,--app", "--state", "--json", "--state-dir"],
             ("machine", "status"): ["ID", "-a,--app", "--json", "--state-dir"],
             ("machine", "logs"): ["ID", "-f,--follow", "-a,--app", "--state-dir"],
+            ("machine", "ps"): ["ID", "-a,--app", "--json", "--state-dir"],
             ("app", "create"): ["NAME", "-o,--org", "--json", "--state-dir"],
             ("app", "list"): ["--json", "--state-dir"],
             ("app", "destroy"): ["NAME", "-f,--force", "--state-dir"],
@@ -182,6 +183,7 @@ class UsageErrors(FlickTest):
         (["machine", "list", "extra"], "flick machine list: unexpected argument 'extra'"),
         (["machine", "status"], "flick machine status: ID is required"),
         (["machine", "logs"], "flick machine logs: ID is required"),
+        (["machine", "ps"], "flick machine ps: ID is required"),
         (["machine", "update"], "flick machine update: ID is required"),
         (["machine", "update", "x", "--cpus", "0"], "flick machine update: --cpus takes 1 to 254, not '0'"),
         (["machine", "update", "x", "--metadata", "novalue"], "flick machine update: --metadata takes K=V, not 'novalue'"),

@@ -188,6 +188,11 @@ class Suite:
         meta = json.loads(x["stdout"][4:])
         self.check(meta["id"] == mid and meta["app"] == app and meta["instance_id"] == m["instance_id"],
                    f"metadata.json {meta}")
+        procs = self.ok("GET", path + "/ps?sort_by=pid&order=desc")
+        self.check(bool(procs) and procs[-1]["pid"] == 1 and all(a["pid"] > b["pid"] for a, b in zip(procs, procs[1:])),
+                   f"ps, by pid descending: {procs}")
+        self.check(any(p["command"] == " ".join(SLEEPER) and p["directory"] == "/" and p["rss"] > 0 for p in procs),
+                   f"ps has no {SLEEPER}: {procs}")
 
         self.check(self.ok("POST", path + "/stop", {"signal": "SIGTERM", "timeout": "10s"}) == {"ok": True}, "stop")
         self.wait(app, mid, "stopped")

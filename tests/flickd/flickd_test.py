@@ -509,6 +509,11 @@ class Machines(FlickdTest):
         self.assertEqual(self.ok("POST", path + "/stop", {"signal": "SIGTERM", "timeout": "5s"}), {"ok": True})
         self.assertIn("exec needs a started machine",
                       self.error("POST", path + "/exec", {"command": ["true"]}, want=412))
+        self.assertIn("ps needs a started machine", self.error("GET", path + "/ps", want=412))
+        self.assertEqual(self.error("GET", path + "/ps?sort_by=colour"),
+                         "sort_by: 'colour' is not one of pid, cpu, rss, rtime, stime, command")
+        self.assertEqual(self.error("GET", path + "/ps?order=up"), "order: 'up' is neither asc nor desc")
+        self.assertEqual(self.error("GET", f"/apps/{app}/machines/0123456789abcd/ps", want=404), "machine not found")
         self.assertIn("not running", self.error("POST", path + "/signal", {"signal": "SIGTERM"}, want=412))
         self.assertEqual(self.error("POST", path + "/signal", {"signal": "SIGNOPE"}), 'signal: "SIGNOPE" is not a signal')
         self.assertEqual(self.error("POST", path + "/stop", {"timeout": "soon"})[:9], "timeout: ")

@@ -1,9 +1,11 @@
 /* Host-side tests of flick-init's pure parts: the JSON parser, the config schema, and user
- * resolution against sample passwd/group files, exec requests.
- *   init_unit_test json|config|users|exec */
+ * resolution against sample passwd/group files, exec requests, the process list (read from the
+ * host's own /proc).
+ *   init_unit_test json|config|users|exec|processes */
 #include "config.h"
 #include "exec.h"
 #include "json.h"
+#include "processes.h"
 #include "users.h"
 
 #include <signal.h>
@@ -11,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -334,16 +339,109 @@ static void test_exec(void) {
     CHECK(exec_frame_length(h) == 0x01020304u);
 }
 
+struct listed {
+    int count, bad;
+    struct json_value *self, *child;
+    int self_pid, child_pid;
+};
+
+/* Each entry must be a JSON object our own strict parser takes; keeps two of them. */
+static int keep_listed(void *ctx, const char *text, size_t len) {
+    struct listed *l = ctx;
+    char err[128];
+    struct json_value *v = json_parse(text, len, err, sizeof err);
+    l->count++;
+    const struct json_value *pid = v ? json_get(v, "pid") : NULL;
+    if (!v || v->type != JSON_OBJECT || !pid || len > PROCESS_JSON_MAX) {
+        fprintf(stderr, "processes: a bad entry (%s): %.*s\n", v ? "fields" : err, (int)len, text);
+        l->bad++;
+    } else if ((int)pid->number == l->self_pid && !l->self) {
+        l->self = v;
+        return 0;
+    } else if ((int)pid->number == l->child_pid && !l->child) {
+        l->child = v;
+        return 0;
+    }
+    json_free(v);
+    return 0;
+}
+
+static void test_processes(void) {
+    struct process_stat st;
+    const char *line = "42 (a) (b c) S 1 42 42 0 -1 4194560 10 0 0 0 7 3 0 0 20 0 1 0 1234 4096000 250 18446744073709551615";
+    CHECK(process_stat_parse(line, strlen(line), &st) == 0);
+    CHECK(st.pid == 42 && !strcmp(st.comm, "a) (b c") && st.ppid == 1 && st.flags == 4194560);
+    CHECK(st.utime == 7 && st.stime == 3 && st.starttime == 1234 && st.rss == 250);
+    CHECK(process_stat_parse(line, 30, &st) != 0);
+    CHECK(process_stat_parse("x (y) S 1", 9, &st) != 0);
+    CHECK(process_stat_parse("", 0, &st) != 0);
+
+    char out[64];
+    const char *raw = "a\"b\\\n\xc3\xa9\xff\xed\xa0\x80";
+    size_t n = json_put_string(out, 0, sizeof out, raw, strlen(raw));
+    CHECK(n < sizeof out && n == strlen("\"a\\\"b\\\\\\u000a\xc3\xa9??" "??\""));
+    CHECK(n < sizeof out && !memcmp(out, "\"a\\\"b\\\\\\u000a\xc3\xa9??" "??\"", n));
+    char err[128];
+    struct json_value *v = json_parse(out, n, err, sizeof err);
+    CHECK(v && v->type == JSON_STRING && !strcmp(v->string, "a\"b\\\n\xc3\xa9??" "??"));
+    json_free(v);
+    CHECK(json_put_string(out, 0, 8, raw, strlen(raw)) == 8);
+
+    /* The host's own processes: a child in /tmp running `sleep 30`, and this test with a
+     * listening TCP socket. */
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 && listen(s, 1) == 0 &&
+          getsockname(s, (struct sockaddr *)&a, &alen) == 0);
+    int ready[2];
+    CHECK(pipe2(ready, O_CLOEXEC) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        if (chdir("/tmp") != 0) _exit(1);
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    close(ready[1]);
+    char byte;
+    CHECK(read(ready[0], &byte, 1) == 0); /* closed by the exec */
+    close(ready[0]);
+    struct listed l = {.self_pid = getpid(), .child_pid = child};
+    CHECK(processes_list("/proc", 0, keep_listed, &l) == 0);
+    CHECK(l.bad == 0 && l.count >= 2 && l.self && l.child);
+    const struct json_value *c = l.child;
+    CHECK(c && !strcmp(json_get(c, "command")->string, "sleep 30") && !strcmp(json_get(c, "directory")->string, "/tmp"));
+    CHECK(c && json_get(c, "ppid")->number == getpid() && json_get(c, "rss")->number > 0);
+    CHECK(c && json_get(c, "stime")->number > 1.7e9 && json_get(c, "rtime")->number < 60);
+    const struct json_value *sockets = l.self ? json_get(l.self, "listen_sockets") : NULL;
+    char want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%u", ntohs(a.sin_port));
+    CHECK(sockets && json_length(sockets) == 1 && !strcmp(json_get(sockets->child, "proto")->string, "tcp") &&
+          !strcmp(json_get(sockets->child, "address")->string, want));
+    CHECK(c && json_length(json_get(c, "listen_sockets")) == 0);
+    json_free(l.self);
+    json_free(l.child);
+
+    /* `skip` leaves a process out. */
+    struct listed none = {.self_pid = getpid(), .child_pid = child};
+    CHECK(processes_list("/proc", child, keep_listed, &none) == 0 && !none.child);
+    json_free(none.self);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(s);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "check-config")) return check_config(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: %s json|config|users|exec | check-config FILE\n", argv[0]);
+        fprintf(stderr, "usage: %s json|config|users|exec|processes | check-config FILE\n", argv[0]);
         return 2;
     }
     if (!strcmp(argv[1], "json")) test_json();
     else if (!strcmp(argv[1], "config")) test_config();
     else if (!strcmp(argv[1], "users")) test_users();
     else if (!strcmp(argv[1], "exec")) test_exec();
+    else if (!strcmp(argv[1], "processes")) test_processes();
     else return 2;
     printf("%s: %s\n", argv[1], failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;

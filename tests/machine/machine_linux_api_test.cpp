@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -371,10 +372,29 @@ TEST_F(MachineLinux, ExecRunsCommandsBesideTheProgram) {
   auto early = run({"true"});
   ASSERT_FALSE(early.ok());
   EXPECT_EQ(early.error().code, Errc::busy) << early.error().describe();
+  auto early_ps = m->processes();
+  ASSERT_FALSE(early_ps.ok());
+  EXPECT_EQ(early_ps.error().code, Errc::busy) << early_ps.error().describe();
 
   ASSERT_TRUE(m->start().ok());
   ASSERT_TRUE(m->wait(MachineState::started, kBoot).ok()) << console_.text();
   ASSERT_TRUE(console_.wait_for("main-ready"));
+
+  // ps: flick-init lists the guest's processes, itself first and the main program among them.
+  auto listed = m->processes();
+  ASSERT_TRUE(listed.ok()) << listed.error().describe();
+  ASSERT_FALSE(listed->empty());
+  EXPECT_EQ(listed->front().pid, 1);
+  EXPECT_TRUE(std::is_sorted(listed->begin(), listed->end(), [](const auto& a, const auto& b) { return a.pid < b.pid; }));
+  auto main_program = std::find_if(listed->begin(), listed->end(), [](const ProcessInfo& p) {
+    return p.command.find("echo main-ready; while true; do sleep 1; done") != std::string::npos;
+  });
+  ASSERT_NE(main_program, listed->end()) << listed->size() << " processes, the first " << listed->front().command;
+  EXPECT_EQ(main_program->ppid, 1);
+  EXPECT_EQ(main_program->directory, "/");
+  EXPECT_GT(main_program->rss_bytes, 0u);
+  EXPECT_LT(main_program->run_time, std::chrono::seconds(600));
+  EXPECT_GT(main_program->started_at, std::chrono::system_clock::now() - std::chrono::hours(1));
 
   auto echo = run({"echo", "hello", "world"});
   ASSERT_TRUE(echo.ok()) << echo.error().describe();
@@ -504,6 +524,9 @@ TEST_F(MachineLinux, ExecRunsCommandsBesideTheProgram) {
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.error().code, Errc::busy);
   EXPECT_NE(late.error().message.find("stopped"), std::string::npos) << late.error().message;
+  auto late_ps = m->processes();
+  ASSERT_FALSE(late_ps.ok());
+  EXPECT_EQ(late_ps.error().code, Errc::busy);
   ASSERT_TRUE(m->last_exit());
   EXPECT_TRUE(m->last_exit()->requested_stop);
 }

@@ -2,7 +2,18 @@
 // not be able to do to the host (docs/exec-protocol.md).
 #include "runner/exec_channel.h"
 
+#include "base/fd.h"
+
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
 
 namespace {
 
@@ -38,7 +49,7 @@ TEST(ExecFrames, DecodesFramesSplitAnywhere) {
 }
 
 TEST(ExecFrames, RejectsHostTypesUnknownTypesAndOversizedFrames) {
-  for (uint8_t type : {0, 5, 16, 17, 19, 255}) {
+  for (uint8_t type : {0, 7, 16, 17, 19, 21, 255}) {
     ExecFrameDecoder d;
     auto r = d.feed(frame(type, "x"));
     ASSERT_FALSE(r.ok()) << int(type);
@@ -83,6 +94,145 @@ TEST(ExecFrames, RequestCarriesOnlyWhatIsSet) {
   r.user = "nobody";
   r.workdir = "/tmp";
   EXPECT_EQ(exec_request_json(r), R"({"cmd":["sh","-c","echo \"$X\""],"env":{"X":"1"},"user":"nobody","workdir":"/tmp"})");
+}
+
+constexpr const char* kSleep =
+    R"({"pid":312,"ppid":1,"command":"sleep 3600","directory":"/","stime":1764590400,"rtime":42,"cpu":3,)"
+    R"("rss":614400,"listen_sockets":[{"proto":"tcp","address":"0.0.0.0:8080"},{"proto":"udp","address":"[::]:53"}]})";
+
+TEST(ProcessList, ParsesFlysFields) {
+  auto p = parse_process(kSleep);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->pid, 312);
+  EXPECT_EQ(p->ppid, 1);
+  EXPECT_EQ(p->command, "sleep 3600");
+  EXPECT_EQ(p->directory, "/");
+  EXPECT_EQ(p->started_at, std::chrono::system_clock::time_point(std::chrono::seconds(1764590400)));
+  EXPECT_EQ(p->run_time, std::chrono::seconds(42));
+  EXPECT_EQ(p->cpu_percent, 3u);
+  EXPECT_EQ(p->rss_bytes, 614400u);
+  ASSERT_EQ(p->listen_sockets.size(), 2u);
+  EXPECT_EQ(p->listen_sockets[1].proto, "udp");
+  EXPECT_EQ(p->listen_sockets[1].address, "[::]:53");
+  auto bare = parse_process(R"({"pid":1})");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->command, "");
+}
+
+TEST(ProcessList, RefusesWhatFlickInitNeverSends) {
+  const std::string long_text(kMaxProcessText + 3, 'a');
+  for (const std::string& bad : std::vector<std::string>{
+           "", "[]", "{}", R"({"ppid":1})", R"({"pid":0})", R"({"pid":-1})", R"({"pid":4194305})", R"({"pid":1.5})",
+        R"({"pid":"1"})", R"({"pid":1,"pid":2,"ppid":-1})", R"({"pid":1,"stime":-5})", R"({"pid":1,"stime":1e30})",
+        R"({"pid":1,"rtime":18446744073709551615})", R"({"pid":1,"cpu":1000000})", R"({"pid":1,"rss":1e300})",
+        R"({"pid":1,"command":null})", R"({"pid":1,"command":")" + long_text + "\"}",
+        R"({"pid":1,"directory":")" + long_text + "\"}", R"({"pid":1,"user":"root"})",
+        R"({"pid":1,"listen_sockets":{}})", R"({"pid":1,"listen_sockets":[{"proto":"sctp","address":"x:1"}]})",
+        R"({"pid":1,"listen_sockets":[{"proto":"tcp"}]})", R"({"pid":1,"listen_sockets":[{"proto":"tcp","address":""}]})",
+        R"({"pid":1,"listen_sockets":[{"proto":"tcp","address":"a:1","x":1}]})"}) {
+    auto r = parse_process(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().code, Errc::malformed) << bad;
+    }
+  }
+  nlohmann::json many = nlohmann::json::parse(kSleep);
+  many["listen_sockets"] = nlohmann::json::array();
+  for (int i = 0; i < 65; ++i) many["listen_sockets"].push_back({{"proto", "tcp"}, {"address", "0.0.0.0:1"}});
+  EXPECT_FALSE(parse_process(many.dump()).ok());
+}
+
+// A guest behind a vsock Unix socket as flick-vmm exposes it: it answers CONNECT with OK, reads
+// the ps frame and sends `reply`.
+class FakeGuest {
+ public:
+  explicit FakeGuest(std::string reply) {
+    path_ = std::filesystem::temp_directory_path() / ("flick-ps-" + std::to_string(::getpid()) + "-" +
+                                                      std::to_string(counter_++) + ".vsock");
+    listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listener_.get(), 1), 0);
+    thread_ = std::thread([this, reply = std::move(reply)] {
+      UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!c) return;
+      auto read_exactly = [&](size_t n) {
+        std::string in(n, '\0');
+        for (size_t got = 0; got < n;) {
+          ssize_t r = ::read(c.get(), in.data() + got, n - got);
+          if (r <= 0) return std::string();
+          got += static_cast<size_t>(r);
+        }
+        return in;
+      };
+      asked_ = read_exactly(14);  // "CONNECT 10001\n"
+      (void)::send(c.get(), "OK 1\n", 5, MSG_NOSIGNAL);
+      asked_ += read_exactly(5);  // the ps frame
+      (void)::send(c.get(), reply.data(), reply.size(), MSG_NOSIGNAL);  // the host may hang up first
+    });
+  }
+  ~FakeGuest() {
+    if (thread_.joinable()) thread_.join();
+    std::filesystem::remove(path_);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  // What the host sent, once the guest is done.
+  const std::string& asked() {
+    if (thread_.joinable()) thread_.join();
+    return asked_;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+  std::string asked_;
+  UniqueFd listener_;
+  std::thread thread_;
+};
+
+TEST(ProcessList, AsksWithAPsFrameAndReadsTheListToItsEnd) {
+  FakeGuest guest(frame(5, R"({"pid":1,"command":"/flick/init"})") + frame(5, kSleep) + frame(6, ""));
+  auto list = list_guest_processes(guest.path());
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].command, "/flick/init");
+  EXPECT_EQ((*list)[1].pid, 312);
+  EXPECT_EQ(guest.asked(), "CONNECT 10001\n" + frame(21, ""));
+}
+
+TEST(ProcessList, AnOlderFlickInitIsUnsupported) {
+  FakeGuest guest(frame(4, "exec: the first frame must be a request, not type 21"));
+  auto list = list_guest_processes(guest.path());
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.error().code, Errc::unsupported) << list.error().message;
+}
+
+TEST(ProcessList, AGuestThatBreaksTheProtocolIsMalformed) {
+  const std::string p1 = frame(5, R"({"pid":1})"), p2 = frame(5, R"({"pid":2})");
+  for (const std::string& reply : std::vector<std::string>{p2 + p1 + frame(6, ""), p1 + p1 + frame(6, ""), p1 + frame(6, "x"),
+                                   p1 + frame(1, "out"), p1 + frame(3, R"({"exit_code":0})"), frame(5, "{}"),
+                                   frame(16, "")}) {
+    FakeGuest guest(reply);
+    auto list = list_guest_processes(guest.path());
+    ASSERT_FALSE(list.ok());
+    EXPECT_EQ(list.error().code, Errc::malformed) << list.error().message;
+  }
+  std::string too_many;
+  for (size_t pid = 1; pid <= kMaxProcesses + 1; ++pid) too_many += frame(5, R"({"pid":)" + std::to_string(pid) + "}");
+  FakeGuest guest(too_many + frame(6, ""));
+  auto list = list_guest_processes(guest.path());
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.error().code, Errc::malformed);
+  EXPECT_NE(list.error().message.find("more than 4096"), std::string::npos) << list.error().message;
+}
+
+TEST(ProcessList, AListCutShortIsAnIoError) {
+  FakeGuest guest(frame(5, R"({"pid":1})"));
+  auto list = list_guest_processes(guest.path());
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.error().code, Errc::io) << list.error().message;
 }
 
 }  // namespace

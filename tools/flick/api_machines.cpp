@@ -3,6 +3,7 @@
 #include "machines.h"
 
 #include "fly_json/fly_json.h"
+#include "runner/exec_channel.h"
 #include "store/names.h"
 
 #include <algorithm>
@@ -206,6 +207,16 @@ class RemoteMachine final : public MachineRef {
       return make_error(Errc::malformed, std::string("flickd's exec answer: ") + e.what());
     }
     return r;
+  }
+  Result<std::vector<ProcessInfo>> processes() override {
+    FLICK_TRY_ASSIGN(auto j, call("GET", "/ps"));
+    if (!j.is_array()) return make_error(Errc::malformed, "flickd's ps answer is not an array");
+    std::vector<ProcessInfo> list;
+    for (const auto& p : j) {
+      FLICK_TRY_ASSIGN(auto info, runner::parse_process(p.dump()));
+      list.push_back(std::move(info));
+    }
+    return list;
   }
 
  private:

@@ -1,4 +1,4 @@
-// flick machine list|status|logs: what the store (or a flickd, for list and status) and a
+// flick machine list|status|logs|ps: what the store (or a flickd, for list and status) and a
 // machine's console log say, as tables or Fly-shaped JSON.
 #include "command.h"
 #include "machine/log_follower.h"
@@ -226,12 +226,63 @@ void add_logs(CLI::App& machine) {
   });
 }
 
+// --- ps ---
+
+// ps's elapsed time: [[DD-]hh:]mm:ss.
+std::string elapsed(std::chrono::seconds t) {
+  const long long s = t.count(), days = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+  char out[48];
+  if (days) std::snprintf(out, sizeof out, "%lld-%02lld:%02lld:%02lld", days, h, m, sec);
+  else if (h) std::snprintf(out, sizeof out, "%02lld:%02lld:%02lld", h, m, sec);
+  else std::snprintf(out, sizeof out, "%02lld:%02lld", m, sec);
+  return out;
+}
+
+struct PsOptions {
+  HostOptions host;
+  std::string app;
+  std::string machine;
+  bool json = false;
+};
+
+void add_ps(CLI::App& machine) {
+  auto o = std::make_shared<PsOptions>();
+  auto* cmd = machine.add_subcommand("ps", "list a started machine's processes (through flick-init)");
+  cmd->footer("%CPU is CPU time over the process's life (as ps's); RSS is in KiB. Kernel threads are not listed.");
+  cmd->add_option("ID", o->machine, "the machine: its id or name")->required()->type_name("");
+  add_app_option(*cmd, &o->app);
+  add_json_flag(*cmd, &o->json);
+  add_state_dir_option(*cmd, &o->host);
+  works_through_api(cmd);
+  set_action(cmd, [o] {
+    auto machines = open_machines(o->host);
+    if (!machines) return fail(machines.error());
+    auto m = (*machines)->get(o->machine, app_scope(o->app));
+    if (!m) return fail(m.error());
+    auto list = (*m)->processes();
+    if (!list) return fail(list.error());
+    if (o->json) {
+      nlohmann::ordered_json all = nlohmann::ordered_json::array();
+      for (const auto& p : *list) all.push_back(fly::process_json(p));
+      print_json(all);
+      return 0;
+    }
+    Table table({"PID", "%CPU", "RSS", "ELAPSED", "DIRECTORY", "COMMAND"});
+    for (const auto& p : *list)
+      table.add({std::to_string(p.pid), std::to_string(p.cpu_percent), std::to_string(p.rss_bytes / 1024),
+                 elapsed(p.run_time), p.directory, p.command});
+    table.print();
+    return 0;
+  });
+}
+
 }  // namespace
 
 void add_machine_query_commands(CLI::App& machine) {
   add_list(machine);
   add_status(machine);
   add_logs(machine);
+  add_ps(machine);
 }
 
 }  // namespace flick::cli

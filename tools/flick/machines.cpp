@@ -66,6 +66,7 @@ class LocalMachine final : public MachineRef {
   Result<Lease> lease() override { return m_->lease(); }
   Result<void> release_lease(const std::string& nonce) override { return m_->release_lease(nonce); }
   Result<ExecResult> exec(const ExecRequest& request) override { return m_->exec(request); }
+  Result<std::vector<ProcessInfo>> processes() override { return m_->processes(); }
   Machine* local() override { return m_.get(); }
 
  private:

@@ -61,6 +61,8 @@ class MachineRef {
   virtual Result<void> release_lease(const std::string& nonce) = 0;
   // Runs the request to its end, output kept (Fly's exec).
   virtual Result<ExecResult> exec(const ExecRequest& request) = 0;
+  // The guest's processes in pid order (Fly's ps).
+  virtual Result<std::vector<ProcessInfo>> processes() = 0;
   // The store's handle, for what only it can do (a streaming or interactive exec); none
   // through flickd.
   virtual Machine* local() { return nullptr; }

@@ -6,6 +6,8 @@
 #include "fly_json/fly_json.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -388,8 +390,30 @@ void suspend(RouteContext&, const HttpRequest&, Machine&, const Respond&) {
   throw ApiError{501, "unimplemented: flick does not suspend machines yet"};
 }
 
-void ps(RouteContext&, const HttpRequest&, Machine&, const Respond&) {
-  throw ApiError{501, "unimplemented: flick does not list a machine's processes yet"};
+void ps(RouteContext&, const HttpRequest& r, Machine& m, const Respond& respond) {
+  const std::string by = r.query_value("sort_by").value_or("");
+  const std::string order = r.query_value("order").value_or("");
+  if (order != "" && order != "asc" && order != "desc") throw ApiError{400, "order: '" + order + "' is neither asc nor desc"};
+  // Each key sorts, with the pid breaking ties, so the order is the same from call to call.
+  using Key = std::function<bool(const ProcessInfo&, const ProcessInfo&)>;
+  auto by_field = [](auto field) -> Key {
+    return [field](const ProcessInfo& a, const ProcessInfo& b) { return std::pair(field(a), a.pid) < std::pair(field(b), b.pid); };
+  };
+  const std::map<std::string, Key> keys = {
+      {"pid", by_field([](const ProcessInfo&) { return 0; })},
+      {"cpu", by_field([](const ProcessInfo& p) { return p.cpu_percent; })},
+      {"rss", by_field([](const ProcessInfo& p) { return p.rss_bytes; })},
+      {"rtime", by_field([](const ProcessInfo& p) { return p.run_time; })},
+      {"stime", by_field([](const ProcessInfo& p) { return p.started_at; })},
+      {"command", by_field([](const ProcessInfo& p) { return p.command; })}};
+  auto key = keys.find(by.empty() ? "pid" : by);
+  if (key == keys.end()) throw ApiError{400, "sort_by: '" + by + "' is not one of pid, cpu, rss, rtime, stime, command"};
+  auto list = take(m.processes());
+  std::stable_sort(list.begin(), list.end(), key->second);
+  if (order == "desc") std::reverse(list.begin(), list.end());
+  ojson out = ojson::array();
+  for (const auto& p : list) out.push_back(fly::process_json(p));
+  respond(json_response(200, out));
 }
 
 // A route on one machine (p[0] the app, p[1] its id or name), found first.

@@ -113,4 +113,17 @@ nlohmann::ordered_json lease_json(const Lease& l) {
           {"version", l.version}};
 }
 
+nlohmann::ordered_json process_json(const ProcessInfo& p) {
+  nlohmann::ordered_json sockets = nlohmann::ordered_json::array();
+  for (const auto& l : p.listen_sockets) sockets.push_back({{"proto", l.proto}, {"address", l.address}});
+  return {{"pid", p.pid},
+          {"stime", std::chrono::duration_cast<std::chrono::seconds>(p.started_at.time_since_epoch()).count()},
+          {"rtime", p.run_time.count()},
+          {"command", p.command},
+          {"directory", p.directory},
+          {"cpu", p.cpu_percent},
+          {"rss", p.rss_bytes},
+          {"listen_sockets", sockets}};
+}
+
 }  // namespace flick::fly

@@ -1,6 +1,6 @@
 // Fly's Machines API objects as JSON, for both clients of the store that speak it: the `flick`
 // CLI (--json) and flickd. One rendering, so that both print the same Machine, App, Volume,
-// Lease and Event (the fields are those of https://fly.io/docs/machines/api/).
+// Lease, Event and ProcessStat (the fields are those of https://fly.io/docs/machines/api/).
 #pragma once
 
 #include <flick/machine.h>
@@ -29,6 +29,9 @@ nlohmann::ordered_json event_json(const MachineEvent& e);
 nlohmann::ordered_json volume_json(const Volume& v);
 // Fly's App: id, name, organization{slug}, machine_count, volume_count, created_at.
 nlohmann::ordered_json app_json(const AppInfo& a);
+// Fly's ProcessStat: pid, stime (Unix seconds), rtime (seconds), command, directory, cpu
+// (percent), rss (bytes), listen_sockets[{proto, address}].
+nlohmann::ordered_json process_json(const ProcessInfo& p);
 // Fly's lease object: nonce, expires_at (Unix seconds), owner, description, version.
 nlohmann::ordered_json lease_json(const Lease& l);
 
