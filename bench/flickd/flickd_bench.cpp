@@ -208,6 +208,14 @@ struct Bench {
 };
 Bench* g_bench = nullptr;
 
+// A benchmark that could not do its work: reported, and the run exits non-zero (start/stop
+// where no Linux guest can run only report why).
+bool g_failed = false;
+void fail(benchmark::State& state, const std::string& why) {
+  g_failed = true;
+  state.SkipWithError(why.c_str());
+}
+
 std::string machine_path(const std::string& id) { return std::string("/v1/apps/") + kApp + "/machines/" + id; }
 
 // Why start/stop cannot run here, or nothing when they can.
@@ -300,7 +308,7 @@ bool fetch(benchmark::State& state, const std::string& path, Samples& samples) {
   long status = g_bench->http->call("GET", path);
   samples.add(Clock::now() - t0);
   if (status == 200) return true;
-  state.SkipWithError(("GET " + path + ": " + std::to_string(status) + " " + g_bench->http->body()).c_str());
+  fail(state, "GET " + path + ": " + std::to_string(status) + " " + g_bench->http->body());
   return false;
 }
 
@@ -311,7 +319,7 @@ void BM_GetMachine_Cpp(benchmark::State& state) {
     auto t0 = Clock::now();
     auto m = g_bench->host->get(id, {}, kApp);
     samples.add(Clock::now() - t0);
-    if (!m) return state.SkipWithError(m.error().describe().c_str());
+    if (!m) return fail(state, m.error().describe());
     benchmark::DoNotOptimize(m);
   }
   samples.report("GET machine", "C++");
@@ -333,7 +341,7 @@ void BM_List100_Cpp(benchmark::State& state) {
     auto t0 = Clock::now();
     auto all = g_bench->host->list(filter);
     samples.add(Clock::now() - t0);
-    if (!all || all->size() < kListed) return state.SkipWithError("Host::list did not list the 100 machines");
+    if (!all || all->size() < kListed) return fail(state, "Host::list did not list the 100 machines");
   }
   samples.report("list (100)", "C++");
 }
@@ -378,13 +386,13 @@ void BM_StartStop(benchmark::State& state) {
   Samples samples(state);
   for (auto _ : state) {
     if (timed == Half::stop)
-      if (auto r = start(); !r) return state.SkipWithError(r.error().describe().c_str());
+      if (auto r = start(); !r) return fail(state, r.error().describe());
     auto t0 = Clock::now();
     auto r = timed == Half::start ? start() : stop();
     samples.add(Clock::now() - t0);
-    if (!r) return state.SkipWithError(r.error().describe().c_str());
+    if (!r) return fail(state, r.error().describe());
     if (timed == Half::start)
-      if (auto s = stop(); !s) return state.SkipWithError(s.error().describe().c_str());
+      if (auto s = stop(); !s) return fail(state, s.error().describe());
   }
   samples.report(timed == Half::start ? "start" : "stop", through_flickd ? "flickd" : "C++");
 }
@@ -392,15 +400,16 @@ void BM_StartStop(benchmark::State& state) {
 void print_ratios() {
   if (g_figures.empty()) return;
   std::printf("\n%-12s %28s %28s %18s\n", "", "C++ API", "flickd", "flickd / C++");
-  std::printf("%-12s %9s %9s %8s  %9s %9s %8s  %8s %8s\n", "operation", "p50 us", "p99 us", "req/s", "p50 us",
-              "p99 us", "req/s", "p50", "req/s");
+  std::printf("%-12s %9s %9s %8s  %9s %9s %8s  %8s %8s\n", "operation", "p50 ms", "p99 ms", "req/s", "p50 ms",
+              "p99 ms", "req/s", "p50", "req/s");
   for (const char* op : {"GET machine", "list (100)", "start", "stop"}) {
     auto it = g_figures.find(op);
     if (it == g_figures.end() || !it->second.count("C++") || !it->second.count("flickd")) continue;
     const Figures& c = it->second["C++"];
     const Figures& d = it->second["flickd"];
-    std::printf("%-12s %9.1f %9.1f %8.0f  %9.1f %9.1f %8.0f  %8.2f %8.2f\n", op, c.p50_us, c.p99_us, c.per_second,
-                d.p50_us, d.p99_us, d.per_second, d.p50_us / c.p50_us, d.per_second / c.per_second);
+    std::printf("%-12s %9.3f %9.3f %8.1f  %9.3f %9.3f %8.1f  %8.2f %8.2f\n", op, c.p50_us / 1e3, c.p99_us / 1e3,
+                c.per_second, d.p50_us / 1e3, d.p99_us / 1e3, d.per_second, d.p50_us / c.p50_us,
+                d.per_second / c.per_second);
   }
 }
 
@@ -430,5 +439,5 @@ int main(int argc, char** argv) {
   tear_down(bench);
   benchmark::Shutdown();
   curl_global_cleanup();
-  return rc;
+  return rc != 0 ? rc : g_failed ? 1 : 0;
 }
