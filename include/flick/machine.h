@@ -378,6 +378,10 @@ class FLICK_API Machine {
   // Fly's fly-machine-lease-nonce header. Handles are per caller: set it on yours.
   void set_lease_nonce(std::string nonce);
   const std::string& lease_nonce() const;
+  // Whether this handle may change the machine now: Errc::lease_held (Fly's text) when
+  // another holds its lease. Every guarded call checks it itself; this lets a caller refuse
+  // before doing its own work for the call (flickd's placement).
+  Result<void> check_lease() const;
 
   // created | stopped | failed -> starting. Returns once the VM runs; errors (missing
   // /dev/kvm, bad kernel, a volume in use) leave the state as it was.

@@ -467,7 +467,7 @@ Result<ExecResult> Machine::exec(const ExecRequest& request, const ExecOutput& o
   FLICK_TRY_ASSIGN(auto r, d.row());
   if (r.state != "started")
     return make_error(Errc::busy, "machine " + d.id + " is " + r.state + ": exec needs a started machine");
-  FLICK_TRY(d.host->store.check_lease(d.id, d.nonce()));  // as Fly's exec: 409 without the nonce  // The VM's vsock socket, as the run's spec names it.
+  FLICK_TRY(d.host->store.check_lease(d.id, d.nonce()));  // as Fly's exec: 409 without the nonce
   FLICK_TRY_ASSIGN(auto text, machine::read_file(d.spec_path()));
   FLICK_TRY_ASSIGN(auto spec, runner::RunSpec::from_json(text));
   if (!spec.vm.vsock) return make_error(Errc::unsupported, "machine " + d.id + " has no vsock device");

@@ -197,6 +197,8 @@ const std::string& Machine::lease_nonce() const {
   return impl_->lease_nonce;
 }
 
+Result<void> Machine::check_lease() const { return impl_->host->store.check_lease(impl_->id, impl_->nonce()); }
+
 Result<std::unique_ptr<Machine>> Host::clone(const Machine& source, CloneOptions options, MachineHandlers handlers) {
   FLICK_TRY_ASSIGN(auto row, impl_->store.get_machine("", source.id()));
   if (row.state == "destroying" || row.state == "destroyed") return not_changeable(row.id, row.state);

@@ -976,6 +976,16 @@ class Placement(FlickdTest):
             status, out, _ = call(c, "POST", path, {"config": three})
             self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
             self.assertEqual(call(c, "GET", path)[1]["config"]["guest"]["cpus"], 1)  # no new version
+            # Another's lease is answered first: 409, not a capacity error, with no nonce.
+            status, lease, _ = call(c, "POST", path + "/lease?ttl=60")
+            self.assertEqual(status, 201, lease)
+            for method, p, body in (("POST", path + "/start", None), ("POST", path, {"config": three})):
+                status, out, _ = call(c, method, p, body)
+                self.assertEqual(status, 409, out)
+                self.assertIn("lease currently held by", out["error"])
+            status, out, _ = call(c, "POST", path + "/start", headers={"fly-machine-lease-nonce": lease["data"]["nonce"]})
+            self.assertEqual((status, out.get("status")), (503, "insufficient_capacity"), out)
+            self.assertEqual(call(c, "DELETE", path + "/lease", headers={"fly-machine-lease-nonce": lease["data"]["nonce"]})[0], 200)
             # One that fits gets past placement to the start, which finds no KVM here.
             status, out, _ = call(c, "POST", path, {"config": {**big, "guest": {"cpus": 2, "memory_mb": 512}}})
             self.assertEqual(status, 503, out)

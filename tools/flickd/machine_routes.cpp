@@ -155,6 +155,7 @@ void update(RouteContext& ctx, const HttpRequest& r, Machine& m, const Respond& 
   MachineConfig config = config_from(body);
   std::optional<Placement::Reservation> room;
   const MachineState now = m.state();  // a running machine restarts on its new config
+  take(m.check_lease());  // a call another's lease refuses is 409, whatever room there is
   if (!options.skip_launch || now == MachineState::started || now == MachineState::starting)
     room.emplace(ctx.placement.reserve(m.id(), config.guest));
   take(m.update(config, options));
@@ -341,6 +342,7 @@ void destroy(RouteContext&, const HttpRequest& r, Machine& m, const Respond& res
 
 void start(RouteContext& ctx, const HttpRequest&, Machine& m, const Respond& respond) {
   const std::string previous = to_string(m.state());
+  take(m.check_lease());
   auto room = ctx.placement.reserve(m.id(), m.config().guest);
   take(m.start());
   respond(json_response(200, ojson{{"previous_state", previous}, {"migrated", false}, {"new_host", ""}}));
