@@ -3,9 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -96,6 +99,37 @@ static int wait_for(const char *device, int timeout_ms) {
     return 0;
 }
 
+/* ext4's online resize (fs/ext4/ext4.h; not in the kernel's uapi headers). */
+#define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* An ext4 file system smaller than its device grows to fill it, mounted, as resize2fs would:
+ * a volume extended while its machine was stopped. Its size is read from the superblock, so
+ * one that already fills its device costs no resize (and no kernel message). */
+static void grow_to_device(const struct mount_spec *m, const char *target) {
+    unsigned char sb[1024];
+    uint64_t bytes = 0;
+    int dev = open(m->device, O_RDONLY | O_CLOEXEC);
+    if (dev < 0) return;
+    const int ok = ioctl(dev, BLKGETSIZE64, &bytes) == 0 && pread(dev, sb, sizeof sb, 1024) == (ssize_t)sizeof sb;
+    close(dev);
+    if (!ok || sb[0x38] != 0x53 || sb[0x39] != 0xef || le32(sb + 24) > 6) return;  /* not ext4 */
+    const uint64_t block = 1024ull << le32(sb + 24);
+    const int is_64bit = (le32(sb + 0x60) & 0x80) != 0;  /* INCOMPAT_64BIT */
+    const uint64_t have = le32(sb + 4) | (is_64bit ? (uint64_t)le32(sb + 0x150) << 32 : 0);
+    uint64_t want = bytes / block;
+    if (!is_64bit && want > UINT32_MAX) want = UINT32_MAX;
+    if (want <= have) return;
+    int dir = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || ioctl(dir, EXT4_IOC_RESIZE_FS, &want) != 0)
+        say("growing %s on %s to its device's %llu bytes: %s", m->device, m->path ? m->path : "/",
+            (unsigned long long)bytes, strerror(errno));
+    if (dir >= 0) close(dir);
+}
+
 static int mount_device(const struct mount_spec *m, const char *target, char *err, size_t err_len) {
     if (wait_for(m->device, 10000) != 0) {
         snprintf(err, err_len, "device %s did not appear within 10 s", m->device);
@@ -108,6 +142,7 @@ static int mount_device(const struct mount_spec *m, const char *target, char *er
                  strerror(errno));
         return -1;
     }
+    if (strcmp(m->fstype, "ext4") == 0 && !(flags & MS_RDONLY)) grow_to_device(m, target);
     return 0;
 }
 

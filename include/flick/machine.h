@@ -536,6 +536,10 @@ class FLICK_API Host {
   Result<std::vector<Volume>> list_volumes(std::string_view app = {});  // empty: every app
   // Deletes a volume (by id, or a name unique in `app`) that no machine is attached to.
   Result<void> destroy_volume(std::string_view id_or_name, std::string_view app = {});
+  // Grows a volume to `size_gb` (Fly's extend; Errc::invalid_argument to shrink it). The file
+  // grows at once, sparse; the file system when next mounted (flick-init grows an ext4 file
+  // system to fill its device), so a machine running on it sees the new size after a restart.
+  Result<Volume> extend_volume(std::string_view id_or_name, uint64_t size_gb, std::string_view app = {});
 
   // Apps. create_app fails with Errc::exists; destroy_app with Errc::busy while the app has
   // machines or volumes, unless `force`: then its machines are destroyed (killed if running)

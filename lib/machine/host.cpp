@@ -377,6 +377,23 @@ Result<void> Host::destroy_volume(std::string_view id_or_name, std::string_view 
   return {};
 }
 
+Result<Volume> Host::extend_volume(std::string_view id_or_name, uint64_t size_gb, std::string_view app) {
+  FLICK_TRY_ASSIGN(auto v, impl_->store.get_volume(app, id_or_name));
+  if (size_gb > machine::kMaxVolumeGb)
+    return make_error(Errc::invalid_argument, "volume size_gb " + std::to_string(size_gb) + " is more than " +
+                                                  std::to_string(machine::kMaxVolumeGb));
+  // The store first: it refuses to shrink, and a file left smaller by a failed truncate is
+  // grown by the next extend to the same size.
+  FLICK_TRY(impl_->store.set_volume_size(v.id, size_gb));
+  struct stat st{};
+  if (::stat(v.path.c_str(), &st) != 0) return sys_error("extending volume " + v.id, errno);
+  const auto bytes = static_cast<off_t>(size_gb << 30);
+  if (st.st_size < bytes && ::truncate(v.path.c_str(), bytes) != 0)
+    return sys_error("extending volume file " + v.path, errno);
+  FLICK_TRY_ASSIGN(auto now, impl_->store.get_volume(app, v.id));
+  return to_volume(now);
+}
+
 namespace {
 
 AppInfo to_app(const store::AppRow& r) {

@@ -20,8 +20,9 @@ Result<void> check_volume_name(std::string_view name) {
 }
 
 Result<void> make_volume_file(const fs::path& path, uint64_t size_gb) {
-  if (size_gb < 1 || size_gb > 16384)
-    return make_error(Errc::invalid_argument, "volume size_gb " + std::to_string(size_gb) + " is not in 1..16384");
+  if (size_gb < 1 || size_gb > kMaxVolumeGb)
+    return make_error(Errc::invalid_argument, "volume size_gb " + std::to_string(size_gb) + " is not in 1.." +
+                                                  std::to_string(kMaxVolumeGb));
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   if (ec) return make_error(Errc::io, "creating " + path.parent_path().string() + ": " + ec.message());

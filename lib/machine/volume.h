@@ -10,6 +10,8 @@
 
 namespace flick::machine {
 
+inline constexpr uint64_t kMaxVolumeGb = 16384;
+
 // Fly's rule: 1..30 of [a-z0-9_].
 Result<void> check_volume_name(std::string_view name);
 

@@ -806,6 +806,33 @@ class Volumes(FlickdTest):
         self.assertEqual((gone["id"], gone["state"]), (v["id"], "destroyed"))
         self.assertEqual(self.ok("GET", f"/apps/{app}/volumes"), [])
 
+    def test_extend(self):
+        app = self.app("vols-extend")
+        v = self.ok("POST", f"/apps/{app}/volumes", {"name": "grow", "size_gb": 1})
+        path = f"/apps/{app}/volumes/{v['id']}/extend"
+        out = self.ok("PUT", path, {"size_gb": 3})
+        self.assertEqual((out["needs_restart"], out["volume"]["id"], out["volume"]["size_gb"]), (False, v["id"], 3))
+        self.assertEqual(os.stat(v["path"]).st_size, 3 << 30)
+        self.assertEqual(os.stat(v["path"]).st_blocks * 512 < 64 << 20, True)  # still sparse
+        # The file system is whole, its old size until a guest mounts it.
+        fsck = subprocess.run(["e2fsck", "-fn", v["path"]], capture_output=True, text=True)
+        self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes/{v['id']}")["size_gb"], 3)
+        self.assertIn("can only grow", self.error("PUT", path, {"size_gb": 2}))
+        self.assertEqual(self.ok("PUT", path, {"size_gb": 3})["volume"]["size_gb"], 3)  # the same size: no change
+        self.assertEqual(self.error("PUT", path, {}), "size_gb: required")
+        self.assertIn("size: unknown field", self.error("PUT", path, {"size": 4}))
+        self.assertEqual(self.error("PUT", f"/apps/{app}/volumes/vol_0000000000000000/extend", {"size_gb": 4}, want=404),
+                         "volume not found")
+        self.assertEqual(os.stat(v["path"]).st_size, 3 << 30)  # nothing changed by the refused ones
+        # The CLI, on the same store.
+        p = subprocess.run([FLICK, "volume", "extend", v["id"], "--size", "4", "--app", app, "--json",
+                            "--state-dir", str(self.daemon.state)],
+                           capture_output=True, text=True, env=self.daemon.env, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["size_gb"], 4)
+        self.assertEqual(self.ok("GET", f"/apps/{app}/volumes/{v['id']}")["size_gb"], 4)
+
 
 class Bodies(FlickdTest):
     def raw_exchange(self, head: bytes, body: bytes = b"") -> bytes:

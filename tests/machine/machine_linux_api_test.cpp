@@ -159,6 +159,36 @@ TEST_F(MachineLinux, RootIsABlankSlateOnEveryStartAndVolumesKeepTheirData) {
   EXPECT_EQ(console_.count("volume-runs=2"), 1u) << console_.text();
 }
 
+TEST_F(MachineLinux, AVolumeExtendedWhileStoppedGrowsAtTheNextStart) {
+  auto v = host_->create_volume({"grow", 1});
+  ASSERT_TRUE(v.ok()) << v.error().describe();
+  MachineConfig c;
+  c.mounts = {{"grow", "/data"}};
+  auto m = machine("echo x >> /data/runs; echo \"kb=$(df -k /data | tail -n 1 | awk '{print $2}') "
+                   "runs=$(wc -l < /data/runs)\"", c);
+  ASSERT_TRUE(m);
+  auto size_kb = [&](int runs) -> uint64_t {
+    console_.clear();
+    EXPECT_TRUE(m->start().ok());
+    EXPECT_TRUE(m->wait(MachineState::stopped, kBoot).ok()) << console_.text();
+    EXPECT_TRUE(console_.wait_for_output("runs=" + std::to_string(runs))) << console_.output();
+    const std::string out = console_.output();
+    const auto at = out.find("kb=");
+    return at == std::string::npos ? 0 : std::stoull(out.substr(at + 3));
+  };
+  const uint64_t before = size_kb(1);
+  EXPECT_GT(before, 900'000u);
+  EXPECT_LT(before, 1'100'000u);
+  auto grown = host_->extend_volume("grow", 2);
+  ASSERT_TRUE(grown.ok()) << grown.error().describe();
+  EXPECT_EQ(grown->size_bytes, uint64_t{2} << 30);
+  const uint64_t after = size_kb(2);  // its data kept
+  EXPECT_GT(after, 1'900'000u) << console_.text();
+  EXPECT_LT(after, 2'100'000u);
+  EXPECT_EQ(host_->extend_volume("grow", 1).error().code, Errc::invalid_argument);
+  ASSERT_TRUE(m->destroy().ok());
+}
+
 TEST_F(MachineLinux, StopIsGracefulThenForcedAfterTheTimeout) {
   MachineConfig c;
   c.stop_config = {SIGINT, 2s};

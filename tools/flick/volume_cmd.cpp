@@ -1,4 +1,4 @@
-// flick volume create|list|destroy: an app's volumes, ext4 images that keep their data across
+// flick volume create|list|destroy|extend: an app's volumes, ext4 images that keep their data across
 // a machine's starts and after it is destroyed.
 #include "command.h"
 #include "store_cmd.h"
@@ -96,12 +96,35 @@ void add_destroy(CLI::App& volume) {
   });
 }
 
+void add_extend(CLI::App& volume) {
+  auto o = std::make_shared<VolumeOptions>();
+  auto* cmd = volume.add_subcommand("extend", "grow a volume");
+  cmd->footer("Its file system grows when it is next mounted: a machine running on it sees the new size after a restart.");
+  cmd->add_option("VOLUME", o->volume, "its id, or a name unique in the app")->required()->type_name("");
+  add_number(*cmd, "-s,--size", "GB", &o->size_gb, 1, 16384, "gigabytes from 1 to 16384", "its new size in GB")
+      ->required();
+  add_json_flag(*cmd, &o->json);
+  add_common(*cmd, *o);
+  set_action(cmd, [o] {
+    auto host = open_host(o->host);
+    if (!host) return fail(host.error());
+    const std::string scope = app_scope(o->app);
+    if (auto a = check_app(**host, scope); !a) return fail(a.error());
+    auto grown = (*host)->extend_volume(o->volume, o->size_gb, scope);
+    if (!grown) return fail(grown.error());
+    if (o->json) print_json(volume_json(*grown));
+    else std::printf("volume %s is %lluGB\n", grown->id.c_str(), static_cast<unsigned long long>(o->size_gb));
+    return 0;
+  });
+}
+
 void add_volume_command(CLI::App& flick) {
   auto* volume = flick.add_subcommand("volume", "manage volumes: data that outlives machines");
   volume->require_subcommand(1);
   add_create(*volume);
   add_list(*volume);
   add_destroy(*volume);
+  add_extend(*volume);
 }
 
 }  // namespace

@@ -148,6 +148,24 @@ void destroy_volume(RouteContext& ctx, const HttpRequest&, const PathParams& p, 
   respond(json_response(200, out));
 }
 
+// Fly's extend: {volume, needs_restart}, true while a machine runs on the volume (its file
+// system grows when it is next mounted).
+void extend_volume(RouteContext& ctx, const HttpRequest& r, const PathParams& p, const Respond& respond) {
+  Volume v = find_volume(ctx.host, p[0], p[1]);
+  const auto body = body_object(r);
+  check_fields(body, {"size_gb"}, "extend request");
+  const auto size_gb = uint_field(body, "size_gb");
+  if (!size_gb) throw ApiError{400, "size_gb: required"};
+  v = take(ctx.host.extend_volume(v.id, *size_gb, p[0]));
+  bool running = false;
+  if (!v.attached_machine.empty())
+    if (auto m = ctx.host.get(v.attached_machine, {}, p[0])) {
+      const auto s = (*m)->state();
+      running = s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
+    }
+  respond(json_response(200, ojson{{"needs_restart", running}, {"volume", volume_out(v, ctx.options.region)}}));
+}
+
 void openapi(RouteContext&, const HttpRequest&, const PathParams&, const Respond& respond) {
   respond({200, std::string(openapi_json())});
 }
@@ -165,6 +183,7 @@ const std::vector<Route>& all_routes() {
         {"POST", "/v1/apps/{app_name}/volumes", create_volume},
         {"GET", "/v1/apps/{app_name}/volumes/{volume_id}", show_volume},
         {"DELETE", "/v1/apps/{app_name}/volumes/{volume_id}", destroy_volume},
+        {"PUT", "/v1/apps/{app_name}/volumes/{volume_id}/extend", extend_volume},
     };
     const auto& machines = machine_routes();
     all.insert(all.end(), machines.begin(), machines.end());
