@@ -109,7 +109,7 @@ struct MountConfig {
 };
 
 // Fly's MachineConfig. flick's extensions to Fly's schema: init.user, init.workdir,
-// guest.kernel, guest.kernel_modules and start_timeout.
+// guest.kernel, guest.kernel_modules, start_timeout and pull.
 struct MachineConfig {
   std::string image;                          // an ImageReference (registry, oci:, ...)
   GuestConfig guest;
@@ -123,6 +123,10 @@ struct MachineConfig {
   // flick extension: how long a start may take to reach `started` before the machine is
   // stopped and failed.
   std::chrono::milliseconds start_timeout{60000};
+  // flick extension: how the image is found when the machine's image is resolved, at create
+  // and at every update (and clone): `always` asks the registry again, so a moved tag gives
+  // the machine the new image; `never` uses only the image cache. A start never asks.
+  PullPolicy pull = PullPolicy::missing;
   // Fly's `services` as JSON text (an array), or empty: stored, and used by the networking
   // work later.
   std::string services_json;

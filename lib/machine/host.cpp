@@ -243,7 +243,9 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& given, Machin
     m.volume = v->id;
     volume_ids.push_back(v->id);
   }
-  auto rootfs = impl_->images.rootfs(config.image);
+  PullOptions pull;
+  pull.policy = config.pull;
+  auto rootfs = impl_->images.rootfs(config.image, {}, pull);
   if (!rootfs) return std::move(rootfs).error().with_context("image " + config.image);
   auto process = machine::resolve_process(config, rootfs->config);
   if (!process) return std::move(process).error();

@@ -105,8 +105,10 @@ Result<void> Machine::update(const MachineConfig& given, UpdateOptions options) 
     volumes.push_back(v->id);
   }
   MachineBoot boot = now->boot;
-  if (config.image != now->config.image) {
-    auto rootfs = d.host->images.rootfs(config.image);
+  if (config.image != now->config.image || config.pull == PullPolicy::always) {
+    PullOptions pull;
+    pull.policy = config.pull;
+    auto rootfs = d.host->images.rootfs(config.image, {}, pull);
     if (!rootfs) return std::move(rootfs).error().with_context("image " + config.image);
     boot.image = std::move(rootfs).value();
   }

@@ -186,12 +186,23 @@ class Reader {
       else if (key == "stop_config") FLICK_TRY(stop_config(v));
       else if (key == "metadata") FLICK_TRY(read(v, key, c_.metadata));
       else if (key == "start_timeout") FLICK_TRY(read_duration(v, key, c_.start_timeout));
+      else if (key == "pull") FLICK_TRY(pull(v));
       else FLICK_TRY(keep_or_refuse("", key, v));
     }
     return {};
   }
 
  private:
+  Result<void> pull(const Json& j) {
+    if (!j.is_string()) return expected("pull", "\"always\", \"missing\" or \"never\"", j);
+    const auto& text = j.get_ref<const std::string&>();
+    if (text == "always") c_.pull = PullPolicy::always;
+    else if (text == "missing") c_.pull = PullPolicy::missing;
+    else if (text == "never") c_.pull = PullPolicy::never;
+    else return expected("pull", "\"always\", \"missing\" or \"never\"", j);
+    return {};
+  }
+
   Result<void> guest(const Json& j) {
     if (!j.is_object()) return expected("guest", "an object", j);
     auto& g = c_.guest;
@@ -396,6 +407,8 @@ std::string MachineConfig::to_json() const {
 
   if (!metadata.empty()) j["metadata"] = metadata;
   if (start_timeout != MachineConfig{}.start_timeout) j["start_timeout"] = store::format_duration(start_timeout);
+  if (pull == PullPolicy::always) j["pull"] = "always";
+  else if (pull == PullPolicy::never) j["pull"] = "never";
 
   put_kept(unimplemented, "", j);
   // Strings from C++ callers may hold bytes that are not UTF-8: they are replaced, not thrown.

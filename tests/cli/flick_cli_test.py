@@ -91,7 +91,7 @@ class Help(FlickTest):
             ("machine", "stop"): ["ID", "-s,--signal", "--timeout", "-a,--app", "--state-dir", "--lease-nonce"],
             ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device", "--lease-nonce"],
             ("machine", "signal"): ["ID", "SIG", "-a,--app", "--lease-nonce"],
-            ("machine", "update"): ["ID", "--config", "--image", "--cpus", "--memory", "-e,--env", "--metadata",
+            ("machine", "update"): ["ID", "--config", "--image", "--pull", "--cpus", "--memory", "-e,--env", "--metadata",
                                     "--restart", "--cmd", "--entrypoint", "--user", "--workdir", "--skip-start",
                                     "--json", "--lease-nonce", "-a,--app"],
             ("machine", "clone"): ["ID", "--name", "--skip-start", "--json", "-a,--app"],

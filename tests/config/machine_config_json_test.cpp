@@ -140,6 +140,7 @@ TEST(ConfigJsonRoundTrip, AFullyPopulatedStructComesBackEqual) {
   c.stop_config = {15, 1500ms};
   c.metadata = {{"team", "infra"}, {"empty", ""}};
   c.start_timeout = 2min;
+  c.pull = PullPolicy::always;
   c.services_json = R"([{"protocol":"tcp","internal_port":8080,"zzz":{"b":1,"a":2}}])";
   c.unimplemented = {
       {"checks", R"({"alive":{"type":"tcp","port":8080}})"},
@@ -164,6 +165,7 @@ TEST(ConfigJsonRoundTrip, AFullyPopulatedStructComesBackEqual) {
   EXPECT_EQ(j["restart"]["gpu_bid_price"], 0.5);
   EXPECT_EQ(j["mounts"][1], json::parse(R"({"volume":"logs","path":"/var/log/app","size_gb":3})"));
   EXPECT_EQ(j["start_timeout"], "2m0s");
+  EXPECT_EQ(j["pull"], "always");
   EXPECT_EQ(j["stop_config"], json::parse(R"({"signal":"SIGTERM","timeout":"1.5s"})"));
   EXPECT_EQ(j["schedule"], "daily");
 }
@@ -192,6 +194,9 @@ TEST(ConfigJsonErrors, WrongTypesNameTheFieldAndTheType) {
             R"(machine config: guest.cpu_kind: expected "shared" or "performance", got "fast")");
   EXPECT_EQ(error_of(R"({"guest":[]})"), "machine config: guest: expected an object, got []");
   EXPECT_EQ(error_of(R"({"image":5})"), "machine config: image: expected a string, got 5");
+  EXPECT_EQ(error_of(R"({"pull":"sometimes"})"),
+            R"(machine config: pull: expected "always", "missing" or "never", got "sometimes")");
+  EXPECT_EQ(error_of(R"({"pull":true})"), R"(machine config: pull: expected "always", "missing" or "never", got true)");
   EXPECT_EQ(error_of(R"({"env":{"A":"1","B":2}})"), "machine config: env.B: expected a string, got 2");
   EXPECT_EQ(error_of(R"({"env":["A=1"]})"), R"(machine config: env: expected an object of strings, got ["A=1"])");
   EXPECT_EQ(error_of(R"({"metadata":{"k":true}})"), "machine config: metadata.k: expected a string, got true");

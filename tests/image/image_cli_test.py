@@ -269,6 +269,43 @@ class ImageCli(unittest.TestCase):
         self.assertEqual(forced.returncode, 0, forced.stderr)
         self.assertEqual(self.flick("ls").stdout.splitlines()[1:], [])
 
+    def test_a_machines_pull_policy_is_kept_and_used_at_create_and_update(self):
+        if not KERNEL:
+            self.skipTest("needs FLICK_TEST_GUEST_KERNEL (the build's test guest) to create machines")
+        self.env.update(FLICK_KERNEL=KERNEL, FLICK_STATE_DIR=str(self.home / "state"))
+        ref = self.ref("plain")
+
+        def manifest_gets() -> int:
+            return (self.dir / "proxy.log").read_text().count(" /v2/plain/busybox/manifests/1 ")
+
+        def machine(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+            p = subprocess.run([FLICK, "machine", *args], capture_output=True, text=True, env=self.env, timeout=120,
+                               stdin=subprocess.DEVNULL)
+            self.assertEqual(p.returncode, code, p.stderr)
+            return p
+
+        def pull_of(name: str):
+            return json.loads(machine("status", name, "--json").stdout)["config"].get("pull")
+
+        # never: not in the cache, so nothing is made.
+        refused = machine("create", ref, "--no-network", "--name", "cached-only", "--pull", "never", code=1)
+        self.assertIn("the pull policy is never", refused.stderr)
+        self.assertEqual(json.loads(machine("list", "--json").stdout), [])
+        before = manifest_gets()
+        machine("create", ref, "--no-network", "--name", "usual")  # missing: fetched once
+        self.assertEqual((manifest_gets(), pull_of("usual")), (before + 1, None))
+        machine("create", ref, "--no-network", "--name", "fresh", "--pull", "always")
+        self.assertEqual((manifest_gets(), pull_of("fresh")), (before + 2, "always"))
+        # An update resolves the image again only for the machine that asks to.
+        machine("update", "usual", "--env", "A=1", "--skip-start")
+        self.assertEqual(manifest_gets(), before + 2)
+        machine("update", "fresh", "--env", "A=1", "--skip-start")
+        self.assertEqual(manifest_gets(), before + 3)
+        machine("update", "fresh", "--pull", "missing", "--skip-start")
+        self.assertEqual((manifest_gets(), pull_of("fresh")), (before + 3, None))
+        machine("update", "usual", "--pull", "never", "--skip-start")
+        self.assertEqual((manifest_gets(), pull_of("usual")), (before + 3, "never"))
+
     def test_login_checks_and_saves_the_credentials_and_logout_removes_them(self):
         self.env["FLICK_CERTS_DIR"] = str(self.dir / "certs.d")
         auth = self.home / "auth.json"

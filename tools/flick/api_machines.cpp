@@ -288,11 +288,7 @@ class ApiMachines final : public Machines {
     return out;
   }
 
-  Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app,
-                             PullPolicy pull) override {
-    if (pull != PullPolicy::missing)
-      return make_error(Errc::invalid_argument,
-                        "--pull is not available with --api: flickd fetches an image the first time a machine uses it");
+  Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app) override {
     FLICK_TRY(check_app(app));
     if (!name.empty())
       if (auto existing = api_.request("GET", machines_path(app) + "/" + ApiClient::escape(name));

@@ -97,7 +97,7 @@ int machine_run(Options& opts) {
   if (!host) return std::fprintf(stderr, "flick: %s\n", host.error().describe().c_str()), kFlickFailed;
   if (auto r = flick::cli::check_app(**host, app); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
-  if (auto r = flick::cli::pull_image(**host, o.config.image, o.pull); !r)
+  if (auto r = flick::cli::check_image(**host, o.config); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;
   if (auto r = flick::cli::ensure_volumes(**host, o.config, app); !r)
     return std::fprintf(stderr, "flick: %s\n", r.error().describe().c_str()), kFlickFailed;

@@ -74,7 +74,7 @@ int machine_create(CreateOptions& opts) {
   auto machines = open_machines(o.host);
   if (!machines) return fail(machines.error());
   if (auto a = (*machines)->check_app(app); !a) return fail(a.error());
-  auto created = (*machines)->create(o.config, o.name, app, o.pull);
+  auto created = (*machines)->create(o.config, o.name, app);
   if (!created) return fail(created.error());
   if (opts.json) print_json(created->json);
   else std::printf("%s\n", created->id.c_str());

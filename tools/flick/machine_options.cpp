@@ -131,7 +131,7 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
       cmd, "--kernel-arg", "ARG", [&c](const std::string& v) { c.guest.kernel_args.push_back(v); },
       "append to the kernel command line (repeatable)");
   add_state_dir_option(cmd, &o.host);
-  add_pull_policy(cmd, &o.pull, "missing");
+  add_pull_policy(cmd, &c.pull, "missing");
 
   // After the options: CMD is what CLI11 left, less the "--" that began it. A word it left
   // that looks like an option came before CMD, so it is one flick does not know.
@@ -147,11 +147,11 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
   });
 }
 
-Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy) {
-  if (policy == PullPolicy::missing) return {};
+Result<void> check_image(Host& host, const MachineConfig& config) {
+  if (config.mounts.empty()) return {};
   PullOptions p;
-  p.policy = policy;
-  if (auto r = host.images().pull(image, p); !r) return std::move(r).error().with_context("image " + image);
+  p.policy = config.pull;
+  if (auto r = host.images().rootfs(config.image, {}, p); !r) return std::move(r).error().with_context("image " + config.image);
   return {};
 }
 

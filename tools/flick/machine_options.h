@@ -17,7 +17,6 @@ struct MachineOptions {
   std::string app;  // -a; empty: $FLICK_APP, else "default"
   bool rm = false;  // config.auto_destroy
   bool no_network = false;
-  PullPolicy pull = PullPolicy::missing;  // --pull
 };
 
 // Adds IMAGE, CMD and the machine's options to `command`. CMD is what follows "--" or the
@@ -32,9 +31,9 @@ void parse_metadata(const std::string& kv, MachineConfig* config);
 // about fields flick keeps but does not implement go to stderr.
 MachineConfig read_config_file(const std::string& path);
 
-// --pull always re-resolves the image's reference and --pull never fails when it is not
-// cached, both before anything is made; missing is what Host::create does anyway.
-Result<void> pull_image(Host& host, const std::string& image, PullPolicy policy);
+// A config with mounts may make volumes before Host::create resolves its image: its image is
+// resolved first (as config.pull says), so a bad one fails before anything is made.
+Result<void> check_image(Host& host, const MachineConfig& config);
 
 // Creates, in `app`, the volumes named in config.mounts that do not exist yet (1 GB each).
 Result<void> ensure_volumes(Host& host, const MachineConfig& config, const std::string& app);

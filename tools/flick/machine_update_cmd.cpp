@@ -71,6 +71,15 @@ void add_update(CLI::App& machine) {
       *cmd, "--image", "IMAGE", [edit](const std::string& v) { edit([v](MachineConfig& c) { c.image = v; }); },
       "run this image");
   add_value(
+      *cmd, "--pull", "POLICY",
+      [edit](const std::string& v) {
+        auto p = parse_pull_policy(v);
+        if (!p) usage_error("--pull takes always, missing or never, not '" + v + "'");
+        edit([p = *p](MachineConfig& c) { c.pull = p; });
+      },
+      "how the image is found at this update and later ones: always asks the registry again, missing uses "
+      "the cached image, never only the cache");
+  add_value(
       *cmd, "--cpus", "N",
       [edit](const std::string& v) {
         uint64_t n = 0;

@@ -103,18 +103,13 @@ class LocalMachines final : public Machines {
     return out;
   }
 
-  Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app,
-                             PullPolicy pull) override {
+  Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app) override {
     // A name in use fails before the image is fetched and volumes are made.
     if (!name.empty())
       if (auto existing = host_->get(name, {}, app); existing && (*existing)->name() == name)
         return make_error(Errc::exists,
                           "machine name " + name + " is taken in app " + app + " (by machine " + (*existing)->id() + ")");
-    FLICK_TRY(pull_image(*host_, config.image, pull));
-    // A bad image fails before volumes are made (the rootfs is cached: create() finds it).
-    if (!config.mounts.empty())
-      if (auto rootfs = host_->images().rootfs(config.image); !rootfs)
-        return std::move(rootfs).error().with_context("image " + config.image);
+    FLICK_TRY(check_image(*host_, config));
     FLICK_TRY(ensure_volumes(*host_, config, app));
     FLICK_TRY_ASSIGN(auto made, host_->create(config, {}, name, app));
     return view_of(*made, false);

@@ -78,9 +78,8 @@ class Machines {
   // `app`'s machines in `states` (none: all but destroyed), without their events.
   virtual Result<std::vector<MachineView>> list(const std::string& app, const std::vector<MachineState>& states) = 0;
   // A machine in `created` (not started), its volumes made first when they do not exist;
-  // `pull` as `flick image pull --pull` (only `missing` through a flickd).
-  virtual Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app,
-                                     PullPolicy pull) = 0;
+  // its image found as config.pull says.
+  virtual Result<MachineView> create(const MachineConfig& config, const std::string& name, const std::string& app) = 0;
   virtual Result<MachineView> clone(MachineRef& source, const CloneOptions& how) = 0;
   virtual Result<AppInfo> create_app(const std::string& name, const std::string& org) = 0;
   virtual Result<std::vector<AppInfo>> list_apps() = 0;
