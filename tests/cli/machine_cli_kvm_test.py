@@ -127,9 +127,7 @@ class MachineCliLifecycle(unittest.TestCase):
         self.assertEqual(self.listed(), [])
         self.assertEqual(json.loads(self.ok("machine", "status", mid, "--json").stdout)["state"], "destroyed")
         self.failed("machine", "status", "probe", says="machine probe not found")
-        took = time.monotonic() - t0
-        print(f"lifecycle took {took:.1f} s", flush=True)
-        self.assertLess(took, 120)
+        print(f"lifecycle took {time.monotonic() - t0:.1f} s", flush=True)  # for the log; speed is bench/'s
 
 
 if __name__ == "__main__":
