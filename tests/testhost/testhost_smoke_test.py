@@ -6,12 +6,16 @@
   testhost_smoke_test.py microvm  boot Debian's cloud kernel with QEMU microvm inside the test
                                   host, with 1 and 2 vCPUs; check the guest's report and print
                                   the boot timings (the peer measurement for flick's VMM)
+  testhost_smoke_test.py reset    a command that triple-faults the test host's CPU the first
+                                  time runs again in a fresh test host and its status counts
 """
 
 from __future__ import annotations
 
+import io
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +58,35 @@ def microvm_inside(vmlinuz: str, initrd: str) -> int:
     return 1 if failures else 0
 
 
+# The first run marks the work folder, then reboots the test host by a triple fault (Linux's
+# "triple" reboot type: an empty IDT and int3); the second run finds the mark and exits 3.
+TRIPLE_FAULT_ONCE = """
+if [ ! -e "$1/mark" ]; then
+  touch "$1/mark" && sync
+  echo triple >/sys/kernel/reboot/type && echo b >/proc/sysrq-trigger
+  sleep 30
+  echo "still running after the reboot request"
+  exit 1
+fi
+echo "second run"
+exit 3
+"""
+
+
+def reset_retried() -> int:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as work:
+        out = io.BytesIO()
+        status = testhost.run(["sh", "-c", TRIPLE_FAULT_ONCE, "sh", work], timeout=300, out=out)
+    output = out.getvalue().decode(errors="replace")
+    print(output)
+    print(f"reset test: status {status}")
+    ok = status == 3 and "second run" in output and "still running" not in output
+    return 0 if ok else 1
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["reset"]:
+        return reset_retried()
     if argv[:1] == ["kvm"]:
         return kvm_smoke()
     if argv[:1] == ["microvm"]:
