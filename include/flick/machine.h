@@ -52,6 +52,10 @@ enum class MachineState {
   destroyed,
 };
 FLICK_API const char* to_string(MachineState state) noexcept;
+// True while the machine has a run, a flick-vmm process: starting, started or stopping.
+constexpr bool is_running(MachineState s) noexcept {
+  return s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
+}
 
 // Fly's `guest`.
 struct GuestConfig {
@@ -336,7 +340,8 @@ class FLICK_API Machine {
   const MachineConfig& config() const;
   const Rootfs& image() const;      // the resolved image: digest, config, cached rootfs
   MachineState state() const;
-  std::vector<MachineEvent> events() const;  // oldest first
+  // Oldest first; only the newest `last` of them unless 0.
+  std::vector<MachineEvent> events(size_t last = 0) const;
   std::optional<ExitStatus> last_exit() const;
   std::optional<StartTimings> last_start_timings() const;
   const std::optional<MachineNetwork>& network() const;  // none when the Host has no networking

@@ -175,7 +175,7 @@ void Host::Impl::settle_if_orphaned(const store::MachineRow& seen) {
     e.source = "flick";
     e.request = R"({"detail":"finished after an interrupted destroy"})";
     t.event = e;
-  } else if (row->state == "starting" || row->state == "started" || row->state == "stopping") {
+  } else if (running_state(row->state)) {
     ExitStatus st;
     st.error = "the machine's run ended without recording how (its flick-vmm was killed or crashed, or the host went down)";
     st.run_lost = true;

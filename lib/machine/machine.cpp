@@ -253,9 +253,9 @@ MachineState Machine::state() const {
   return store::machine_state_from_string(r->state).value_or(MachineState::failed);
 }
 
-std::vector<MachineEvent> Machine::events() const {
+std::vector<MachineEvent> Machine::events(size_t last) const {
   std::vector<MachineEvent> out;
-  auto evs = impl_->host->store.events(impl_->id, 0);
+  auto evs = impl_->host->store.events(impl_->id, last);
   if (!evs) return out;
   for (auto it = evs->rbegin(); it != evs->rend(); ++it) out.push_back(to_event(*it));
   return out;

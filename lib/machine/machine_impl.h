@@ -6,6 +6,7 @@
 
 #include "machine/host_impl.h"
 #include "machine/init_config.h"
+#include "store/names.h"
 #include "runner/machine_dir.h"
 
 #include <atomic>
@@ -93,6 +94,10 @@ struct Machine::Impl {
                                        std::chrono::milliseconds timeout);
 };
 
-inline bool running_state(std::string_view s) { return s == "starting" || s == "started" || s == "stopping"; }
+// is_running() of a state as the store spells it.
+inline bool running_state(std::string_view s) {
+  const auto state = store::machine_state_from_string(s);
+  return state && is_running(*state);
+}
 
 }  // namespace flick

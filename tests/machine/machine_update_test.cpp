@@ -95,7 +95,13 @@ TEST_F(MachineUpdate, ACreatedMachineGetsANewVersionAndKeepsTheOld) {
   EXPECT_NE(m->instance_id(), first);
   EXPECT_EQ(m->config().env.at("GREETING"), "two");
   EXPECT_EQ(m->state(), MachineState::created);
-  EXPECT_EQ(m->events().back().type, MachineEventType::update);
+  const auto events = m->events();
+  ASSERT_EQ(events.size(), 2u);  // create, update
+  EXPECT_EQ(events.back().type, MachineEventType::update);
+  const auto newest = m->events(1);
+  ASSERT_EQ(newest.size(), 1u);
+  EXPECT_EQ(newest[0].id, events.back().id);
+  EXPECT_EQ(m->events(5).size(), 2u);
 
   auto versions = VALUE(m->versions());
   ASSERT_EQ(versions.size(), 2u);

@@ -184,17 +184,13 @@ void add_status(CLI::App& machine) {
 
 // --- logs ---
 
-bool running(MachineState s) {
-  return s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
-}
-
 // Prints the console log; with `follow`, then what the machine writes until it is neither
 // starting, started nor stopping (a restart goes from stopping to starting, so it is followed).
 int print_logs(const Machine& m, const std::filesystem::path& log, bool follow) {
   machine::LogFollower reader(log, machine::LogFollower::From::beginning);
   auto print = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
   for (;;) {
-    const bool last = !follow || !running(m.state());
+    const bool last = !follow || !is_running(m.state());
     reader.drain(print);
     if (last) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -160,8 +160,7 @@ void extend_volume(RouteContext& ctx, const HttpRequest& r, const PathParams& p,
   bool running = false;
   if (!v.attached_machine.empty())
     if (auto m = ctx.host.get(v.attached_machine, {}, p[0])) {
-      const auto s = (*m)->state();
-      running = s == MachineState::starting || s == MachineState::started || s == MachineState::stopping;
+      running = is_running((*m)->state());
     }
   respond(json_response(200, ojson{{"needs_restart", running}, {"volume", volume_out(v, ctx.options.region)}}));
 }

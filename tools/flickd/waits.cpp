@@ -33,7 +33,7 @@ WaitList::~WaitList() {
 std::optional<WaitList::Observed> WaitList::observe(const PendingWait& w) {
   auto m = host_.get(w.machine, {}, w.app);
   if (m) {
-    const auto events = (*m)->events();  // oldest first
+    const auto events = (*m)->events(1);
     return Observed{(*m)->state(), (*m)->version(), events.empty() ? 0 : events.back().id};
   }
   if (m.error().code == Errc::not_found) return Observed{};
