@@ -51,7 +51,7 @@ int main(void) {
   CHECK(flick_vm_create(&vm, &opts) == FLICK_OK);
   if (vm) {
     CHECK(flick_vm_start(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, 60000) == FLICK_OK);
+    CHECK(flick_vm_wait(&reason, NULL, vm, 60000) == FLICK_OK);
     CHECK(reason == FLICK_VM_EXIT_POWER_OFF);
     console[console_len] = 0;
     CHECK(strstr(console, "flick-testguest: PASS") != NULL);
@@ -64,9 +64,9 @@ int main(void) {
   CHECK(flick_vm_create(&vm, &opts) == FLICK_OK);
   if (vm) {
     CHECK(flick_vm_start(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, 200) == FLICK_ETIMEOUT);
+    CHECK(flick_vm_wait(&reason, NULL, vm, 200) == FLICK_ETIMEOUT);
     CHECK(flick_vm_stop(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, -1) == FLICK_OK);
+    CHECK(flick_vm_wait(&reason, NULL, vm, -1) == FLICK_OK);
     CHECK(reason == FLICK_VM_EXIT_STOPPED);
     flick_vm_free(vm);
   }
