@@ -122,6 +122,7 @@ int flick_image_rootfs(char** out_path, flick_host* host, const char* ref, const
 int flick_image_prune(uint64_t* out_files_removed, uint64_t* out_bytes_freed, flick_host* host) {
   return guarded(__func__, [&](const char* fn) {
     int rc = FLICK_OK;
+    prune_out(out_files_removed, out_bytes_freed, {});
     auto h = hosts().find(host, fn, &rc);
     if (!h) return rc;
     auto s = h->images().prune();
@@ -133,6 +134,7 @@ int flick_image_prune(uint64_t* out_files_removed, uint64_t* out_bytes_freed, fl
 int flick_image_rm(uint64_t* out_files_removed, uint64_t* out_bytes_freed, flick_host* host, const char* ref) {
   return guarded(__func__, [&](const char* fn) {
     int rc = FLICK_OK;
+    prune_out(out_files_removed, out_bytes_freed, {});
     auto h = hosts().find(host, fn, &rc);
     if (!h || !need_ref(ref, fn, &rc)) return rc;
     auto s = h->images().remove(ref);
