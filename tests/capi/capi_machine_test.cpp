@@ -2,7 +2,8 @@
 // scratch state directory, a busybox image built locally as an OCI layout, the test guest as
 // the kernel (create needs one; nothing here starts it). Hostile use comes first: NULLs,
 // stale handles, wrong options versions, bad configs, a machine destroyed behind a handle's
-// back (through the C++ API and through a second host, as another process would).
+// back (through the C++ API and through a second host, as another process would). One test
+// pulls from docker-registry on loopback to see the progress callback report and cancel.
 #include <flick/flick.h>
 #include <flick/machine.h>
 
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -309,6 +311,69 @@ TEST_F(CapiMachine, ImagesPullListRootfsAndRemove) {
   EXPECT_CODE(flick_image_rm(nullptr, nullptr, host_, image_.c_str()), FLICK_ENOTFOUND);
   EXPECT_EQ(flick_error_last()->error_class, FLICK_ERROR_IMAGE);
   ASSERT_FLICK_OK(flick_image_prune(&files, nullptr, host_));
+}
+
+// A registry pull reports progress through the callback, on the calling thread, and a
+// nonzero return stops it: FLICK_ECANCELLED, and a later pull still works.
+TEST_F(CapiMachine, APullsProgressCallbackReportsAndCanStopIt) {
+  const std::string d = dir_.path().string();
+  auto port = run_command("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+                          "print(s.getsockname()[1])'");
+  ASSERT_EQ(port.status, 0) << port.output;
+  const std::string registry = "127.0.0.1:" + port.output.substr(0, port.output.find('\n'));
+  std::ofstream(d + "/registry.yml") << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                                     << "    rootdirectory: " << d << "/registry\nhttp:\n  addr: " << registry << "\n";
+  ASSERT_EQ(run_command("cd '" + d + "' && (docker-registry serve registry.yml > registry.log 2>&1 & echo $! > registry.pid)").status, 0);
+  struct Stop {
+    std::string d;
+    ~Stop() { run_command("kill $(cat '" + d + "/registry.pid')"); }
+  } stop{d};
+  auto pushed = run_command("for i in $(seq 100); do skopeo copy -q --dest-tls-verify=false '" + image_ +
+                            "' docker://" + registry + "/busybox:latest && exit 0; sleep 0.1; done; exit 1");
+  ASSERT_EQ(pushed.status, 0) << pushed.output;
+
+  const std::string insecure_name = registry;
+  const char* insecure[] = {insecure_name.c_str(), nullptr};
+  flick_host_options o = FLICK_HOST_OPTIONS_INIT;
+  const std::string cache = d + "/pull-cache", state = d + "/pull-state";
+  o.cache_dir = cache.c_str();
+  o.state_dir = state.c_str();
+  o.networking = FLICK_NETWORKING_NONE;
+  o.insecure_registries = insecure;
+  flick_host* h = nullptr;
+  ASSERT_FLICK_OK(flick_host_open(&h, &o));
+
+  struct Seen {
+    int calls = 0;
+    int stop_with = 0;
+    uint64_t total = 0;
+    std::thread::id thread;
+  } seen;
+  flick_pull_options p = FLICK_PULL_OPTIONS_INIT;
+  p.progress = [](void* ud, uint64_t, uint64_t total) {
+    auto* s = static_cast<Seen*>(ud);
+    ++s->calls;
+    s->total = total;
+    s->thread = std::this_thread::get_id();
+    return s->stop_with;
+  };
+  p.progress_userdata = &seen;
+  const std::string ref = registry + "/busybox:latest";
+  char* out = nullptr;
+  seen.stop_with = 7;
+  EXPECT_CODE(flick_image_pull(&out, h, ref.c_str(), &p), FLICK_ECANCELLED);
+  EXPECT_EQ(flick_error_last()->error_class, FLICK_ERROR_CALLBACK);
+  EXPECT_THAT(last_message(), HasSubstr("progress callback returned 7"));
+  EXPECT_EQ(out, nullptr);
+  EXPECT_EQ(seen.calls, 1);
+
+  seen = Seen{};
+  ASSERT_FLICK_OK(flick_image_pull(&out, h, ref.c_str(), &p));
+  EXPECT_THAT(json::parse(take(out))["image_digest"].get<std::string>(), ::testing::StartsWith("sha256:"));
+  EXPECT_GE(seen.calls, 1);
+  EXPECT_GT(seen.total, 0u);
+  EXPECT_EQ(seen.thread, std::this_thread::get_id());
+  ASSERT_FLICK_OK(flick_host_close(h));
 }
 
 TEST_F(CapiMachine, CreateGetListUpdateAndDestroyWithoutStarting) {
