@@ -29,6 +29,7 @@ int main(void) {
   flick_vm_options opts;
   flick_vm* vm = NULL;
   flick_vm_exit_reason reason;
+  char* detail = NULL;
 
   CHECK(flick_version() == FLICK_VERSION_NUMBER);
   CHECK(flick_vm_options_init(&opts, 99) == FLICK_EINVAL);
@@ -51,8 +52,10 @@ int main(void) {
   CHECK(flick_vm_create(&vm, &opts) == FLICK_OK);
   if (vm) {
     CHECK(flick_vm_start(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, 60000) == FLICK_OK);
+    CHECK(flick_vm_wait(&reason, &detail, vm, 60000) == FLICK_OK);
     CHECK(reason == FLICK_VM_EXIT_POWER_OFF);
+    CHECK(detail != NULL && strlen(detail) > 0);
+    flick_free(detail);
     console[console_len] = 0;
     CHECK(strstr(console, "flick-testguest: PASS") != NULL);
     flick_vm_free(vm);
@@ -64,9 +67,9 @@ int main(void) {
   CHECK(flick_vm_create(&vm, &opts) == FLICK_OK);
   if (vm) {
     CHECK(flick_vm_start(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, 200) == FLICK_ETIMEOUT);
+    CHECK(flick_vm_wait(&reason, NULL, vm, 200) == FLICK_ETIMEOUT);
     CHECK(flick_vm_stop(vm) == FLICK_OK);
-    CHECK(flick_vm_wait(&reason, vm, -1) == FLICK_OK);
+    CHECK(flick_vm_wait(&reason, NULL, vm, -1) == FLICK_OK);
     CHECK(reason == FLICK_VM_EXIT_STOPPED);
     flick_vm_free(vm);
   }
