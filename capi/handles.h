@@ -72,21 +72,15 @@ class HandleTable {
   template <class Handle>
   bool check(const Handle* handle, const char* fn, int* rc, Slot** slot) const {
     const auto token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
-    const std::string prefix = std::string(fn) + ": " + kind_;
-    if (token == 0) {
-      *rc = fail_invalid(prefix + " is NULL");
+    const auto refuse = [&](const std::string& why) {
+      *rc = fail_invalid(std::string(fn) + ": " + kind_ + why);
       return false;
-    }
+    };
+    if (token == 0) return refuse(" is NULL");
     const uint64_t index = (token & 0xffffffffu) - 1;
-    if (token >> 56 != tag_ || index >= slots_.size()) {
-      *rc = fail_invalid(prefix + " is not a " + kind_ + " handle");
-      return false;
-    }
+    if (token >> 56 != tag_ || index >= slots_.size()) return refuse(std::string(" is not a ") + kind_ + " handle");
     auto& s = const_cast<Slot&>(slots_[index]);
-    if (((token >> 32) & kMaxGeneration) != s.generation || !s.object) {
-      *rc = fail_invalid(prefix + " handle was already freed");
-      return false;
-    }
+    if (((token >> 32) & kMaxGeneration) != s.generation || !s.object) return refuse(" handle was already freed");
     *slot = &s;
     return true;
   }

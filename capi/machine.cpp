@@ -1,5 +1,5 @@
 // flick_machine_*: machines made, found, listed, changed and destroyed; their JSON is flickd's
-// (tools/fly_json), their configs are read by MachineConfig::from_json as flickd reads them.
+// (lib/fly_json), their configs are read by MachineConfig::from_json as flickd reads them.
 #include "objects.h"
 
 #include "fly_json/fly_json.h"

@@ -55,7 +55,7 @@ MachineEvent event_from(const ojson& e) {
   return event;
 }
 
-// Fly's Machine object as flickd writes it (tools/fly_json), with its events unless `events`
+// Fly's Machine object as flickd writes it (lib/fly_json), with its events unless `events`
 // is false (then they are dropped, as the store's list prints machines).
 Result<MachineView> view_from(ojson j, bool events) {
   MachineView v;
