@@ -7,6 +7,8 @@
 #ifndef FLICK_H
 #define FLICK_H
 
+#include <flick/version.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,8 +21,6 @@ extern "C" {
 #else
 #define FLICK_C_API
 #endif
-
-#define FLICK_VERSION_NUMBER 100 /* major * 10000 + minor * 100 + patch */
 
 enum {
   FLICK_OK = 0,
