@@ -46,6 +46,11 @@ enum {
 /* The library's version as major * 10000 + minor * 100 + patch. */
 FLICK_C_API int flick_version(void);
 
+/* 1 if this build of the library has the feature `name`, else 0 (also for unknown names and
+ * NULL). Names: "kvm", "machines", "images", "registry", "volumes", "vsock", "suspend". A
+ * build feature, not host state: "kvm" does not say whether this host's /dev/kvm works. */
+FLICK_C_API int flick_has_feature(const char* name);
+
 /* The message of this thread's last failed call ("" if none). Valid until the next call. */
 FLICK_C_API const char* flick_last_error(void);
 
