@@ -13,6 +13,7 @@ packages=(
   curl iproute2 fio skopeo umoci docker-registry mmdebstrap
   apache2-utils openssl  # htpasswd -B and a test CA for the registry tests
   elfutils gdb  # the test host watchdog's thread stacks (eu-stack, gdb -batch)
+  abigail-tools  # abidw/abidiff: the C ABI against abi/libflick.abi (scripts/abi-check.sh)
   python3 python3-jsonschema  # flickd's responses checked against its OpenAPI document
 )
 

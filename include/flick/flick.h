@@ -25,6 +25,8 @@
 #ifndef FLICK_H
 #define FLICK_H
 
+#include <flick/version.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,8 +39,6 @@ extern "C" {
 #else
 #define FLICK_C_API
 #endif
-
-#define FLICK_VERSION_NUMBER 100 /* major * 10000 + minor * 100 + patch */
 
 enum {
   FLICK_OK = 0,
@@ -63,6 +63,11 @@ enum {
 
 /* The library's version as major * 10000 + minor * 100 + patch. */
 FLICK_C_API int flick_version(void);
+
+/* 1 if this build of the library has the feature `name`, else 0 (also for unknown names and
+ * NULL). Names: "kvm", "machines", "images", "registry", "volumes", "vsock", "suspend". A
+ * build feature, not host state: "kvm" does not say whether this host's /dev/kvm works. */
+FLICK_C_API int flick_has_feature(const char* name);
 
 /* ---- Errors ---- */
 

@@ -1,4 +1,4 @@
-# cmake -P script: install, configure + build + run the consumer, then a pkg-config build.
+# cmake -P script: install, then configure + build + run the consumer (find_package).
 file(REMOVE_RECURSE ${WORK})
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
@@ -14,13 +14,3 @@ run(${CMAKE_COMMAND} --build ${WORK}/build)
 run(${WORK}/build/consumer)
 message(STATUS "${last_output}")
 
-# pkg-config: a C program against flick.h.
-set(ENV{PKG_CONFIG_PATH} ${WORK}/prefix/lib/pkgconfig)
-execute_process(COMMAND pkg-config --cflags --libs flick OUTPUT_VARIABLE flags
-  OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "pkg-config does not know flick")
-endif()
-separate_arguments(flags UNIX_COMMAND "${flags}")
-run(cc -std=c11 -Wall -Werror ${CONSUMER}/c_consumer.c ${flags} -Wl,-rpath,${WORK}/prefix/lib -o ${WORK}/c_consumer)
-run(${WORK}/c_consumer)

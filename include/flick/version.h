@@ -1,6 +1,0 @@
-#pragma once
-
-#define FLICK_VERSION_MAJOR 0
-#define FLICK_VERSION_MINOR 1
-#define FLICK_VERSION_PATCH 0
-#define FLICK_VERSION_STRING "0.1.0"
