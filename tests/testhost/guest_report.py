@@ -64,7 +64,8 @@ class BootResult:
     def guest_uptime_at_init(self) -> float | None:
         return float(self.report["uptime"]) if "uptime" in self.report else None
 
-    def problems(self, cpus: int, cmdline_words: list[str]) -> list[str]:
+    def problems(self, cpus: int, cmdline_words: list[str],
+                 cpu_flags: tuple[str, ...] = ()) -> list[str]:
         """What is wrong with this boot, compared with what the guest should have seen."""
         p = []
         if self.status != 0:
@@ -77,6 +78,9 @@ class BootResult:
         missing = [w for w in cmdline_words if w not in seen]
         if missing:
             p.append(f"guest command line {seen} lacks {missing}")
+        seen_flags = self.report.get("flags", "").split()
+        if missing_flags := [f for f in cpu_flags if f not in seen_flags]:
+            p.append(f"the guest's CPU lacks {missing_flags}")
         tables = self.report.get("acpi", "").split()
         for t in ("FACP", "DSDT", "APIC"):
             if t not in tables:
