@@ -12,7 +12,31 @@ namespace flick {
 
 namespace {
 constexpr uint64_t kPage = 4096;
+constexpr uint64_t kHugePage = 2 << 20;
+
+// Maps `size` bytes at a host address that is 2 MiB aligned. KVM maps guest memory with huge
+// pages only where the guest and host addresses agree modulo the huge page size (else one
+// 4 KiB page per fault); a plain mmap gives 4 KiB alignment.
+void* map_aligned(uint64_t size, int flags, int fd, off_t offset) {
+  void* reserved = ::mmap(nullptr, size + kHugePage, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserved == MAP_FAILED) return MAP_FAILED;
+  const auto start = reinterpret_cast<uintptr_t>(reserved);
+  const uintptr_t aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE,
+                   flags | MAP_FIXED | MAP_NORESERVE, fd, offset);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    ::munmap(reserved, size + kHugePage);
+    errno = err;
+    return MAP_FAILED;
+  }
+  if (aligned > start) ::munmap(reserved, aligned - start);
+  if (const uintptr_t tail = start + kHugePage - aligned; tail > 0)
+    ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+  return p;
 }
+}  // namespace
 
 Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemory::Backing backing) {
   GuestMemory mem;
@@ -37,10 +61,8 @@ Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemo
   }
   uint64_t offset = 0;
   for (const auto& r : ranges) {
-    void* p = fd >= 0 ? ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                               fd, static_cast<off_t>(offset))
-                      : ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = fd >= 0 ? map_aligned(r.size, MAP_SHARED, fd, static_cast<off_t>(offset))
+                      : map_aligned(r.size, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
       return sys_error("mapping " + std::to_string(r.size >> 20) + " MiB of guest memory", errno);
     mem.regions_.push_back({GuestAddress{r.start}, r.size, static_cast<std::byte*>(p), offset});

@@ -56,6 +56,12 @@ uint32_t bits_for(uint32_t n) { return n <= 1 ? 0 : static_cast<uint32_t>(std::b
 
 }  // namespace
 
+void add_capability_features(CpuidTable& supported, const KvmCpuidCaps& caps) {
+  // Without TSC-deadline (CPUID.01H:ECX[24], SDM 10.5.4.1) Linux runs its LAPIC timer in
+  // one-shot mode, which it must first calibrate against another timer at boot.
+  if (auto* leaf1 = supported.find(0x1); leaf1 && caps.tsc_deadline_timer) leaf1->ecx |= 1u << 24;
+}
+
 CpuidTable cpuid_for_vcpu(const CpuidTable& supported, uint32_t index, uint32_t count) {
   CpuidTable t = supported;
   const uint32_t apic_id = index;

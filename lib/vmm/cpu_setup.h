@@ -12,6 +12,15 @@
 
 namespace flick::vmm {
 
+// What KVM gives a guest that KVM_GET_SUPPORTED_CPUID does not report: features it emulates
+// only given a capability (Documentation/virt/kvm/api.rst, KVM_GET_SUPPORTED_CPUID).
+struct KvmCpuidCaps {
+  bool tsc_deadline_timer = false;  // KVM_CAP_TSC_DEADLINE_TIMER (in-kernel LAPIC)
+};
+
+// Sets in `supported` the CPUID bits that `caps` says KVM can back.
+void add_capability_features(CpuidTable& supported, const KvmCpuidCaps& caps);
+
 // CPUID for vCPU `index` of `count`: APIC IDs and topology (leaves 1, 4, 0xb, 0x1f,
 // 0x80000008, 0x8000001e) rewritten; the hypervisor leaves 0x40000000+ left as KVM reports them.
 CpuidTable cpuid_for_vcpu(const CpuidTable& supported, uint32_t index, uint32_t count);

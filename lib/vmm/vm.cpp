@@ -334,6 +334,7 @@ Result<void> Vm::Impl::build() {
   initrd = {};
 
   FLICK_TRY_ASSIGN(CpuidTable cpuid, kvm->supported_cpuid());
+  add_capability_features(cpuid, {kvm->check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0});
   FLICK_TRY_ASSIGN(auto msr_list, kvm->msr_index_list());
   for (uint32_t i = 0; i < config.cpus; ++i) {
     FLICK_TRY_ASSIGN(KvmVcpu kv, vm->create_vcpu(i));

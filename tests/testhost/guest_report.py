@@ -1,10 +1,11 @@
 """A Linux guest that reports what it sees, and a runner that boots it and reads the report.
 
 The guest initramfs (for Debian's cloud kernel) runs REPORT_INIT: it prints its uptime at init,
-the CPU count, the kernel command line and the ACPI tables, one `@@report KEY VALUE` line each,
-then powers off. With `flick_boot_timer` on the command line it first writes the boot-timer
-magic to flick's boot-timer MMIO page (lib/vmm/layout.h kBootTimerMmio) so flick prints its
-boot-time reading.
+the CPU count, the kernel command line, the ACPI tables, the first CPU's flags and the clock
+source, one `@@report KEY VALUE` line each, then powers off. With `report_dmesg` on the command
+line it also prints the kernel's log (after the uptime was taken) as `@@dmesg ` lines. With
+`flick_boot_timer` on the command line it first writes the boot-timer magic to flick's
+boot-timer MMIO page (lib/vmm/layout.h kBootTimerMmio) so flick prints its boot-time reading.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ echo "@@report uptime $(cut -d' ' -f1 /proc/uptime)"
 echo "@@report cpus $(grep -c '^processor' /proc/cpuinfo)"
 echo "@@report cmdline $(cat /proc/cmdline)"
 echo "@@report acpi $(ls /sys/firmware/acpi/tables 2>/dev/null | tr '\\n' ' ')"
+echo "@@report flags $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2)"
+echo "@@report clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+if grep -qw report_dmesg /proc/cmdline; then
+  dmesg | sed 's/^/@@dmesg /'
+fi
 echo "@@report done"
 poweroff -f
 """
@@ -58,7 +64,8 @@ class BootResult:
     def guest_uptime_at_init(self) -> float | None:
         return float(self.report["uptime"]) if "uptime" in self.report else None
 
-    def problems(self, cpus: int, cmdline_words: list[str]) -> list[str]:
+    def problems(self, cpus: int, cmdline_words: list[str],
+                 cpu_flags: tuple[str, ...] = ()) -> list[str]:
         """What is wrong with this boot, compared with what the guest should have seen."""
         p = []
         if self.status != 0:
@@ -71,6 +78,9 @@ class BootResult:
         missing = [w for w in cmdline_words if w not in seen]
         if missing:
             p.append(f"guest command line {seen} lacks {missing}")
+        seen_flags = self.report.get("flags", "").split()
+        if missing_flags := [f for f in cpu_flags if f not in seen_flags]:
+            p.append(f"the guest's CPU lacks {missing_flags}")
         tables = self.report.get("acpi", "").split()
         for t in ("FACP", "DSDT", "APIC"):
             if t not in tables:

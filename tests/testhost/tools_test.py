@@ -23,6 +23,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import extract_vmlinux  # noqa: E402
 import guest_initramfs  # noqa: E402
+import guest_report  # noqa: E402
 import testhost  # noqa: E402
 import watchdog_test  # noqa: E402
 
@@ -313,6 +314,25 @@ testhost: watchdog: no output for 20 s; QEMU killed after 37.4 s
         found = watchdog_test.problems(bad, 1, 300, 20, 180)
         self.assertEqual(len(found), 4, found)
         self.assertIn("exit status 1, expected 124", found)
+
+
+class BootReportTest(unittest.TestCase):
+    REPORT = {"uptime": "2.31", "cpus": "1", "cmdline": "console=ttyS0 quiet t=1",
+              "acpi": "APIC DSDT FACP", "flags": "fpu tsc x2apic tsc_deadline_timer aes",
+              "clocksource": "kvm-clock", "done": ""}
+
+    def result(self, **changes: str) -> guest_report.BootResult:
+        return guest_report.BootResult(0, {**self.REPORT, **changes}, 5.0, 6.0, "")
+
+    def test_a_good_boot_has_no_problems(self):
+        self.assertEqual(self.result().problems(1, ["t=1"], ("tsc_deadline_timer",)), [])
+
+    def test_a_missing_cpu_flag_is_a_problem(self):
+        r = self.result(flags="fpu tsc x2apic aes")
+        self.assertEqual(r.problems(1, ["t=1"]), [])
+        found = r.problems(1, ["t=1"], ("tsc_deadline_timer",))
+        self.assertEqual(len(found), 1)
+        self.assertIn("tsc_deadline_timer", found[0])
 
 
 class NeededTest(unittest.TestCase):

@@ -32,6 +32,26 @@ TEST(Cpuid, GivesEachVcpuItsApicIdAndKeepsHypervisorLeaves) {
   }
 }
 
+TEST(Cpuid, TscDeadlineTimerOnlyWhenKvmHasTheCapability) {
+  constexpr uint32_t kTscDeadline = 1u << 24;
+  auto l1 = leaf(1);
+  l1.ecx = 0x1;  // SSE3, to see that other bits stay
+  CpuidTable without({l1});
+  add_capability_features(without, {});
+  EXPECT_EQ(without.find(1)->ecx, 0x1u);
+
+  CpuidTable with({l1});
+  add_capability_features(with, {.tsc_deadline_timer = true});
+  EXPECT_EQ(with.find(1)->ecx, 0x1u | kTscDeadline);
+  // Every vCPU's table keeps it.
+  for (uint32_t id = 0; id < 2; ++id)
+    EXPECT_TRUE(cpuid_for_vcpu(with, id, 2).find(1)->ecx & kTscDeadline);
+
+  CpuidTable no_leaf1({leaf(0)});
+  add_capability_features(no_leaf1, {.tsc_deadline_timer = true});
+  EXPECT_EQ(no_leaf1.entries().size(), 1u);
+}
+
 TEST(Msrs, OnlyThoseKvmCanSet) {
   auto all = boot_msrs({0x174, 0x2ff, 0xc0000082});
   ASSERT_EQ(all.size(), 3u);
