@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  liburing-dev libarchive-dev libzstd-dev zlib1g-dev libext2fs-dev e2fsprogs
+  liburing-dev libarchive-dev libzstd-dev zlib1g-dev libisal-dev libext2fs-dev e2fsprogs
   libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libcli11-dev
   libmicrohttpd-dev  # flickd's HTTP (tools/flickd/README.md)
   acpica-tools qemu-system-x86 busybox-static cpio kmod lz4 zstd

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Times flick's build_rootfs on a realistic image beside `mkfs.ext4 -d` on the same tree, in
-# the same run, and prints both and the ratio.
+# Times flick's build_rootfs on a realistic image beside `mkfs.ext4 -d` on the same tree,
+# `tar -xzf` + `mkfs.ext4 -d` of the same layer, and `gzip -dc > /dev/null` of it (the limit
+# for anything that must inflate the layer), in the same run, and prints them and the ratios.
+# Then the stages alone: the layer read through ISA-L and through zlib, SHA-256 vs sha256sum.
 #
 # The image: a Debian bookworm minbase rootfs made by mmdebstrap, packed as a one-layer OCI
 # image with umoci (gzip layer). The tree for mkfs.ext4 -d is that image unpacked by umoci.
@@ -8,6 +10,7 @@
 #
 # usage: bench/image/compare-mkfs.sh [BUILD_DIR] [REPETITIONS]
 # BUILD_DIR: a Release build with the image_rootfs_bench target built. mmdebstrap needs root.
+# FLICK_BENCH_BASELINE: another image_rootfs_bench (say, of the main branch) timed beside it.
 set -euo pipefail
 build=${1:-build/release}
 reps=${2:-3}
@@ -52,9 +55,9 @@ echo "image:        Debian bookworm minbase (mmdebstrap), ${tree_mb} MB in ${fil
 # Each command runs $reps times, alternating, on the same disk; wall and CPU (user+sys of the
 # process) are medians. flick runs through the Google Benchmark binary (one iteration per run).
 export FLICK_BENCH_LAYERS=$layer FLICK_BENCH_OUTPUT=$work/flick.ext4
-python3 - "$reps" "$work" "$bench" "$tree" "$layer" <<'PY'
+python3 - "$reps" "$work" "$bench" "$tree" "$layer" "${FLICK_BENCH_BASELINE:-}" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
-reps, work, bench, tree, layer = int(sys.argv[1]), *sys.argv[2:]
+reps, work, bench, tree, layer, baseline = int(sys.argv[1]), *sys.argv[2:]
 
 def timed(cmd):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -65,17 +68,22 @@ def timed(cmd):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall * 1000, cpu * 1000
 
-out = subprocess.run([bench, "--benchmark_format=json"], check=True, capture_output=True, text=True).stdout
+build_only = "--benchmark_filter=BM_BuildRootfs --benchmark_format=json"
+out = subprocess.run(f"{bench} {build_only}", shell=True, check=True, capture_output=True, text=True).stdout
 size = int(json.loads(out)["benchmarks"][0]["image_bytes"])
 mkfs_img, x = os.path.join(work, "mkfs.ext4"), os.path.join(work, "x")
 # name: (untimed setup, timed command)
 cmds = {
-    "flick": ("true", f"{bench} --benchmark_format=json"),
+    "flick": ("true", f"{bench} {build_only}"),
     "mkfs": (f"rm -f {mkfs_img} && truncate -s {size} {mkfs_img}", f"mkfs.ext4 -q -F -d {tree} {mkfs_img}"),
     "tar+mkfs": (f"rm -rf {x} {mkfs_img} && mkdir {x} && truncate -s {size} {mkfs_img}",
                  f"tar -xzf {layer} -C {x} --numeric-owner --xattrs --xattrs-include='*' && "
                  f"mkfs.ext4 -q -F -d {x} {mkfs_img}"),
+    "gzip": ("true", f"gzip -dc {layer} > /dev/null"),
+    "sha256sum": ("true", f"sha256sum {layer}"),
 }
+if baseline:
+    cmds["baseline"] = ("true", f"{baseline} {build_only}")
 runs = {k: [] for k in cmds}
 for _ in range(reps):
     for k, (setup, c) in cmds.items():
@@ -88,6 +96,18 @@ print(f"ext4 size:    {size >> 20} MiB (flick's computed size, used for all)")
 print(f"flick:        {med['flick'][0]:7.0f} ms wall {med['flick'][1]:7.0f} ms cpu   gzip layer -> ext4 (build_rootfs)")
 print(f"mkfs.ext4 -d: {med['mkfs'][0]:7.0f} ms wall {med['mkfs'][1]:7.0f} ms cpu   extracted folder -> ext4 (extraction not counted)")
 print(f"tar + mkfs:   {med['tar+mkfs'][0]:7.0f} ms wall {med['tar+mkfs'][1]:7.0f} ms cpu   tar -xzf of the same layer, then mkfs.ext4 -d")
-print(f"ratio:        flick / mkfs.ext4 -d = {med['flick'][0] / med['mkfs'][0]:.2f} wall, {med['flick'][1] / med['mkfs'][1]:.2f} cpu"
-      f"   (medians of {reps}; flick / (tar + mkfs) = {med['flick'][0] / med['tar+mkfs'][0]:.2f} wall)")
+print(f"gzip -dc:     {med['gzip'][0]:7.0f} ms wall {med['gzip'][1]:7.0f} ms cpu   the layer inflated to /dev/null (the limit)")
+if baseline:
+    print(f"baseline:     {med['baseline'][0]:7.0f} ms wall {med['baseline'][1]:7.0f} ms cpu   {baseline}")
+print(f"ratio:        flick / (tar + mkfs) = {med['flick'][0] / med['tar+mkfs'][0]:.2f} wall"
+      f"   flick / mkfs.ext4 -d = {med['flick'][0] / med['mkfs'][0]:.2f} wall"
+      f"   flick / gzip -dc = {med['flick'][0] / med['gzip'][0]:.2f} wall   (medians of {reps})")
+
+# The stages, each alone on the same layer (Google Benchmark, one run of each).
+out = subprocess.run([bench, "--benchmark_filter=BM_ReadLayers|BM_Sha256", "--benchmark_format=json"],
+                     check=True, capture_output=True, text=True).stdout
+for b in json.loads(out)["benchmarks"]:
+    print(f"{b['name']:30s} {b['real_time']:7.0f} ms wall {b['bytes_per_second'] / 1e6:7.0f} MB/s")
+sha = statistics.median(w for w, _ in runs["sha256sum"])
+print(f"{'sha256sum':30s} {sha:7.0f} ms wall {os.path.getsize(layer) / 1e3 / sha:7.0f} MB/s")
 PY

@@ -12,6 +12,7 @@
 
 #include <ext2fs/ext2fs.h>
 
+#include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -98,7 +99,9 @@ Result<void> write_content(image::Ext4Writer& w, image::ContentSpool& spool, con
     FLICK_TRY(w.set_size(i.ino, i.size));
     for (uint64_t done = 0; done < run.length; done += kChunk) {
       const size_t n = size_t(std::min(run.length - done, kChunk));
-      buf.assign(div_ceil(n, kExt4BlockSize) * kExt4BlockSize, 0);
+      // Whole blocks; only the tail past the file's end needs zeros (the rest is read over).
+      buf.resize(div_ceil(n, kExt4BlockSize) * kExt4BlockSize);
+      std::fill(buf.begin() + std::ptrdiff_t(n), buf.end(), 0);
       FLICK_TRY(spool.read(run.spool_offset + done, {buf.data(), n}));
       FLICK_TRY(w.write_blocks(i.ino, done / kExt4BlockSize, buf));
     }

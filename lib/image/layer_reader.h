@@ -1,4 +1,5 @@
-// A layer tar (plain, gzip or zstd) read entry by entry with libarchive.
+// A layer tar (plain, gzip or zstd) read entry by entry with libarchive. A gzip layer file is
+// inflated by a GzipStream (ISA-L, on its own thread) unless libarchive's zlib is asked for.
 #pragma once
 
 #include <flick/result.h>
@@ -18,13 +19,23 @@ namespace flick::image {
 // libarchive's message for the last failure (it can have none).
 const char* archive_why(archive* a);
 
+class GzipStream;
+
+enum class GzipInflater { isal, libarchive };
+
 class LayerReader {
  public:
-  static Result<LayerReader> open_file(const std::filesystem::path& path);
+  static Result<LayerReader> open_file(const std::filesystem::path& path,
+                                       GzipInflater inflater = GzipInflater::isal);
   // `data` must outlive the reader (fuzzing and tests).
   static Result<LayerReader> open_memory(std::span<const uint8_t> data, std::string name);
 
-  // The next entry header, or nullptr at the end of the archive. Unread data is skipped.
+  LayerReader(LayerReader&&) noexcept;
+  LayerReader& operator=(LayerReader&&) noexcept;
+  ~LayerReader();
+
+  // The next entry header, or nullptr at the end of the archive (for a gzip layer, once the
+  // whole stream and its trailers are checked). Unread data is skipped.
   Result<archive_entry*> next();
   // Streams the current entry's data as (offset, bytes) runs; holes of sparse entries are
   // simply not reported.
@@ -36,8 +47,9 @@ class LayerReader {
 
  private:
   LayerReader(std::unique_ptr<archive, Deleter> a, std::string name);
-  Error failure(const std::string& what) const;
+  Error failure(const std::string& what);
 
+  std::unique_ptr<GzipStream> gzip_;  // before a_: the archive reads from it until freed
   std::unique_ptr<archive, Deleter> a_;
   std::string name_;
 };
