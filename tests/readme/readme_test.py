@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""The README's examples, run as a user would run them (ctest readme_examples, testhost;slow).
+
+  readme_test.py BUILD_DIR
+
+Installs the build into a scratch prefix (`cmake --install`), takes each example out of
+README.md, and runs it against the installed flick: the C++ and C programs are compiled with
+`pkg-config --cflags --libs flick`, the CLI and curl blocks run in bash with the prefix's bin/
+on PATH. Inside the test host when this machine's /dev/kvm cannot run Linux.
+
+Only what cannot work offline is changed, and each change must find its text in the README
+(else the test fails, so the README cannot drift from what is tested): the image becomes a
+local OCI layout (no registry here), and `exec -it` (it needs a terminal) is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "testhost"))
+import kernel_cache  # noqa: E402
+import testhost  # noqa: E402
+
+README = ROOT / "README.md"
+REGISTRY_IMAGE = "docker.io/library/busybox:latest"
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)
+
+
+def pick(all_blocks: list[tuple[str, str]], lang: str, marker: str) -> str:
+    found = [b for lang_, b in all_blocks if lang_ == lang and marker in b]
+    if len(found) != 1:
+        raise SystemExit(f"README.md: expected one ```{lang} block with {marker!r}, found {len(found)}")
+    return found[0]
+
+
+def json_values(text: str) -> list:
+    """The JSON values printed one after another in `text`."""
+    values, at, decoder = [], 0, json.JSONDecoder()
+    while rest := text[at:].lstrip():
+        try:
+            value, at = decoder.raw_decode(text, len(text) - len(rest))
+        except json.JSONDecodeError:
+            break
+        values.append(value)
+    return values
+
+
+def replace(text: str, old: str, new: str, what: str) -> str:
+    if old not in text:
+        raise SystemExit(f"README.md: the {what} example no longer contains {old!r}: update this test")
+    return text.replace(old, new)
+
+
+class Inside:
+    """Runs the examples as a user whose HOME and XDG_RUNTIME_DIR are fresh folders in /tmp (a
+    local file system: the work folder may be a share that cannot hold Unix sockets)."""
+
+    def __init__(self, work: str, image: str) -> None:
+        self.work = Path(work)
+        self.image = image
+        self.prefix = self.work / "prefix"
+        self.user = Path(tempfile.mkdtemp(prefix="flick-readme-"))
+        self.failures: list[str] = []
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOME": str(self.user / "home"),
+            "XDG_RUNTIME_DIR": str(self.user / "run"),
+            "PATH": f"{self.prefix / 'bin'}:{self.env.get('PATH', '/usr/bin:/bin')}",
+            "LD_LIBRARY_PATH": str(self.prefix / "lib"),
+        })
+        for k in ("FLICK_STATE_DIR", "FLICK_HOME", "FLICK_CACHE_DIR"):
+            self.env.pop(k, None)  # the defaults under HOME, as the README's paths assume
+        (self.user / "home").mkdir()
+        (self.user / "run").mkdir(mode=0o700)
+
+    def check(self, ok: bool, what: str) -> None:
+        print(("ok: " if ok else "FAIL: ") + what, flush=True)
+        if not ok:
+            self.failures.append(what)
+
+    def run(self, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.work)
+        print(f"$ {' '.join(argv)[:120]}\n  -> {r.returncode}\n{r.stdout[-2000:]}{r.stderr[-2000:]}", flush=True)
+        return r
+
+    def compiled(self, name: str, source: str, compiler: str, std: str) -> Path:
+        src = self.work / name
+        src.write_text(source)
+        exe = self.work / name.replace(".", "_")
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "flick"], env=self.env, check=True,
+                               capture_output=True, text=True).stdout.split()
+        r = self.run([compiler, std, "-Wall", "-Werror", "-o", str(exe), str(src), *flags])
+        self.check(r.returncode == 0, f"{name} compiles against the installed flick")
+        return exe
+
+    def cpp(self, source: str) -> None:
+        exe = self.compiled("example.cpp", source, "c++", "-std=c++20")
+        if exe.exists():
+            r = self.run([str(exe)])
+            self.check(r.returncode == 0 and re.search(r"^hello from \S+", r.stdout, re.M) is not None,
+                       "the C++ example runs its machine and prints its greeting")
+
+    def c(self, source: str) -> None:
+        exe = self.compiled("example.c", source, "cc", "-std=c11")
+        if exe.exists():
+            r = self.run([str(exe)])
+            try:
+                machine = json.loads(r.stdout)
+            except json.JSONDecodeError:
+                machine = {}
+            self.check(r.returncode == 0 and machine.get("state") == "started",
+                       f"the C example prints a started machine ({machine.get('state')})")
+
+    def cli(self, script: str) -> None:
+        r = self.run(["bash", "-euo", "pipefail", "-c", script])
+        self.check(r.returncode == 0, "the CLI example runs")
+        self.check(re.search(r"^bin$", r.stdout, re.M) is not None and "ID" in r.stdout,
+                   "it lists the machine and execs ls /")
+        left = self.run(["flick", "machine", "list", "--json"])
+        self.check(left.returncode == 0 and json.loads(left.stdout or "[]") == [], "it leaves no machine")
+
+    def rest(self, script: str) -> None:
+        # The README starts flickd in the background and uses it at once; a user types the next
+        # line later. Here the rest waits for flickd's socket.
+        start, rest = script.split("\n", 1)
+        flickd = subprocess.Popen(["bash", "-c", start.removesuffix("&").strip()], env=self.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            sock = self.user / "run" / "flick" / "api.sock"
+            deadline = time.monotonic() + 60
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            r = self.run(["bash", "-euo", "pipefail", "-c", rest])
+            self.check(r.returncode == 0, "the curl example runs")
+            answers = json_values(r.stdout)
+            created = answers[-1] if answers else {}
+            self.check(len(answers) == 2 and answers[0] == [] and bool(created.get("id")),
+                       f"it lists no machine, then creates one ({str(created)[:200]})")
+            if created.get("id"):
+                self.run(["flick", "machine", "destroy", "--force", created["id"]])
+        finally:
+            flickd.terminate()
+            flickd.wait(timeout=30)
+
+
+def inside(work: str, image: str) -> int:
+    s = Inside(work, image)
+    all_blocks = blocks(README.read_text())
+    s.cpp(replace(pick(all_blocks, "cpp", "flick::Host::open"), REGISTRY_IMAGE, image, "C++"))
+    s.c(replace(pick(all_blocks, "c", "flick_host_open"), '\\"image\\": \\"busybox\\"',
+                f'\\"image\\": \\"{image}\\"', "C"))
+    cli = replace(pick(all_blocks, "sh", "flick machine create"), REGISTRY_IMAGE, image, "CLI")
+    cli = "\n".join(line for line in cli.splitlines() if "exec -it" not in line)
+    s.cli(cli)
+    s.rest(replace(pick(all_blocks, "sh", "flickd --listen"), REGISTRY_IMAGE, image, "curl"))
+    shutil.rmtree(s.user, ignore_errors=True)
+    print("PASS" if not s.failures else f"{len(s.failures)} failure(s)", flush=True)
+    return 1 if s.failures else 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--inside"] and len(argv) == 3:
+        return inside(argv[1], argv[2])
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    build = Path(argv[0]).resolve()
+    work = Path.cwd() / "readme_test.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    subprocess.run(["cmake", "--install", str(build), "--prefix", str(work / "prefix")], check=True,
+                   stdout=subprocess.DEVNULL)
+    image = subprocess.run([sys.executable, str(ROOT / "scripts" / "busybox-image.py"), str(work / "layout")],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
+    env = {"FLICK_KERNEL": str(kernel.vmlinuz),
+           "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release),
+           "PKG_CONFIG_PATH": ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
+    if testhost.needed():
+        code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=2, env=env)
+    else:
+        code = subprocess.run(cmd, env={**os.environ, **env}).returncode
+    if code == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
