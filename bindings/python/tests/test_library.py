@@ -20,6 +20,12 @@ def test_library_loads_from_flick_library_or_soname() -> None:
     assert flick.version() == f"{major}.{minor}.{patch}"
 
 
+def test_the_package_is_the_installed_one_when_ctest_installed_it() -> None:
+    venv = os.environ.get("FLICK_EXPECT_INSTALLED")
+    if venv:  # ctest's run: the package from the venv, not the source tree
+        assert os.path.realpath(flick.__file__).startswith(os.path.realpath(venv))
+
+
 def test_has_feature() -> None:
     assert flick.has_feature("machines")
     assert flick.has_feature("images")
