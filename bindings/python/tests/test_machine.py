@@ -45,6 +45,7 @@ def test_create_get_list_update_clone_and_destroy(host: flick.Host, busybox_layo
 
         with m.clone(name="web-2", skip_launch=True) as c:
             assert c.id != m.id
+            clone_id = c.id
             assert c.name == "web-2"
             assert c.config["env"] == {"MODE": "blue"}
             assert sorted(x["name"] for x in host.machines()) == ["web-1", "web-2"]
@@ -64,7 +65,7 @@ def test_create_get_list_update_clone_and_destroy(host: flick.Host, busybox_layo
         assert m.state == "destroyed"
         m.destroy()  # destroying a destroyed machine succeeds
         assert host.machines() == []
-        assert [x["id"] for x in host.machines(include_deleted=True)] == [m.id]
+        assert {x["id"] for x in host.machines(include_deleted=True)} == {m.id, clone_id}
         with pytest.raises(flick.NotFound):
             m.metadata()
 
@@ -79,9 +80,9 @@ def test_metadata_get_set_delete(host: flick.Host, busybox_layout: str) -> None:
     m.delete_metadata("tier")
     assert m.get_metadata("tier") is None
     assert m.get_metadata("tier", "none") == "none"
-    with pytest.raises(flick.NotFound):
-        m.delete_metadata("tier")
     m.destroy()
+    with pytest.raises(flick.NotFound):
+        m.get_metadata("role")  # a destroyed machine's keys are not "missing": it is gone
 
 
 def test_leases_keep_other_handles_out(host: flick.Host, busybox_layout: str) -> None:
@@ -91,22 +92,25 @@ def test_leases_keep_other_handles_out(host: flick.Host, busybox_layout: str) ->
     assert lease["nonce"] and lease["description"] == "deploy"
     assert m.lease() is not None
 
+    # Another handle (as another process would have) is held back until it carries the nonce.
     other = host.machine(m.id)
     with pytest.raises(flick.LeaseHeld) as e:
-        other.set_metadata("k", "v")
+        other.cordon()
     assert e.value.code == flick.Code.ELEASE
-    with pytest.raises(flick.LeaseHeld):
-        other.acquire_lease(ttl=60)
+    assert "lease" in e.value.message
+    m.cordon()  # the holder may
     other.use_lease(lease["nonce"])
-    other.set_metadata("k", "v")
+    other.uncordon()
+    assert m.get()["cordoned"] is False
 
-    m.set_metadata("k", "w")
+    with pytest.raises(flick.Error):
+        m.release_lease("0" * 32)
     m.release_lease()
     assert m.lease() is None
     with pytest.raises(flick.InvalidArgument):
         m.release_lease()  # this handle holds none now
     other.use_lease(None)
-    other.set_metadata("k", "x")
+    other.cordon()
     other.close()
     m.destroy()
 
@@ -172,3 +176,17 @@ def test_apps_and_volumes(host: flick.Host, busybox_layout: str) -> None:
     host.destroy_app("shop", force=True)
     assert "shop" not in {a["name"] for a in host.apps()}
     assert m.state == "destroyed"
+
+
+def test_a_machine_destroyed_by_another_host_is_not_found_not_a_crash(
+        host: flick.Host, host_options: dict[str, Any], busybox_layout: str) -> None:
+    m = host.create_machine(config(busybox_layout), skip_launch=True)
+    with flick.Host(**host_options) as elsewhere:  # another process's view of the same state dir
+        elsewhere.machine(m.id).destroy()
+    assert m.state == "destroyed"
+    with pytest.raises(flick.NotFound):
+        m.get()
+    with pytest.raises(flick.NotFound):
+        m.set_metadata("k", "v")
+    m.wait("destroyed", timeout=1)
+    m.destroy()
