@@ -15,6 +15,7 @@ packages=(
   elfutils gdb  # the test host watchdog's thread stacks (eu-stack, gdb -batch)
   abigail-tools  # abidw/abidiff: the C ABI against abi/libflick.abi (scripts/abi-check.sh)
   python3 python3-jsonschema  # flickd's responses checked against its OpenAPI document
+  golang-go  # bindings/go (cgo; the standard library only)
 )
 
 missing=()
