@@ -13,6 +13,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -174,6 +175,9 @@ func (m *Machine) ID() string { return m.id }
 
 // Close frees the handle; the machine goes on. A second Close fails with ErrInvalid.
 func (m *Machine) Close() error {
+	if m == nil {
+		return nil
+	}
 	return call(func() C.int {
 		C.flick_machine_free(m.c())
 		return C.flick_error_last().code
@@ -229,13 +233,20 @@ const waitSlice = 200 * time.Millisecond
 // Wait returns once the machine is in state: ErrGuest when it failed instead. ctx's
 // deadline is the timeout (ErrTimeout); cancelling ctx returns ctx.Err() within ~200ms.
 func (m *Machine) Wait(ctx context.Context, state State) error {
+	var timedOut error // the library's last ErrTimeout, which names the machine
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			if timedOut == nil {
+				timedOut = &Error{Code: CodeTimeout, Class: ClassMachine,
+					Message: fmt.Sprintf("waiting for machine %s to be %s: %v", m.id, state, err)}
+			}
+			return timedOut
 		}
 		slice := waitSlice
-		deadline, hasDeadline := ctx.Deadline()
-		if hasDeadline {
+		if deadline, ok := ctx.Deadline(); ok {
 			if left := time.Until(deadline); left < slice {
 				slice = left
 			}
@@ -249,14 +260,12 @@ func (m *Machine) Wait(ctx context.Context, state State) error {
 		if err == nil || !isCode(err, CodeTimeout) {
 			return err
 		}
-		if hasDeadline && !time.Now().Before(deadline) {
-			return err
-		}
+		timedOut = err
 	}
 }
 
-// Update gives the machine a whole new config (no merge), a new version; by default it is
-// left started on it.
+// MachineUpdate is a whole new config (no merge) for Update; by default the machine is left
+// started on it.
 type MachineUpdate struct {
 	Config         MachineConfig
 	RawConfig      json.RawMessage
@@ -264,7 +273,7 @@ type MachineUpdate struct {
 	CurrentVersion uint64 // nonzero: ErrBusy unless the machine is at this version
 }
 
-// Update applies u.
+// Update gives the machine u's config as a new version.
 func (m *Machine) Update(u MachineUpdate) error {
 	doc, err := configJSON(u.RawConfig, u.Config)
 	if err != nil {
