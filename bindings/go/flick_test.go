@@ -164,7 +164,7 @@ func TestBadConfigsNameTheField(t *testing.T) {
 	}
 }
 
-func TestImagesPullWithAProgressCallbackThatPanics(t *testing.T) {
+func TestImagesPullListAndRemove(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	calls := 0
@@ -435,7 +435,10 @@ func TestAppsAndVolumes(t *testing.T) {
 	if err := f.host.DestroyVolume(v.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.host.DestroyVolume(v.ID, ""); !errors.Is(err, flick.ErrNotFound) {
-		t.Fatalf("a second DestroyVolume: %v", err)
+	if err := f.host.DestroyVolume("vol_0000000000000000", ""); !errors.Is(err, flick.ErrNotFound) {
+		t.Fatalf("DestroyVolume of nothing: %v", err)
+	}
+	if l, err := f.host.Volumes(""); err != nil || len(l) != 0 {
+		t.Fatalf("Volumes after: %+v %v", l, err)
 	}
 }
