@@ -46,12 +46,20 @@ func TestErrorsMatchSentinelsByCode(t *testing.T) {
 	}
 }
 
-// testKernel is the kernel machines are made with; tests that make machines skip without
-// it (the ctest go_bindings always sets it).
+// skip skips the test, or fails it when FLICK_TEST_NO_SKIP is set (as the ctest sets it).
+func skip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("FLICK_TEST_NO_SKIP") != "" {
+		t.Fatal(why + " (FLICK_TEST_NO_SKIP is set)")
+	}
+	t.Skip(why)
+}
+
+// testKernel is the kernel machines are made with (the ctest gives the test guest).
 func testKernel(t *testing.T) string {
 	k := os.Getenv("FLICK_TEST_KERNEL")
 	if k == "" {
-		t.Skip("FLICK_TEST_KERNEL is not set: no kernel to make machines with")
+		skip(t, "FLICK_TEST_KERNEL is not set: no kernel to make machines with")
 	}
 	return k
 }

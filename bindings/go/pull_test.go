@@ -22,7 +22,7 @@ func TestRegistryPullProgressPanicAndCancel(t *testing.T) {
 	f := newFixture(t)
 	for _, tool := range []string{"docker-registry", "skopeo"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (scripts/install-deps.sh installs it)", tool)
+			skip(t, tool+" is not installed (scripts/install-deps.sh installs it)")
 		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
