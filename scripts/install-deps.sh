@@ -16,6 +16,7 @@ packages=(
   abigail-tools  # abidw/abidiff: the C ABI against abi/libflick.abi (scripts/abi-check.sh)
   python3 python3-jsonschema  # flickd's responses checked against its OpenAPI document
   python3-pytest python3-venv python3-pip python3-setuptools  # bindings/python: its tests, its documented install
+  golang-go  # bindings/go (cgo; the standard library only)
 )
 
 missing=()

@@ -1,0 +1,3 @@
+module flick.dev/flick
+
+go 1.19
