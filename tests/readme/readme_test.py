@@ -4,9 +4,12 @@
   readme_test.py BUILD_DIR
 
 Installs the build into a scratch prefix (`cmake --install`), takes each example out of
-README.md, and runs it against the installed flick: the C++ and C programs are compiled with
-`pkg-config --cflags --libs flick`, the CLI and curl blocks run in bash with the prefix's bin/
-on PATH. Inside the test host when this machine's /dev/kvm cannot run Linux.
+README.md, and runs it against the installed flick: the C++, C and Go programs are compiled
+with `pkg-config --cflags --libs flick` (Go: `go build`, offline, bindings/go by a replace
+directive; before the test host starts, as it is slow under emulation), the Python one runs
+with bindings/python on its path and FLICK_LIBRARY naming the installed library, the CLI and
+curl blocks run in bash with the prefix's bin/ on PATH. Inside the test host when this
+machine's /dev/kvm cannot run Linux.
 
 Only what cannot work offline is changed, and each change must find its text in the README
 (else the test fails, so the README cannot drift from what is tested): the image becomes a
@@ -124,6 +127,23 @@ class Inside:
             self.check(r.returncode == 0 and machine.get("state") == "started",
                        f"the C example prints a started machine ({machine.get('state')})")
 
+    def python(self, source: str) -> None:
+        (self.work / "example.py").write_text(source)
+        self.env["PYTHONPATH"] = str(ROOT / "bindings" / "python")
+        self.env["FLICK_LIBRARY"] = str(next(self.prefix.rglob("libflick.so.*[0-9]")))
+        r = self.run([sys.executable, str(self.work / "example.py")])
+        self.check(r.returncode == 0 and re.match(r"0 \d+\.\d+\S*\n\['\w+'\]\n$", r.stdout) is not None,
+                   "the Python example execs uname -r in its machine and lists it")
+
+    def go(self) -> None:
+        exe = self.work / "go_example"
+        if not exe.exists():
+            self.check(False, "the Go example runs (it did not build)")
+            return
+        r = self.run([str(exe)])
+        self.check(r.returncode == 0 and re.match(r"0 \d+\.\d+", r.stdout) is not None,
+                   "the Go example execs uname -r in its machine")
+
     def cli(self, script: str) -> None:
         r = self.run(["bash", "-euo", "pipefail", "-c", script])
         self.check(r.returncode == 0, "the CLI example runs")
@@ -162,6 +182,8 @@ def inside(work: str, image: str) -> int:
     s.cpp(replace(pick(all_blocks, "cpp", "flick::Host::open"), REGISTRY_IMAGE, image, "C++"))
     s.c(replace(pick(all_blocks, "c", "flick_host_open"), '\\"image\\": \\"busybox\\"',
                 f'\\"image\\": \\"{image}\\"', "C"))
+    s.python(replace(pick(all_blocks, "python", "flick.Host()"), REGISTRY_IMAGE, image, "Python"))
+    s.go()
     cli = replace(pick(all_blocks, "sh", "flick machine create"), REGISTRY_IMAGE, image, "CLI")
     cli = "\n".join(line for line in cli.splitlines() if "exec -it" not in line)
     s.cli(cli)
@@ -169,6 +191,22 @@ def inside(work: str, image: str) -> int:
     shutil.rmtree(s.user, ignore_errors=True)
     print("PASS" if not s.failures else f"{len(s.failures)} failure(s)", flush=True)
     return 1 if s.failures else 0
+
+
+def go_build(work: Path, pc_path: str, image: str) -> None:
+    """Builds the README's Go example into work/go_example (a failure is printed; the run
+    inside then fails for want of the program)."""
+    src = work / "go"
+    src.mkdir()
+    (src / "go.mod").write_text(f"module example.com/readme\n\ngo 1.19\n\nrequire flick.dev/flick v0.0.0\n\n"
+                                f"replace flick.dev/flick => {ROOT / 'bindings' / 'go'}\n")
+    (src / "main.go").write_text(replace(pick(blocks(README.read_text()), "go", "flick.OpenHost"),
+                                         REGISTRY_IMAGE, image, "Go"))
+    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOENV": "off", "CGO_ENABLED": "1",
+           "GOCACHE": str(work / "gocache"), "GOPATH": str(work / "gopath"), "PKG_CONFIG_PATH": pc_path}
+    r = subprocess.run(["go", "build", "-o", str(work / "go_example"), "."], cwd=src, env=env,
+                       capture_output=True, text=True)
+    print(f"go build of the README's Go example: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -185,10 +223,12 @@ def main(argv: list[str]) -> int:
                    stdout=subprocess.DEVNULL)
     image = subprocess.run([sys.executable, str(ROOT / "scripts" / "busybox-image.py"), str(work / "layout")],
                            check=True, capture_output=True, text=True).stdout.strip()
+    pc_path = ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
+    go_build(work, pc_path, image)
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
     env = {"FLICK_KERNEL": str(kernel.vmlinuz),
            "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release),
-           "PKG_CONFIG_PATH": ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))}
+           "PKG_CONFIG_PATH": pc_path}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
     if testhost.needed():
         code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=2, env=env)
