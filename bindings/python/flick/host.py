@@ -7,10 +7,10 @@ import ctypes
 import json
 import os
 from ctypes import byref, c_size_t, c_uint64, c_void_p
-from types import TracebackType
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from . import _lib
+from ._closing import Closing
 from .errors import InvalidArgument, check
 from .machine import Machine, config_json, state_code
 
@@ -62,7 +62,7 @@ class _PullCall:
         check(rc)
 
 
-class Host:
+class Host(Closing):
     """This computer as a place to run machines. Every argument may be left out for flick's
     default (flick(1)). Use it as a context manager, or call `close()`; machines keep running
     after it closes."""
@@ -122,19 +122,6 @@ class Host:
             return
         self._closed = True
         check(_lib.lib().flick_host_close(self._handle))
-
-    def __enter__(self) -> "Host":
-        return self
-
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # ---- images ----
 

@@ -7,10 +7,10 @@ import json
 import signal as _signal
 from ctypes import byref, c_int, c_size_t, c_void_p
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _lib
+from ._closing import Closing
 from .errors import InvalidArgument, NotFound, check
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class ExecResult:
         return self.exit_code == 0
 
 
-class Machine:
+class Machine(Closing):
     """A handle on one machine. The machine outlives the handle: `close()` (or garbage
     collection) frees only the handle. Once the machine is destroyed (here or elsewhere),
     most calls raise flick.NotFound."""
@@ -82,19 +82,6 @@ class Machine:
         handle, self._handle = self._handle, None
         if handle is not None:
             _lib.lib().flick_machine_free(handle)
-
-    def __enter__(self) -> "Machine":
-        return self
-
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _h(self) -> int:
         if self._handle is None:
