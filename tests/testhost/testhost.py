@@ -63,10 +63,12 @@ MONITOR_COMMANDS = ("info cpus", "info registers -a")
 EXIT_TIMEOUT = 124
 EXIT_INFRA = 125
 EXIT_NOT_FOUND = 127
-# When the test host's emulated CPU triple-faults mid-command (the test host just stops; QEMU
-# logs "Triple fault" with -d cpu_reset), its emulation failed, not the command: the command
-# runs once more, in a fresh test host, saying so. Every other failure is reported as it is.
-EMULATOR_RESET_RETRIES = 1
+# When the test host's emulation fails mid-command, the command runs once more, in a fresh test
+# host, saying so: its emulated CPU triple-faulted (the test host just stops; QEMU logs "Triple
+# fault" with -d cpu_reset), or its kernel saw an idle CPU get no interrupt for many seconds
+# (a soft lockup of swapper, the idle task: nothing the command runs) and the command then
+# failed. Every other failure is reported as it is.
+EMULATOR_FAULT_RETRIES = 1
 
 
 class TestHostError(RuntimeError):
@@ -124,6 +126,9 @@ def _check_command(cmd: list[str], cwd: Path, path: str) -> None:
         raise FileNotFoundError(exe)
 
 
+IDLE_CPU_STUCK = re.compile(rb"soft lockup - CPU#\d+ stuck for \d+s! \[swapper/")
+
+
 class _ConsoleFilter:
     """Passes the command's output through; holds back boot noise (shown only on failure)."""
 
@@ -135,6 +140,7 @@ class _ConsoleFilter:
         self.boot_log = bytearray()
         self.partial = b""
         self.started_at: float | None = None
+        self.idle_cpu_stuck: bytes | None = None  # the kernel's soft lockup line for an idle CPU
         self.last_output: float | None = None  # the command's start counts as output
 
     def feed(self, data: bytes) -> None:
@@ -162,6 +168,8 @@ class _ConsoleFilter:
             else:
                 self.boot_log += line
         elif self.state == "command":
+            if IDLE_CPU_STUCK.search(line):
+                self.idle_cpu_stuck = line.strip()
             # Output without a final newline shares its line with the end marker.
             end = line.find(self.end)
             if end >= 0:
@@ -211,18 +219,18 @@ def run(cmd: list[str], *, timeout: float = DEFAULT_TIMEOUT, stall: float = DEFA
     _check_command(cmd, cwd, guest_env["PATH"])
     initrd = host_initramfs(kernel)
     vmlinux = extract_vmlinux.cached_vmlinux(kernel.vmlinuz)
-    for attempt in range(EMULATOR_RESET_RETRIES + 1):
+    for attempt in range(EMULATOR_FAULT_RETRIES + 1):
         if attempt:
             print("testhost: running the command again in a fresh test host", file=sys.stderr,
                   flush=True)
         status = _run_once(qemu, vmlinux, initrd, cmd, cwd, workdir, guest_env, out, timeout,
                            stall, memory_mib, smp, verbose)
-        if status != _EMULATOR_RESET:
+        if status != _EMULATOR_FAULT:
             return status
     return EXIT_INFRA
 
 
-_EMULATOR_RESET = -1
+_EMULATOR_FAULT = -1
 
 
 def _run_once(qemu: str, vmlinux: Path, initrd: Path, cmd: list[str], cwd: Path, workdir: Path,
@@ -252,13 +260,17 @@ def _run_once(qemu: str, vmlinux: Path, initrd: Path, cmd: list[str], cwd: Path,
         ]
         if verbose:
             print("testhost: " + " ".join(shlex.quote(a) for a in argv), file=sys.stderr)
-        status = _run_qemu(argv, nonce, Path(ctl), out, timeout, stall, verbose)
-        if status is not None:
-            return status
-        code_file = Path(ctl, "status")
-        if not code_file.exists():
-            return EXIT_INFRA
-        return int(code_file.read_text().strip() or EXIT_INFRA)
+        console = _ConsoleFilter(nonce, out)
+        status = _run_qemu(argv, nonce, console, Path(ctl), timeout, stall, verbose)
+        if status is None:
+            code_file = Path(ctl, "status")
+            status = int(code_file.read_text().strip() or EXIT_INFRA) if code_file.exists() else EXIT_INFRA
+        if status not in (0, _EMULATOR_FAULT) and console.idle_cpu_stuck:
+            print(f"testhost: the test host's kernel said {console.idle_cpu_stuck.decode(errors='replace')!r}: "
+                  "an idle CPU got no interrupt, a fault of its emulation; the command's failure does not "
+                  "count", file=sys.stderr, flush=True)
+            return _EMULATOR_FAULT
+        return status
 
 
 def triple_faulted(log: Path) -> bool:
@@ -345,10 +357,9 @@ def _agent_dump(path: Path, nonce: str, wait: float) -> str:
     return _ask(path, wait, talk)
 
 
-def _run_qemu(argv: list[str], nonce: str, ctl: Path, out: BinaryIO, timeout: float,
+def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, timeout: float,
               stall: float, verbose: bool) -> int | None:
     """Runs QEMU to completion; returns an exit status if the test host itself failed."""
-    console = _ConsoleFilter(nonce, out)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -413,7 +424,7 @@ def _run_qemu(argv: list[str], nonce: str, ctl: Path, out: BinaryIO, timeout: fl
         if triple_faulted(ctl / "qemu.log") and console.state == "command":
             print("testhost: QEMU logged a triple fault of the test host's CPU: a fault of its "
                   "emulation, not of the command", file=sys.stderr, flush=True)
-            return _EMULATOR_RESET
+            return _EMULATOR_FAULT
         return EXIT_INFRA
     return None
 

@@ -156,6 +156,15 @@ class ConsoleFilterTest(unittest.TestCase):
         self.assertEqual(out.getvalue(), b"no newline")
         self.assertEqual(f.state, "done")
 
+    def test_an_idle_cpu_stuck_is_noted(self):
+        f = testhost._ConsoleFilter("n1", io.BytesIO())
+        f.feed(b"@@testhost-start-n1@@\n[  500.08] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! "
+               b"[flick-vmm:301]\n")
+        self.assertIsNone(f.idle_cpu_stuck)  # a busy task: maybe the command's doing
+        f.feed(b"[  500.08] watchdog: BUG: soft lockup - CPU#0 stuck for 271s! [swapper/0:0]\r\n")
+        self.assertEqual(f.idle_cpu_stuck,
+                         b"[  500.08] watchdog: BUG: soft lockup - CPU#0 stuck for 271s! [swapper/0:0]")
+
     def test_spoofed_marker_with_another_nonce_is_output(self):
         out = io.BytesIO()
         f = testhost._ConsoleFilter("n1", out)
