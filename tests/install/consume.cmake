@@ -1,13 +1,7 @@
 # cmake -P script: install flick into a scratch prefix, then build tests/install/consume.c and
 # consume.cpp with `pkg-config flick` against that prefix alone and run them from it.
 file(REMOVE_RECURSE ${WORK})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}")
-  endif()
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/ScriptRun.cmake)
 function(expect text what)
   string(FIND "${last_output}" "${text}" at)
   if(at EQUAL -1)
