@@ -65,10 +65,13 @@ EXIT_INFRA = 125
 EXIT_NOT_FOUND = 127
 # When the test host's emulation fails mid-command, the command runs once more, in a fresh test
 # host, saying so: its emulated CPU triple-faulted (the test host just stops; QEMU logs "Triple
-# fault" with -d cpu_reset), or its kernel saw an idle CPU get no interrupt for many seconds
-# (a soft lockup of swapper, the idle task: nothing the command runs) and the command then
-# failed. Every other failure is reported as it is.
+# fault" with -d cpu_reset); its kernel saw an idle CPU get no interrupt for many seconds (a soft
+# lockup of swapper, the idle task: nothing the command runs) and the command then failed; or a
+# CPU of its kernel has been stuck for WEDGED_AFTER seconds (soft lockups of the kernel itself,
+# e.g. two CPUs each waiting for the other's lost IPI: a process cannot do that, and the test
+# host would never recover). Every other failure is reported as it is.
 EMULATOR_FAULT_RETRIES = 1
+WEDGED_AFTER = 120
 
 
 class TestHostError(RuntimeError):
@@ -126,7 +129,7 @@ def _check_command(cmd: list[str], cwd: Path, path: str) -> None:
         raise FileNotFoundError(exe)
 
 
-IDLE_CPU_STUCK = re.compile(rb"soft lockup - CPU#\d+ stuck for \d+s! \[swapper/")
+SOFT_LOCKUP = re.compile(rb"soft lockup - CPU#\d+ stuck for (\d+)s! \[([^\]]*)\]")
 
 
 class _ConsoleFilter:
@@ -141,14 +144,17 @@ class _ConsoleFilter:
         self.partial = b""
         self.started_at: float | None = None
         self.idle_cpu_stuck: bytes | None = None  # the kernel's soft lockup line for an idle CPU
+        self.wedged: bytes | None = None  # a soft lockup line of WEDGED_AFTER seconds or more
         self.last_output: float | None = None  # the command's start counts as output
 
     def feed(self, data: bytes) -> None:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
+        progress = bool(self.partial)  # any byte is progress, a partial line too...
         for line in lines:
-            self._line(line.rstrip(b"\r") + b"\n")
-        if self.state == "command":  # any byte is progress, a partial line too
+            # ...but not the kernel's reports that it is stuck: they come while nothing moves.
+            progress |= not self._line(line.rstrip(b"\r") + b"\n")
+        if self.state == "command" and progress:
             self.last_output = time.monotonic()
 
     def stalled_since(self) -> float | None:
@@ -160,7 +166,9 @@ class _ConsoleFilter:
             self._line(self.partial.rstrip(b"\r"))
             self.partial = b""
 
-    def _line(self, line: bytes) -> None:
+    def _line(self, line: bytes) -> bool:
+        """Takes one line; True if it is the kernel's soft lockup report."""
+        lockup = SOFT_LOCKUP.search(line)
         if self.state == "boot":
             if self.start in line:
                 self.state = "command"
@@ -168,8 +176,10 @@ class _ConsoleFilter:
             else:
                 self.boot_log += line
         elif self.state == "command":
-            if IDLE_CPU_STUCK.search(line):
+            if lockup and lockup[2].startswith(b"swapper/"):
                 self.idle_cpu_stuck = line.strip()
+            if lockup and int(lockup[1]) >= WEDGED_AFTER and not self.wedged:
+                self.wedged = line.strip()
             # Output without a final newline shares its line with the end marker.
             end = line.find(self.end)
             if end >= 0:
@@ -177,6 +187,7 @@ class _ConsoleFilter:
                 line = line[:end]
             self.out.write(line)
             self.out.flush()
+        return lockup is not None
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -384,6 +395,8 @@ def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, t
             except subprocess.TimeoutExpired:
                 reason = watchdog_reason(time.monotonic(), t0, console.stalled_since(), timeout,
                                          stall)
+                if console.wedged and not reason:
+                    reason = f"the test host's kernel is wedged ({console.wedged.decode(errors='replace')})"
         if reason:
             print(f"testhost: watchdog: {reason}; collecting a dump, then killing QEMU",
                   file=sys.stderr, flush=True)
@@ -415,6 +428,10 @@ def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, t
             show_logs()
         print(f"testhost: watchdog: {reason}; QEMU killed after {elapsed:.1f} s",
               file=sys.stderr)
+        if console.wedged:
+            print("testhost: a CPU of the test host's kernel stopped for good: a fault of its "
+                  "emulation, not of the command", file=sys.stderr, flush=True)
+            return _EMULATOR_FAULT
         return EXIT_TIMEOUT
     if console.state != "done":
         where = "while booting" if console.state == "boot" else "while the command ran"

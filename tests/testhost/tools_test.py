@@ -165,6 +165,21 @@ class ConsoleFilterTest(unittest.TestCase):
         self.assertEqual(f.idle_cpu_stuck,
                          b"[  500.08] watchdog: BUG: soft lockup - CPU#0 stuck for 271s! [swapper/0:0]")
 
+    def test_a_cpu_stuck_for_good_is_noted_and_is_no_progress(self):
+        f = testhost._ConsoleFilter("n1", io.BytesIO())
+        f.feed(b"@@testhost-start-n1@@\n")
+        started = f.stalled_since()
+        time.sleep(0.01)
+        f.feed(b"[   96.88] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [flick-vm:206]\n")
+        self.assertIsNone(f.wedged)  # a host under load can stall a CPU this long, then go on
+        f.feed(b"[  208.88] watchdog: BUG: soft lockup - CPU#0 stuck for 127s! [flick-vm:206]\r\n")
+        self.assertEqual(f.wedged,
+                         b"[  208.88] watchdog: BUG: soft lockup - CPU#0 stuck for 127s! [flick-vm:206]")
+        self.assertIsNone(f.idle_cpu_stuck)
+        self.assertEqual(f.stalled_since(), started)  # the kernel's complaints are not output
+        f.feed(b"the command goes on\n")
+        self.assertGreater(f.stalled_since(), started)
+
     def test_spoofed_marker_with_another_nonce_is_output(self):
         out = io.BytesIO()
         f = testhost._ConsoleFilter("n1", out)
