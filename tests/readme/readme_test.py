@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The README's examples, run as a user would run them (ctest readme_examples, testhost;slow).
+"""The README's examples and the bindings' orchestrator examples, run as a user would run them
+(ctest readme_examples, testhost;slow).
 
   readme_test.py BUILD_DIR
 
@@ -14,6 +15,10 @@ machine's /dev/kvm cannot run Linux.
 Only what cannot work offline is changed, and each change must find its text in the README
 (else the test fails, so the README cannot drift from what is tested): the image becomes a
 local OCI layout (no registry here), and `exec -it` (it needs a terminal) is left out.
+
+bindings/python/examples/orchestrator.py and bindings/go/examples/orchestrator run last, unchanged,
+with the local image as their argument: each makes an app's three machines, execs in one, lists
+them and destroys them, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -144,6 +149,24 @@ class Inside:
         self.check(r.returncode == 0 and re.match(r"0 \d+\.\d+", r.stdout) is not None,
                    "the Go example execs uname -r in its machine")
 
+    def left_nothing(self, what: str, app: str) -> None:
+        machines = self.run(["flick", "machine", "list", "--json"])
+        apps = self.run(["flick", "app", "list", "--json"])
+        self.check(machines.returncode == 0 and json.loads(machines.stdout or "[]") == []
+                   and apps.returncode == 0 and app not in {a.get("name") for a in json.loads(apps.stdout or "[]")},
+                   f"{what} leaves no machine, and no app {app}")
+
+    def orchestrator(self, language: str, argv: list[str], app: str) -> None:
+        t0 = time.monotonic()
+        r = self.run(argv)
+        print(f"the {language} orchestrator took {time.monotonic() - t0:.1f} s", flush=True)
+        exec_line = re.search(r"^exec.*: exit 0: (hello from|Linux) \S+", r.stdout, re.M)
+        listed = re.findall(r"^\S+\s+\S+-\d\s+started$", r.stdout, re.M)
+        self.check(r.returncode == 0 and exec_line is not None and len(listed) == 3,
+                   f"the {language} orchestrator starts three machines, execs in one and lists them "
+                   f"(exec: {exec_line is not None}, listed started: {len(listed)})")
+        self.left_nothing(f"the {language} orchestrator", app)
+
     def cli(self, script: str) -> None:
         r = self.run(["bash", "-euo", "pipefail", "-c", script])
         self.check(r.returncode == 0, "the CLI example runs")
@@ -188,9 +211,18 @@ def inside(work: str, image: str) -> int:
     cli = "\n".join(line for line in cli.splitlines() if "exec -it" not in line)
     s.cli(cli)
     s.rest(replace(pick(all_blocks, "sh", "flickd --listen"), REGISTRY_IMAGE, image, "curl"))
+    s.orchestrator("Python", [sys.executable, str(ROOT / "bindings" / "python" / "examples" / "orchestrator.py"),
+                              image], app="orchestra")
+    s.orchestrator("Go", [str(s.work / "go_orchestrator"), image], app="shop")
     shutil.rmtree(s.user, ignore_errors=True)
     print("PASS" if not s.failures else f"{len(s.failures)} failure(s)", flush=True)
     return 1 if s.failures else 0
+
+
+def go_env(work: Path, pc_path: str) -> dict[str, str]:
+    """Offline, with the installed flick found through pkg-config."""
+    return {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOENV": "off", "CGO_ENABLED": "1",
+            "GOCACHE": str(work / "gocache"), "GOPATH": str(work / "gopath"), "PKG_CONFIG_PATH": pc_path}
 
 
 def go_build(work: Path, pc_path: str, image: str) -> None:
@@ -202,11 +234,16 @@ def go_build(work: Path, pc_path: str, image: str) -> None:
                                 f"replace flick.dev/flick => {ROOT / 'bindings' / 'go'}\n")
     (src / "main.go").write_text(replace(pick(blocks(README.read_text()), "go", "flick.OpenHost"),
                                          REGISTRY_IMAGE, image, "Go"))
-    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOENV": "off", "CGO_ENABLED": "1",
-           "GOCACHE": str(work / "gocache"), "GOPATH": str(work / "gopath"), "PKG_CONFIG_PATH": pc_path}
-    r = subprocess.run(["go", "build", "-o", str(work / "go_example"), "."], cwd=src, env=env,
+    r = subprocess.run(["go", "build", "-o", str(work / "go_example"), "."], cwd=src, env=go_env(work, pc_path),
                        capture_output=True, text=True)
     print(f"go build of the README's Go example: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
+
+
+def go_build_orchestrator(work: Path, pc_path: str) -> None:
+    """Builds bindings/go/examples/orchestrator into work/go_orchestrator, as go_build does."""
+    r = subprocess.run(["go", "build", "-o", str(work / "go_orchestrator"), "./examples/orchestrator"],
+                       cwd=ROOT / "bindings" / "go", env=go_env(work, pc_path), capture_output=True, text=True)
+    print(f"go build of bindings/go/examples/orchestrator: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -225,13 +262,14 @@ def main(argv: list[str]) -> int:
                            check=True, capture_output=True, text=True).stdout.strip()
     pc_path = ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
     go_build(work, pc_path, image)
+    go_build_orchestrator(work, pc_path)
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
     env = {"FLICK_KERNEL": str(kernel.vmlinuz),
            "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release),
            "PKG_CONFIG_PATH": pc_path}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
     if testhost.needed():
-        code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=2, env=env)
+        code = testhost.run(cmd, timeout=1200, memory_mib=2048, smp=2, env=env)
     else:
         code = subprocess.run(cmd, env={**os.environ, **env}).returncode
     if code == 0:
