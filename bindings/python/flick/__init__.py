@@ -36,14 +36,16 @@ from .errors import (
     Timeout,
     Unsupported,
 )
+from .config import Guest, Init, MachineConfig, Mount, Restart, StopConfig
 from .host import Host
 from .machine import STATES, ExecResult, Machine
 
 __all__ = [
-    "AlreadyExists", "Busy", "Cancelled", "Code", "Error", "ErrorClass", "ExecResult", "GuestFailure",
-    "Host", "IOFailure", "IntegrityFailure", "InternalError", "InvalidArgument", "KVMUnavailable",
-    "LeaseHeld", "LimitExceeded", "Machine", "Malformed", "NetworkFailure", "NotFound", "OutOfMemory",
-    "STATES", "Timeout", "Unsupported", "has_feature", "library_version", "version",
+    "AlreadyExists", "Busy", "Cancelled", "Code", "Error", "ErrorClass", "ExecResult", "Guest", "GuestFailure",
+    "Host", "IOFailure", "Init", "IntegrityFailure", "InternalError", "InvalidArgument", "KVMUnavailable",
+    "LeaseHeld", "LimitExceeded", "Machine", "MachineConfig", "Malformed", "Mount", "NetworkFailure", "NotFound",
+    "OutOfMemory", "Restart", "STATES", "StopConfig", "Timeout", "Unsupported", "has_feature", "library_version",
+    "version",
 ]
 
 __version__ = "0.1.0"

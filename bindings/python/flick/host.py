@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 from . import _lib
 from ._closing import Closing
 from .errors import InvalidArgument, check
-from .machine import Machine, config_json, state_code
+from .machine import Config, Machine, config_json, state_code
 
 PathLike = Union[str, "os.PathLike[str]"]
 # A pull's progress: called with (done_bytes, total_bytes); returning False stops the pull
@@ -166,14 +166,15 @@ class Host(Closing):
 
     def create_machine(
         self,
-        config: Union[Mapping[str, Any], str],
+        config: Config,
         *,
         app: Optional[str] = None,
         name: Optional[str] = None,
         region: Optional[str] = None,
         skip_launch: bool = False,
     ) -> Machine:
-        """Makes a machine from Fly's MachineConfig (a dict, e.g. {"image": "busybox"}), and
+        """Makes a machine from Fly's MachineConfig (a dict, e.g. {"image": "busybox"}, or a
+        flick.MachineConfig), and
         starts it unless `skip_launch`. A bad field raises flick.InvalidArgument naming it."""
         text = config_json(config)
         opts = _lib.MachineCreateOptions(_lib.MACHINE_CREATE_OPTIONS_VERSION, text, _lib.encode(app),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Un
 
 from . import _lib
 from ._closing import Closing
+from .config import MachineConfig
 from .errors import InvalidArgument, NotFound, check
 
 if TYPE_CHECKING:
@@ -32,12 +33,19 @@ def state_name(code: int) -> str:
     return name.decode() if name else str(code)
 
 
-def config_json(config: Union[Mapping[str, Any], str]) -> bytes:
-    """Fly's MachineConfig as the JSON the C ABI reads (a str is taken as JSON already)."""
+Config = Union[Mapping[str, Any], MachineConfig, str]
+
+
+def config_json(config: Config) -> bytes:
+    """Fly's MachineConfig as the JSON the C ABI reads: a dict, a flick.MachineConfig, or a str
+    taken as JSON already."""
     if isinstance(config, str):
         return config.encode()
+    if isinstance(config, MachineConfig):
+        config = config.to_dict()
     if not isinstance(config, Mapping):
-        raise InvalidArgument(f"config: expected a dict in Fly's MachineConfig schema, got {type(config).__name__}")
+        raise InvalidArgument(f"config: expected a dict in Fly's MachineConfig schema or a flick.MachineConfig, "
+                              f"got {type(config).__name__}")
     return json.dumps(dict(config)).encode()
 
 
@@ -122,6 +130,10 @@ class Machine(Closing):
     def config(self) -> dict[str, Any]:
         return dict(self.get().get("config", {}))
 
+    def machine_config(self) -> MachineConfig:
+        """The current config as a flick.MachineConfig (fields it does not name in `extra`)."""
+        return MachineConfig.from_dict(self.config)
+
     def events(self) -> Iterator[dict[str, Any]]:
         """Fly's events, newest first: {"id", "type", "status", "source", "timestamp", ...}."""
         out = c_void_p()
@@ -152,7 +164,7 @@ class Machine(Closing):
         no limit), flick.GuestFailure when it failed instead."""
         check(_lib.lib().flick_machine_wait(self._h(), state_code(state), _ms(timeout, -1)))
 
-    def update(self, config: Union[Mapping[str, Any], str], *, skip_launch: bool = False,
+    def update(self, config: Config, *, skip_launch: bool = False,
                current_version: int = 0) -> None:
         """A new config version (the whole config, no merge); left started unless skip_launch.
         `current_version`: flick.Busy unless the machine is at it."""
@@ -160,7 +172,7 @@ class Machine(Closing):
                                          1 if skip_launch else 0, current_version)
         check(_lib.lib().flick_machine_update(self._h(), byref(opts)))
 
-    def clone(self, *, name: Optional[str] = None, config: Union[None, Mapping[str, Any], str] = None,
+    def clone(self, *, name: Optional[str] = None, config: Optional[Config] = None,
               skip_launch: bool = False) -> "Machine":
         """A new machine in this one's app, with its config or `config`."""
         opts = _lib.MachineCloneOptions(_lib.MACHINE_CLONE_OPTIONS_VERSION, _lib.encode(name),
