@@ -16,9 +16,11 @@ Only what cannot work offline is changed, and each change must find its text in 
 (else the test fails, so the README cannot drift from what is tested): the image becomes a
 local OCI layout (no registry here), and `exec -it` (it needs a terminal) is left out.
 
-bindings/python/examples/orchestrator.py and bindings/go/examples/orchestrator run last, unchanged,
+bindings/python/examples/orchestrator.py and bindings/go/examples/orchestrator run next, unchanged,
 with the local image as their argument: each makes an app's three machines, execs in one, lists
-them and destroys them, leaving nothing behind.
+them and destroys them, leaving nothing behind. Last, the bindings' end-to-end suites on a real
+guest: pytest bindings/python/tests_linux and bindings/go's linuxguest tests (`go test -tags
+linuxguest -c`, built before the test host starts), with the image in FLICK_TEST_IMAGE.
 """
 
 from __future__ import annotations
@@ -167,6 +169,24 @@ class Inside:
                    f"(exec: {exec_line is not None}, listed started: {len(listed)})")
         self.left_nothing(f"the {language} orchestrator", app)
 
+    def suites(self) -> None:
+        env = {**self.env, "FLICK_TEST_IMAGE": self.image}
+        py = subprocess.run([pytest_python(), "-m", "pytest", "-p", "no:cacheprovider", "-v",
+                             str(ROOT / "bindings" / "python" / "tests_linux")], env=env, cwd=self.work,
+                            capture_output=True, text=True, timeout=600)
+        print(f"$ pytest bindings/python/tests_linux\n  -> {py.returncode}\n{py.stdout[-3000:]}{py.stderr[-2000:]}",
+              flush=True)
+        self.check(py.returncode == 0, "the Python binding's end-to-end suite passes on a real guest")
+        exe = self.work / "go_linuxguest.test"
+        if not exe.exists():
+            self.check(False, "the Go binding's end-to-end suite runs (it did not build)")
+            return
+        go = subprocess.run([str(exe), "-test.v", "-test.count=1"], env=env, cwd=self.work,
+                            capture_output=True, text=True, timeout=600)
+        print(f"$ go_linuxguest.test -test.v\n  -> {go.returncode}\n{go.stdout[-3000:]}{go.stderr[-2000:]}", flush=True)
+        self.check(go.returncode == 0 and "--- PASS: TestLinuxGuest" in go.stdout,
+                   "the Go binding's end-to-end suite passes on a real guest")
+
     def cli(self, script: str) -> None:
         r = self.run(["bash", "-euo", "pipefail", "-c", script])
         self.check(r.returncode == 0, "the CLI example runs")
@@ -214,9 +234,19 @@ def inside(work: str, image: str) -> int:
     s.orchestrator("Python", [sys.executable, str(ROOT / "bindings" / "python" / "examples" / "orchestrator.py"),
                               image], app="orchestra")
     s.orchestrator("Go", [str(s.work / "go_orchestrator"), image], app="shop")
+    s.suites()
     shutil.rmtree(s.user, ignore_errors=True)
     print("PASS" if not s.failures else f"{len(s.failures)} failure(s)", flush=True)
     return 1 if s.failures else 0
+
+
+def pytest_python() -> str:
+    """The first python3 with pytest: Debian's, which scripts/install-deps.sh equips, may come
+    after another python3 on PATH."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([py, "-c", "import pytest"], capture_output=True).returncode == 0:
+            return py
+    return sys.executable  # its failure to import pytest is then the test's failure
 
 
 def go_env(work: Path, pc_path: str) -> dict[str, str]:
@@ -239,11 +269,15 @@ def go_build(work: Path, pc_path: str, image: str) -> None:
     print(f"go build of the README's Go example: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
 
 
-def go_build_orchestrator(work: Path, pc_path: str) -> None:
-    """Builds bindings/go/examples/orchestrator into work/go_orchestrator, as go_build does."""
-    r = subprocess.run(["go", "build", "-o", str(work / "go_orchestrator"), "./examples/orchestrator"],
-                       cwd=ROOT / "bindings" / "go", env=go_env(work, pc_path), capture_output=True, text=True)
-    print(f"go build of bindings/go/examples/orchestrator: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
+def go_build_bindings(work: Path, pc_path: str) -> None:
+    """Builds bindings/go/examples/orchestrator into work/go_orchestrator and the linuxguest
+    tests into work/go_linuxguest.test, as go_build does."""
+    for what, argv in (("examples/orchestrator", ["build", "-o", str(work / "go_orchestrator"), "./examples/orchestrator"]),
+                       ("the linuxguest tests", ["test", "-tags", "linuxguest", "-c", "-o",
+                                                 str(work / "go_linuxguest.test"), "."])):
+        r = subprocess.run(["go", *argv], cwd=ROOT / "bindings" / "go", env=go_env(work, pc_path),
+                           capture_output=True, text=True)
+        print(f"go build of bindings/go's {what}: {r.returncode}\n{r.stdout}{r.stderr}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -262,7 +296,7 @@ def main(argv: list[str]) -> int:
                            check=True, capture_output=True, text=True).stdout.strip()
     pc_path = ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
     go_build(work, pc_path, image)
-    go_build_orchestrator(work, pc_path)
+    go_build_bindings(work, pc_path)
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
     env = {"FLICK_KERNEL": str(kernel.vmlinuz),
            "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release),
