@@ -69,7 +69,11 @@ EXIT_NOT_FOUND = 127
 # lockup of swapper, the idle task: nothing the command runs) and the command then failed; or a
 # CPU of its kernel has been stuck for WEDGED_AFTER seconds (soft lockups of the kernel itself,
 # e.g. two CPUs each waiting for the other's lost IPI: a process cannot do that, and the test
-# host would never recover). Every other failure is reported as it is.
+# host would never recover); or the watchdog fired and the agent, a shell outside the command's
+# reach, answered not one byte in AGENT_WAIT seconds: the kernel no longer schedules at all
+# (seen twice with -smp 2 as VMs inside came and went: both CPUs looping in asm_exc_int3 and
+# exc_int3, the int3-based live patching of static keys KVM flips, silent to the soft lockup
+# detector). Every other failure is reported as it is.
 EMULATOR_FAULT_RETRIES = 1
 WEDGED_AFTER = 120
 
@@ -358,11 +362,17 @@ def _monitor_query(path: Path, commands: tuple[str, ...], wait: float) -> str:
     return _ask(path, wait, talk)
 
 
+AGENT_SILENT = "(the agent answered nothing"
+
+
 def _agent_dump(path: Path, nonce: str, wait: float) -> str:
+    """The agent's dump; it starts with AGENT_SILENT when the agent sent not one byte."""
     def talk(sock: socket.socket, deadline: float) -> str:
         sock.sendall(f"@@testhost-dump-{nonce}@@\n".encode())
         end = f"@@testhost-dump-end-{nonce}@@".encode()
         raw, ok = _read_until(sock, end, deadline)
+        if not raw.strip():
+            return f"{AGENT_SILENT} within {wait:g} s: the test host's kernel is wedged)\n"
         text = raw.removesuffix(end).decode(errors="replace").replace("\r", "")
         return text + ("" if ok else f"\n(the agent did not finish within {wait:g} s)\n")
     return _ask(path, wait, talk)
@@ -428,9 +438,9 @@ def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, t
             show_logs()
         print(f"testhost: watchdog: {reason}; QEMU killed after {elapsed:.1f} s",
               file=sys.stderr)
-        if console.wedged:
-            print("testhost: a CPU of the test host's kernel stopped for good: a fault of its "
-                  "emulation, not of the command", file=sys.stderr, flush=True)
+        if console.wedged or dump.startswith(AGENT_SILENT):
+            print("testhost: the test host's kernel stopped for good: a fault of its emulation, "
+                  "not of the command", file=sys.stderr, flush=True)
             return _EMULATOR_FAULT
         return EXIT_TIMEOUT
     if console.state != "done":

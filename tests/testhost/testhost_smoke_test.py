@@ -8,6 +8,8 @@
                                   the boot timings (the peer measurement for flick's VMM)
   testhost_smoke_test.py reset    a command that triple-faults the test host's CPU the first
                                   time runs again in a fresh test host and its status counts
+  testhost_smoke_test.py silent   the same for a test host whose agent answers nothing when
+                                  the watchdog fires (as when its kernel is wedged)
 """
 
 from __future__ import annotations
@@ -73,20 +75,37 @@ exit 3
 """
 
 
-def reset_retried() -> int:
+# The first run silences the watchdog's agent, as a wedged kernel does (it kills it), then
+# prints nothing; the watchdog's stall limit fires and the agent answers nothing.
+SILENT_ONCE = """
+if [ ! -e "$1/mark" ]; then
+  touch "$1/mark" && sync
+  pkill -f 'testhost_[a]gent.sh'  # [a]: not this script's own command line
+  sleep 600
+  echo "still running after the watchdog fired"
+  exit 1
+fi
+echo "second run"
+exit 3
+"""
+
+
+def retried(what: str, script: str, **limits: float) -> int:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as work:
         out = io.BytesIO()
-        status = testhost.run(["sh", "-c", TRIPLE_FAULT_ONCE, "sh", work], timeout=300, out=out)
+        status = testhost.run(["sh", "-c", script, "sh", work], out=out, **limits)  # type: ignore[arg-type]
     output = out.getvalue().decode(errors="replace")
     print(output)
-    print(f"reset test: status {status}")
+    print(f"{what} test: status {status}")
     ok = status == 3 and "second run" in output and "still running" not in output
     return 0 if ok else 1
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["reset"]:
-        return reset_retried()
+        return retried("reset", TRIPLE_FAULT_ONCE, timeout=300)
+    if argv[:1] == ["silent"]:
+        return retried("silent agent", SILENT_ONCE, timeout=300, stall=20)
     if argv[:1] == ["kvm"]:
         return kvm_smoke()
     if argv[:1] == ["microvm"]:

@@ -262,6 +262,18 @@ class WatchdogTest(unittest.TestCase):
             self.assertIn("the agent did not finish within 0.5 s", text)
             text = testhost._agent_dump(Path(t, "none.sock"), "n1", wait=0.5)
             self.assertIn("no answer from none.sock", text)
+            self.assertFalse(text.startswith(testhost.AGENT_SILENT))
+
+    def test_an_agent_that_answers_nothing_is_told_apart(self):
+        with tempfile.TemporaryDirectory() as t:
+            sock = Path(t, "agent.sock")
+
+            def agent(conn):  # reads the request, as a wedged kernel's serial port would not
+                conn.recv(100)
+                yield b""
+            self.serve(sock, agent)
+            text = testhost._agent_dump(sock, "n1", wait=0.5)
+            self.assertTrue(text.startswith(testhost.AGENT_SILENT), text)
 
 
 class AgentTest(unittest.TestCase):
