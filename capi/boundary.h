@@ -12,6 +12,16 @@
 
 namespace flick::capi {
 
+// The integer a caller stored in an enum field: C lets any int through, and reading an
+// out-of-range value as the enum type is undefined in C++.
+template <class E>
+int raw_enum(const E& e) {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Sets this thread's last error and returns `code`.
 int fail(int code, flick_error_class cls, std::string message, int sys_errno = 0);
 // A flick error from a call into `area`: its code, a class (the area unless the error says

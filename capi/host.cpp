@@ -45,12 +45,12 @@ int flick_host_open(flick_host** out, const flick_host_options* given) {
     h.kernel_modules = str(o.kernel_modules);
     h.kvm_device = str(o.kvm_device);
     h.vmm_program = str(o.vmm_program);
-    switch (o.networking) {
+    switch (raw_enum(o.networking)) {
       case FLICK_NETWORKING_AUTOMATIC: h.network = flick::HostOptions::Networking::automatic; break;
       case FLICK_NETWORKING_REQUIRED: h.network = flick::HostOptions::Networking::required; break;
       case FLICK_NETWORKING_NONE: h.network = flick::HostOptions::Networking::none; break;
       default:
-        return fail_invalid(std::string(fn) + ": networking " + std::to_string(int(o.networking)) +
+        return fail_invalid(std::string(fn) + ": networking " + std::to_string(raw_enum(o.networking)) +
                             " is not a flick_networking value");
     }
     if (o.default_registry) h.images.default_registry = o.default_registry;

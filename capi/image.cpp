@@ -25,11 +25,11 @@ int pull_options(PullOptions* out, const flick_pull_options* given, const char* 
     if (int rc = read_options(&o, given, FLICK_PULL_OPTIONS_VERSION, sizeof o, fn, "flick_pull_options"); rc)
       return rc;
   }
-  switch (o.policy) {
+  switch (raw_enum(o.policy)) {
     case FLICK_PULL_MISSING: out->policy = PullPolicy::missing; break;
     case FLICK_PULL_ALWAYS: out->policy = PullPolicy::always; break;
     case FLICK_PULL_NEVER: out->policy = PullPolicy::never; break;
-    default: return fail_invalid(std::string(fn) + ": policy " + std::to_string(int(o.policy)) + " is not a flick_pull_policy value");
+    default: return fail_invalid(std::string(fn) + ": policy " + std::to_string(raw_enum(o.policy)) + " is not a flick_pull_policy value");
   }
   if (auto fnp = o.progress) {
     void* ud = o.progress_userdata;

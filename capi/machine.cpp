@@ -201,10 +201,11 @@ int flick_machine_list(char** out_json, flick_host* host, const flick_machine_fi
     filter.app = str(f.app);
     if (f.state_count && !f.states) return fail_invalid(std::string(fn) + ": states is NULL with state_count > 0");
     for (size_t i = 0; i < f.state_count; ++i) {
-      if (!valid_state(f.states[i]))
+      const int s = raw_enum(f.states[i]);
+      if (!valid_state(s))
         return fail_invalid(std::string(fn) + ": states[" + std::to_string(i) + "]: " +
-                            std::to_string(int(f.states[i])) + " is not a flick_machine_state");
-      filter.states.push_back(MachineState(f.states[i]));
+                            std::to_string(s) + " is not a flick_machine_state");
+      filter.states.push_back(MachineState(s));
     }
     if (filter.states.empty() && f.include_deleted)
       for (int s = FLICK_MACHINE_CREATED; s <= FLICK_MACHINE_DESTROYED; ++s) filter.states.push_back(MachineState(s));
