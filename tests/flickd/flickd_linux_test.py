@@ -372,7 +372,7 @@ def main(argv: list[str]) -> int:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", flickd, flick, image, str(kernel.vmlinuz),
            str(modules)]
     if testhost.needed():
-        return testhost.run(cmd, timeout=1500, memory_mib=3072, smp=2)
+        return testhost.run(cmd, timeout=1500, memory_mib=3072, smp=1)
     return subprocess.run(cmd).returncode
 
 

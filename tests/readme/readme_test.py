@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
            "PKG_CONFIG_PATH": pc_path}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
     if testhost.needed():
-        code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=2, env=env)
+        code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=1, env=env)
     else:
         code = subprocess.run(cmd, env={**os.environ, **env}).returncode
     if code == 0:

@@ -253,7 +253,8 @@ def _run_once(qemu: str, vmlinux: Path, initrd: Path, cmd: list[str], cwd: Path,
               memory_mib: int, smp: int, verbose: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="flick-testhost-") as ctl:
         nonce = secrets.token_hex(8)
-        settings = {"NONCE": nonce, "WORKDIR": str(workdir), "ROOT_CACHE": "mmap"}
+        settings = {"NONCE": nonce, "WORKDIR": str(workdir), "ROOT_CACHE": "mmap",
+                    "KEEPER": str(Path(__file__).resolve().parent / "kvm_keeper.py")}
         Path(ctl, "settings").write_text(
             "".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.items()))
         Path(ctl, "cmd.sh").write_text(_command_script(cmd, str(cwd), guest_env))

@@ -35,6 +35,14 @@ ip link set lo up 2>/dev/null
 NONCE=$NONCE sh /bin/testhost_agent.sh /dev/ttyS1 $R /command.pid </dev/null >/dev/null 2>&1 &
 agent=$!
 
+# KVM's static keys stay on while the command's VMs come and go (kvm_keeper.py says why).
+if [ -n "$KEEPER" ] && [ -e /dev/kvm ]; then
+  mkfifo /keeper.out
+  chroot $R /usr/bin/python3 "$KEEPER" </dev/null >/keeper.out 2>/dev/console &
+  read -r ready </keeper.out
+  [ "$ready" = READY ] || echo "testhost-init: kvm_keeper did not start" >/dev/console
+fi
+
 echo "@@testhost-start-$NONCE@@" >/dev/console
 # In the foreground (a background job would ignore SIGINT); the agent learns its pid from a file.
 sh -c 'echo $$ >/command.pid; exec chroot "$0" /bin/sh /run/testhost/cmd.sh' $R \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Smoke tests of the test host (ctest labels testhost;slow).
 
-  testhost_smoke_test.py kvm      boot the test host; inside, /dev/kvm exists, the CPU has svm
-                                  and a real-mode guest runs (kvm_probe.py)
+  testhost_smoke_test.py kvm      boot the test host; inside, /dev/kvm exists, the CPU has svm,
+                                  a real-mode guest runs (kvm_probe.py) and kvm_keeper.py holds
+                                  its VM
   testhost_smoke_test.py microvm  boot Debian's cloud kernel with QEMU microvm inside the test
                                   host, with 1 and 2 vCPUs; check the guest's report and print
                                   the boot timings (the peer measurement for flick's VMM)
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import sys
 import tempfile
@@ -29,9 +31,28 @@ CPU_COUNTS = (1, 2)
 
 
 def kvm_smoke() -> int:
-    status = testhost.run(["python3", str(HERE / "kvm_probe.py"), "--require-svm"], timeout=300)
+    status = testhost.run(["sh", "-c", 'python3 "$0/kvm_probe.py" --require-svm && '
+                           'python3 "$0/testhost_smoke_test.py" keeper-inside', str(HERE)],
+                           timeout=300)
     print(f"kvm smoke test: status {status}")
     return 0 if status == 0 else 1
+
+
+def keeper_inside() -> int:
+    """kvm_keeper.py runs beside the command, holding one VM with two vCPUs."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"kvm_keeper.py" not in (proc / "cmdline").read_bytes():
+                continue
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        vms = [l for l in links if l.startswith("anon_inode:kvm-vm")]
+        vcpus = sorted(l for l in links if l.startswith("anon_inode:kvm-vcpu"))
+        print(f"kvm_keeper: pid {proc.name}, {len(vms)} VM, vCPUs {vcpus}")
+        return 0 if len(vms) == 1 and len(vcpus) == 2 else 1
+    print("kvm_keeper: not running in the test host")
+    return 1
 
 
 def microvm_outer() -> int:
@@ -108,6 +129,8 @@ def main(argv: list[str]) -> int:
         return retried("silent agent", SILENT_ONCE, timeout=300, stall=20)
     if argv[:1] == ["kvm"]:
         return kvm_smoke()
+    if argv[:1] == ["keeper-inside"]:
+        return keeper_inside()
     if argv[:1] == ["microvm"]:
         return microvm_outer()
     if argv[:1] == ["microvm-inside"] and len(argv) == 3:
