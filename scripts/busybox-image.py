@@ -6,6 +6,7 @@ top-level directories. Output is byte-deterministic (sorted entries, owner and m
 gzip mtime 0; SOURCE_DATE_EPOCH sets the timestamps). An existing layout in OUT_DIR gains the
 new tag (replacing an old manifest of that tag), so several variants can share one layout.
 Prints the reference oci:OUT_DIR:TAG. FLICK_BUSYBOX overrides the busybox binary's path.
+--pad MIB adds /pad, MIB MiB of zeros: an image whose content has a known size.
 """
 
 from __future__ import annotations
@@ -74,11 +75,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--entrypoint", type=string_array, metavar="JSON_ARRAY")
     ap.add_argument("--cmd", type=string_array, default=["sh"], metavar="JSON_ARRAY")
     ap.add_argument("--label", type=key_value, action="append", default=[], metavar="K=V")
+    ap.add_argument("--pad", type=int, default=0, metavar="MIB", help="add /pad: MIB MiB of zeros")
     args = ap.parse_args(argv)
     if not TAG_RE.fullmatch(args.tag):
         raise UsageError(f"bad tag {args.tag!r}: use letters, digits, '_', '.', '-' (max 128)")
     if args.workdir is not None and not args.workdir.startswith("/"):
         raise UsageError(f"--workdir must be absolute, got {args.workdir!r}")
+    if not 0 <= args.pad <= 4096:
+        raise UsageError(f"--pad takes 0 to 4096 MiB, got {args.pad}")
     if args.user == "":
         raise UsageError("--user must not be empty")
     args.out_dir = args.out_dir.resolve()
@@ -94,7 +98,7 @@ def source_epoch() -> int:
     return int(text)
 
 
-def build_layer(busybox: Path, mtime: int) -> bytes:
+def build_layer(busybox: Path, mtime: int, pad_mib: int = 0) -> bytes:
     """The uncompressed layer tar."""
     try:
         binary = busybox.read_bytes()
@@ -125,6 +129,8 @@ def build_layer(busybox: Path, mtime: int) -> bytes:
             add(applet, tarfile.SYMTYPE, 0o777, link=link)
     add("etc/passwd", tarfile.REGTYPE, 0o644, data=PASSWD.encode())
     add("etc/group", tarfile.REGTYPE, 0o644, data=GROUP.encode())
+    if pad_mib:
+        add("pad", tarfile.REGTYPE, 0o644, data=bytes(pad_mib << 20))
 
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -169,7 +175,7 @@ def build(args: argparse.Namespace) -> str:
     if not busybox.is_file():
         raise UsageError(f"{busybox} not found: install busybox-static: scripts/install-deps.sh")
     index = load_index(args.out_dir)
-    layer = build_layer(busybox, epoch)
+    layer = build_layer(busybox, epoch, args.pad)
     compressed = gzip.compress(layer, compresslevel=9, mtime=0)
 
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())

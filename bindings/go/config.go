@@ -30,6 +30,8 @@ type Guest struct {
 	KernelArgs    []string `json:"kernel_args,omitempty"`
 	Kernel        string   `json:"kernel,omitempty"`
 	KernelModules string   `json:"kernel_modules,omitempty"`
+	// RootfsSizeMB is the root filesystem's size; 0: the image's content plus 256 MiB.
+	RootfsSizeMB int `json:"rootfs_size_mb,omitempty"`
 }
 
 // Init overrides the image's program (Fly's init).

@@ -67,6 +67,10 @@ struct GuestConfig {
   std::string kernel;
   std::string kernel_modules;
   std::vector<std::string> kernel_args;  // appended to the kernel command line
+  // flick extension: the root filesystem's size in MiB (16..1048576); 0: the image's content
+  // plus 256 MiB. Too small for the image's content fails create (and update) with
+  // Errc::invalid_argument.
+  uint32_t rootfs_size_mb = 0;
   // "shared" or "performance". Kept for Fly's sake: every vCPU is a host thread either way.
   std::string cpu_kind = "shared";
   bool operator==(const GuestConfig&) const = default;

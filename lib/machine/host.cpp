@@ -121,6 +121,21 @@ void import_legacy_volumes(Host::Impl& h) {
 
 }  // namespace
 
+Result<Rootfs> Host::Impl::rootfs(const MachineConfig& config) {
+  PullOptions pull;
+  pull.policy = config.pull;
+  RootfsOptions size;
+  size.size_bytes = uint64_t{config.guest.rootfs_size_mb} << 20;
+  auto built = images.rootfs(config.image, size, pull);
+  if (built) return built;
+  if (config.guest.rootfs_size_mb && built.error().code == Errc::limit)
+    return make_error(Errc::invalid_argument, "machine config: guest.rootfs_size_mb: " +
+                                                  std::to_string(config.guest.rootfs_size_mb) +
+                                                  " MiB is too small for image " + config.image + ": " +
+                                                  built.error().message);
+  return std::move(built).error().with_context("image " + config.image);
+}
+
 Result<BootFiles> Host::Impl::boot_files(const GuestConfig& guest) {
   // The machine's own kernel, else the Host's: given, or fetched on first use.
   const std::string& kernel_path = guest.kernel.empty() ? options.kernel : guest.kernel;
@@ -243,15 +258,12 @@ Result<std::unique_ptr<Machine>> Host::create(const MachineConfig& given, Machin
     m.volume = v->id;
     volume_ids.push_back(v->id);
   }
-  PullOptions pull;
-  pull.policy = config.pull;
-  auto rootfs = impl_->images.rootfs(config.image, {}, pull);
-  if (!rootfs) return std::move(rootfs).error().with_context("image " + config.image);
-  auto process = machine::resolve_process(config, rootfs->config);
+  FLICK_TRY_ASSIGN(auto rootfs, impl_->rootfs(config));
+  auto process = machine::resolve_process(config, rootfs.config);
   if (!process) return std::move(process).error();
   FLICK_TRY_ASSIGN(auto files, impl_->boot_files(config.guest));
 
-  MachineBoot boot{files.kernel, files.base_initramfs, std::move(rootfs).value(), std::move(process).value(), {}, 0};
+  MachineBoot boot{files.kernel, files.base_initramfs, std::move(rootfs), std::move(process).value(), {}, 0};
   store::MachineRow row;
   row.id = new_machine_id();
   row.name = name.empty() ? row.id : std::move(name);

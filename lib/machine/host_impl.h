@@ -35,6 +35,8 @@ struct Host::Impl {
 
   // The host's kernel (fetched on first use) or the machine's own, with its initramfs.
   Result<BootFiles> boot_files(const GuestConfig& guest);
+  // The machine's root filesystem: its image pulled by its policy, built at its size.
+  Result<Rootfs> rootfs(const MachineConfig& config);
   std::filesystem::path machine_dir(const std::string& id) const {
     return options.state_dir / "machines" / id;
   }

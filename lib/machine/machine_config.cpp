@@ -41,6 +41,8 @@ Result<void> MachineConfig::validate() const {
     return invalid("guest.cpus", std::to_string(guest.cpus) + " is not in 1..254");
   if (guest.memory_mb < 64 || guest.memory_mb > (1u << 20))
     return invalid("guest.memory_mb", std::to_string(guest.memory_mb) + " is not in 64..1048576");
+  if (guest.rootfs_size_mb && (guest.rootfs_size_mb < 16 || guest.rootfs_size_mb > (1u << 20)))
+    return invalid("guest.rootfs_size_mb", std::to_string(guest.rootfs_size_mb) + " is not 0 or in 16..1048576");
   if (guest.kernel.empty() && !guest.kernel_modules.empty())
     return invalid("guest.kernel_modules", "given without guest.kernel");
   for (const auto& arg : guest.kernel_args)

@@ -105,12 +105,9 @@ Result<void> Machine::update(const MachineConfig& given, UpdateOptions options) 
     volumes.push_back(v->id);
   }
   MachineBoot boot = now->boot;
-  if (config.image != now->config.image || config.pull == PullPolicy::always) {
-    PullOptions pull;
-    pull.policy = config.pull;
-    auto rootfs = d.host->images.rootfs(config.image, {}, pull);
-    if (!rootfs) return std::move(rootfs).error().with_context("image " + config.image);
-    boot.image = std::move(rootfs).value();
+  if (config.image != now->config.image || config.pull == PullPolicy::always ||
+      config.guest.rootfs_size_mb != now->config.guest.rootfs_size_mb) {
+    FLICK_TRY_ASSIGN(boot.image, d.host->rootfs(config));
   }
   if (config.guest.kernel != now->config.guest.kernel || config.guest.kernel_modules != now->config.guest.kernel_modules) {
     FLICK_TRY_ASSIGN(auto files, d.host->boot_files(config.guest));

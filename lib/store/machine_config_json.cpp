@@ -218,6 +218,7 @@ class Reader {
       else if (key == "kernel_args") FLICK_TRY(read(v, path, g.kernel_args));
       else if (key == "kernel") FLICK_TRY(read(v, path, g.kernel));
       else if (key == "kernel_modules") FLICK_TRY(read(v, path, g.kernel_modules));
+      else if (key == "rootfs_size_mb") FLICK_TRY(read(v, path, g.rootfs_size_mb));
       else FLICK_TRY(keep_or_refuse("guest.", key, v));
     }
     return {};
@@ -358,6 +359,7 @@ std::string MachineConfig::to_json() const {
   if (!guest.kernel_args.empty()) g["kernel_args"] = guest.kernel_args;
   if (!guest.kernel.empty()) g["kernel"] = guest.kernel;
   if (!guest.kernel_modules.empty()) g["kernel_modules"] = guest.kernel_modules;
+  if (guest.rootfs_size_mb) g["rootfs_size_mb"] = guest.rootfs_size_mb;
   put_kept(unimplemented, "guest.", g);
   j["guest"] = std::move(g);
 

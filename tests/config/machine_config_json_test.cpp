@@ -126,6 +126,7 @@ TEST(ConfigJsonRoundTrip, AFullyPopulatedStructComesBackEqual) {
   c.guest.memory_mb = 2048;
   c.guest.kernel = "/k/vmlinuz";
   c.guest.kernel_modules = "/k/modules";
+  c.guest.rootfs_size_mb = 512;
   c.guest.kernel_args = {"quiet", "loglevel=3"};
   c.env = {{"A", "1"}, {"B", "two words"}, {"C", "ünïcødé \"quoted\"\n"}};
   c.init.entrypoint = {"/bin/sh", "-c"};

@@ -135,6 +135,49 @@ TEST_F(MachineUpdate, ACreatedMachineGetsANewVersionAndKeepsTheOld) {
   EXPECT_EQ(m->version(), 3u);
 }
 
+TEST_F(MachineUpdate, TheRootfsHasTheConfiguredSizeAndTooSmallIsRefused) {
+  auto m = create(config());
+  ASSERT_TRUE(m);
+  EXPECT_GE(fs::file_size(m->image().path), uint64_t{256} << 20);  // content plus 256 MiB
+
+  MachineConfig sized = config();
+  sized.guest.rootfs_size_mb = 64;
+  auto small = create(sized);
+  ASSERT_TRUE(small);
+  EXPECT_EQ(fs::file_size(small->image().path), uint64_t{64} << 20);
+  EXPECT_EQ(small->image().image_digest, m->image().image_digest);
+  auto fsck = run_command("e2fsck -fn " + small->image().path.string());
+  EXPECT_EQ(fsck.status, 0) << fsck.output;
+
+  // An image with 24 MiB of content does not fit in 16 MiB: refused at create, naming the
+  // field and the image; no machine is left behind.
+  auto made = run_command("python3 " FLICK_SOURCE_DIR "/scripts/busybox-image.py --tag big --pad 24 " +
+                          (dir_.path() / "layout").string());
+  ASSERT_EQ(made.status, 0) << made.output;
+  MachineConfig big = config();
+  big.image = "oci:" + (dir_.path() / "layout").string() + ":big";
+  big.guest.rootfs_size_mb = 16;
+  const size_t machines = VALUE(host_->list()).size();
+  Error e = ERROR_OF(host_->create(big), Errc::invalid_argument);
+  EXPECT_THAT(e.message, HasSubstr("guest.rootfs_size_mb: 16 MiB is too small for image " + big.image));
+  EXPECT_EQ(VALUE(host_->list()).size(), machines);
+  big.guest.rootfs_size_mb = 8;  // below any ext4 image flick makes
+  EXPECT_THAT(ERROR_OF(host_->create(big), Errc::invalid_argument).message, HasSubstr("16..1048576"));
+
+  // An update to a size that does not fit changes nothing; one to another size rebuilds.
+  big.guest.rootfs_size_mb = 16;
+  ERROR_OF(small->update(big, {.skip_launch = true}), Errc::invalid_argument);
+  EXPECT_EQ(small->config().guest.rootfs_size_mb, 64u);
+  EXPECT_EQ(small->version(), 1u);
+  big.guest.rootfs_size_mb = 96;
+  ASSERT_OK(small->update(big, {.skip_launch = true}));
+  EXPECT_EQ(fs::file_size(small->image().path), uint64_t{96} << 20);
+  auto seen = VALUE(open_host()->get(small->id()));
+  EXPECT_EQ(seen->config().guest.rootfs_size_mb, 96u);
+  EXPECT_EQ(seen->image().path, small->image().path);
+  EXPECT_NE(seen->image().image_digest, m->image().image_digest);
+}
+
 TEST_F(MachineUpdate, WithoutSkipLaunchItStartsTheNewVersion) {
   auto m = create(config());
   ASSERT_TRUE(m);

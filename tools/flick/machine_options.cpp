@@ -75,6 +75,8 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
       "a machine config in Fly's JSON (as the Machines API's `config`); the options given override it");
   add_number(cmd, "--cpus", "N", &c.guest.cpus, 1, 254, "1 to 254", "vCPUs (default 1)");
   add_number(cmd, "--memory", "MB", &c.guest.memory_mb, 0, 1u << 20, "megabytes", "guest memory (default 256)");
+  add_number(cmd, "--rootfs-size", "MB", &c.guest.rootfs_size_mb, 0, 1u << 20, "megabytes",
+             "the root filesystem's size (default: the image's content plus 256 MB)");
   add_values(
       cmd, "-e,--env", "K=V",
       [&c](const std::string& v) {

@@ -95,6 +95,14 @@ void add_update(CLI::App& machine) {
         edit([n](MachineConfig& c) { c.guest.memory_mb = static_cast<uint32_t>(n); });
       },
       "guest memory");
+  add_value(
+      *cmd, "--rootfs-size", "MB",
+      [edit](const std::string& v) {
+        uint64_t n = 0;
+        if (!parse_uint(v, 1u << 20, &n)) usage_error("--rootfs-size takes megabytes, not '" + v + "'");
+        edit([n](MachineConfig& c) { c.guest.rootfs_size_mb = static_cast<uint32_t>(n); });
+      },
+      "the root filesystem's size (0: the image's content plus 256 MB)");
   add_values(
       *cmd, "-e,--env", "K=V",
       [edit](const std::string& v) {

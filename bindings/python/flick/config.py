@@ -37,13 +37,15 @@ def _document(obj: Any) -> Any:
 
 @dataclass
 class Guest:
-    """The VM's size (Fly's guest); kernel and kernel_modules are flick's extension."""
+    """The VM's size (Fly's guest); kernel, kernel_modules and rootfs_size_mb are flick's
+    extensions."""
     cpus: Optional[int] = None
     memory_mb: Optional[int] = None
     cpu_kind: Optional[str] = None  # "shared" or "performance"
     kernel_args: list[str] = field(default_factory=list)
     kernel: Optional[str] = None
     kernel_modules: Optional[str] = None
+    rootfs_size_mb: Optional[int] = None  # default: the image's content plus 256 MiB
 
 
 @dataclass
