@@ -167,19 +167,30 @@ struct PullOptions {
 
 // Registry logins, as `podman login` and `docker login` keep them: "auths".REGISTRY."auth"
 // (base64 of "user:password") in the first of $REGISTRY_AUTH_FILE and
-// $XDG_RUNTIME_DIR/containers/auth.json that is set, else ~/.docker/config.json.
+// $XDG_RUNTIME_DIR/containers/auth.json that is set, else ~/.docker/config.json; or, when that
+// file's "credHelpers" names a helper for the registry, else its "credsStore" does, in that
+// helper (`docker-credential-NAME store|erase`, found on PATH), as Docker does.
 FLICK_API Result<std::filesystem::path> registry_auth_file();
+
+// Where a registry's login was written or removed.
+struct RegistryLogin {
+  std::filesystem::path file;  // registry_auth_file()
+  // "docker-credential-NAME (credHelpers of FILE)" or "... (credsStore of FILE)" when a helper
+  // holds the secret; empty when `file` does.
+  std::string helper;
+};
+
 // Asks `registry` ("ghcr.io", "127.0.0.1:5000", "docker.io") whether it takes `username` and
 // `password` (GET /v2/, answering its basic or bearer-token challenge with them), then stores
-// them in registry_auth_file(), replacing the registry's entries and keeping every other key;
-// the file is replaced atomically and has mode 0600. Refused credentials are an error naming
-// the registry, and nothing is written. `options` gives insecure registries (certs.d as pulls).
-// Returns the file written.
-FLICK_API Result<std::filesystem::path> registry_login(std::string_view registry, std::string_view username,
-                                                       std::string_view password, const StoreOptions& options = {});
-// Removes `registry`'s entries from registry_auth_file(), keeping every other key.
-// Errc::not_found when it has none. Returns the file.
-FLICK_API Result<std::filesystem::path> registry_logout(std::string_view registry);
+// them: in the helper, or in the file, replacing the registry's entries there (with a helper,
+// removing them: they would shadow it) and keeping every other key; the file is replaced
+// atomically and has mode 0600. Refused credentials are an error naming the registry, and
+// nothing is written. `options` gives insecure registries (certs.d as pulls).
+FLICK_API Result<RegistryLogin> registry_login(std::string_view registry, std::string_view username,
+                                               std::string_view password, const StoreOptions& options = {});
+// Removes `registry`'s login from the helper (when there is one) and the file's entries,
+// keeping every other key. Errc::not_found when neither had one.
+FLICK_API Result<RegistryLogin> registry_logout(std::string_view registry);
 
 // The content-addressed image cache: blobs by digest, one rootfs per (image digest, size).
 // Safe for concurrent use by several processes on the same directory.

@@ -127,12 +127,15 @@ Result<size_t> update_auth_file(const fs::path& file, std::string_view host, con
   return removed;
 }
 
-Result<std::string> cred_helper_for(const fs::path& file, std::string_view host) {
+Result<HelperChoice> login_helper_for(const fs::path& file, std::string_view host) {
   FLICK_TRY_ASSIGN(auto j, read_auth_file(file));
   if (auto it = j.find("credHelpers"); it != j.end() && it->is_object())
     for (const auto& [key, name] : it->items())
-      if (registry_of_key(key) == host && name.is_string()) return name.get<std::string>();
-  return std::string();
+      if (registry_of_key(key) == host && name.is_string() && !name.get<std::string>().empty())
+        return HelperChoice{name.get<std::string>(), "credHelpers"};
+  if (auto it = j.find("credsStore"); it != j.end() && it->is_string() && !it->get<std::string>().empty())
+    return HelperChoice{it->get<std::string>(), "credsStore"};
+  return HelperChoice{};
 }
 
 Result<std::string> decode_base64(std::string_view text, std::string_view what) {
@@ -190,12 +193,19 @@ Result<std::optional<Credential>> credential_from_auth_json(std::string_view tex
   return std::optional<Credential>();
 }
 
-// The docker-credential-helpers protocol: `get`, the server on stdin, JSON on stdout; on
-// failure a message on stdout ("credentials not found in native keychain" when it has none).
-Result<std::optional<Credential>> credential_from_helper(const std::string& name, std::string_view server) {
+namespace {
+
+struct HelperAnswer {
+  bool ok = false;  // exited 0
+  std::string out;  // stdout (the answer, or what went wrong)
+};
+
+// Runs `docker-credential-NAME VERB` with `input` on stdin (the docker-credential-helpers
+// protocol: answers and failures alike come on stdout; stderr is dropped).
+Result<HelperAnswer> run_helper(const std::string& name, const char* verb, std::string_view input) {
   const std::string prog = "docker-credential-" + name;
-  if (name.find('/') != std::string::npos)
-    return make_error(Errc::invalid_argument, "credential helper name \"" + name + "\" contains a '/'");
+  if (name.empty() || name.find('/') != std::string::npos)
+    return make_error(Errc::invalid_argument, "credential helper name \"" + name + "\" is empty or contains a '/'");
   int sv[2];  // a socket, not a pipe: writing to a helper that has exited must not raise SIGPIPE
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return sys_error("socketpair for " + prog, errno);
   UniqueFd ours(sv[0]), theirs(sv[1]);
@@ -204,7 +214,7 @@ Result<std::optional<Credential>> credential_from_helper(const std::string& name
   posix_spawn_file_actions_adddup2(&fa, theirs.get(), 0);
   posix_spawn_file_actions_adddup2(&fa, theirs.get(), 1);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::string arg0 = prog, arg1 = "get";
+  std::string arg0 = prog, arg1 = verb;
   char* argv[] = {arg0.data(), arg1.data(), nullptr};
   pid_t pid = -1;
   int rc = posix_spawnp(&pid, prog.c_str(), &fa, nullptr, argv, environ);
@@ -213,7 +223,7 @@ Result<std::optional<Credential>> credential_from_helper(const std::string& name
   if (rc != 0) return sys_error("running " + prog, rc);
   theirs.reset();
 
-  std::string input = std::string(server) + "\n", out;
+  HelperAnswer answer;
   (void)::send(ours.get(), input.data(), input.size(), MSG_NOSIGNAL);  // an early exit shows in its status
   bool timed_out = false;
   ::shutdown(ours.get(), SHUT_WR);
@@ -228,21 +238,41 @@ Result<std::optional<Credential>> credential_from_helper(const std::string& name
     char buf[4096];
     ssize_t n = ::read(ours.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || out.size() + size_t(n) > kMaxHelperOutput) break;
-    out.append(buf, size_t(n));
+    if (n <= 0 || answer.out.size() + size_t(n) > kMaxHelperOutput) break;
+    answer.out.append(buf, size_t(n));
   }
   if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (timed_out)
-    return make_error(Errc::timeout, prog + " get did not answer within " + std::to_string(kHelperTimeoutMs / 1000) + " s");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    if (out.find("credentials not found") != std::string::npos) return std::optional<Credential>();
-    std::string why = out.substr(0, out.find('\n')).substr(0, 200);
-    return make_error(Errc::io, prog + " get failed" + (why.empty() ? "" : ": " + why));
+    return make_error(Errc::timeout, prog + " " + verb + " did not answer within " +
+                                         std::to_string(kHelperTimeoutMs / 1000) + " s");
+  answer.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return answer;
+}
+
+// Docker's helpers say this when they hold nothing for the server.
+bool says_not_found(const HelperAnswer& a) { return a.out.find("credentials not found") != std::string::npos; }
+
+// "docker-credential-NAME VERB failed: FIRST LINE" (at most 200 bytes of it, and none that
+// holds `secret`).
+Error helper_failed(const std::string& name, const char* verb, const HelperAnswer& a, std::string_view secret = {}) {
+  std::string why = a.out.substr(0, a.out.find('\n')).substr(0, 200);
+  if (!secret.empty() && why.find(secret) != std::string::npos) why.clear();
+  return make_error(Errc::io, "docker-credential-" + name + " " + verb + " failed" + (why.empty() ? "" : ": " + why));
+}
+
+}  // namespace
+
+Result<std::optional<Credential>> credential_from_helper(const std::string& name, std::string_view server) {
+  FLICK_TRY_ASSIGN(HelperAnswer a, run_helper(name, "get", std::string(server) + "\n"));
+  if (!a.ok) {
+    if (says_not_found(a)) return std::optional<Credential>();
+    return helper_failed(name, "get", a);
   }
-  json j = json::parse(out, nullptr, false);
+  const std::string prog = "docker-credential-" + name;
+  json j = json::parse(a.out, nullptr, false);
   if (!j.is_object()) return make_error(Errc::malformed, prog + " get did not answer with a JSON object");
   Credential c;
   c.username = string_field(j, "Username");
@@ -254,6 +284,21 @@ Result<std::optional<Credential>> credential_from_helper(const std::string& name
   }
   c.source = prog;
   return std::optional<Credential>(std::move(c));
+}
+
+Result<void> store_in_helper(const std::string& name, std::string_view host, std::string_view username,
+                             std::string_view secret) {
+  json creds{{"ServerURL", server_url(host)}, {"Username", username}, {"Secret", secret}};
+  FLICK_TRY_ASSIGN(HelperAnswer a, run_helper(name, "store", creds.dump()));
+  if (!a.ok) return helper_failed(name, "store", a, secret);
+  return {};
+}
+
+Result<bool> erase_from_helper(const std::string& name, std::string_view host) {
+  FLICK_TRY_ASSIGN(HelperAnswer a, run_helper(name, "erase", server_url(host) + "\n"));
+  if (a.ok) return true;
+  if (says_not_found(a)) return false;
+  return helper_failed(name, "erase", a);
 }
 
 CredentialStore CredentialStore::from_environment() {

@@ -61,10 +61,20 @@ Result<std::filesystem::path> login_auth_file();
 Result<size_t> update_auth_file(const std::filesystem::path& file, std::string_view host,
                                 const std::optional<std::string>& auth);
 
-// The helper `file`'s "credHelpers" names for `host`, or empty.
-Result<std::string> cred_helper_for(const std::filesystem::path& file, std::string_view host);
+// The credential helper `file` hands `host` to, as Docker picks it for login: its
+// "credHelpers" entry, else its "credsStore". Both empty when there is none.
+struct HelperChoice {
+  std::string name;   // NAME of docker-credential-NAME
+  std::string field;  // "credHelpers" or "credsStore"
+};
+Result<HelperChoice> login_helper_for(const std::filesystem::path& file, std::string_view host);
 
 // Asks `docker-credential-NAME get` (found on PATH) for `server`; nullopt when it has none.
 Result<std::optional<Credential>> credential_from_helper(const std::string& name, std::string_view server);
+// `docker-credential-NAME store`: the helper keeps `username` and `secret` for `host`.
+Result<void> store_in_helper(const std::string& name, std::string_view host, std::string_view username,
+                             std::string_view secret);
+// `docker-credential-NAME erase`: false when the helper had nothing for `host`.
+Result<bool> erase_from_helper(const std::string& name, std::string_view host);
 
 }  // namespace flick::image

@@ -1,5 +1,5 @@
 // flick image login|logout: credentials checked with the registry, then written where podman
-// and Docker read them (credentials.h reads them back).
+// and Docker read them, a credential helper included (credentials.h reads them back).
 #include "image/credentials.h"
 #include "image/source.h"
 
@@ -29,38 +29,50 @@ Result<std::string> login_host(std::string_view registry) {
   return host;
 }
 
+std::string helper_source(const image::HelperChoice& h, const fs::path& file) {
+  return "docker-credential-" + h.name + " (" + h.field + " of " + file.string() + ")";
+}
+
 }  // namespace
 
 Result<fs::path> registry_auth_file() { return image::login_auth_file(); }
 
-Result<fs::path> registry_login(std::string_view registry, std::string_view username, std::string_view password,
-                                const StoreOptions& options) {
+Result<RegistryLogin> registry_login(std::string_view registry, std::string_view username,
+                                     std::string_view password, const StoreOptions& options) {
   FLICK_TRY_ASSIGN(std::string host, login_host(registry));
   if (username.empty() || username.find(':') != std::string_view::npos)
     return make_error(Errc::invalid_argument, "a registry user name must be non-empty and have no ':'");
   if (password.empty()) return make_error(Errc::invalid_argument, "an empty password for " + host);
   FLICK_TRY_ASSIGN(fs::path file, image::login_auth_file());
-  // credHelpers wins over auths when reading: an entry written there would never be used.
-  FLICK_TRY_ASSIGN(std::string helper, image::cred_helper_for(file, host));
-  if (!helper.empty())
-    return make_error(Errc::unsupported, "credHelpers in " + file.string() + " gives " + host + " to docker-credential-" +
-                                             helper + ", which flick does not write to; log in with that helper's tool");
+  FLICK_TRY_ASSIGN(image::HelperChoice helper, image::login_helper_for(file, host));
   image::Credential c;
   c.username = std::string(username);
   c.secret = std::string(password);
   c.source = "the login";
   FLICK_TRY(image::check_login(host, c, options));
-  std::string user_pass = c.username + ":" + c.secret;
-  FLICK_TRY(image::update_auth_file(file, host, encode_base64(user_pass)));
-  return file;
+  if (helper.name.empty()) {
+    FLICK_TRY(image::update_auth_file(file, host, encode_base64(c.username + ":" + c.secret)));
+    return RegistryLogin{file, {}};
+  }
+  FLICK_TRY(image::store_in_helper(helper.name, host, c.username, c.secret));
+  // An "auths" entry left in the file would be read before a credsStore: it goes.
+  FLICK_TRY(image::update_auth_file(file, host, std::nullopt));
+  return RegistryLogin{file, helper_source(helper, file)};
 }
 
-Result<fs::path> registry_logout(std::string_view registry) {
+Result<RegistryLogin> registry_logout(std::string_view registry) {
   FLICK_TRY_ASSIGN(std::string host, login_host(registry));
   FLICK_TRY_ASSIGN(fs::path file, image::login_auth_file());
+  FLICK_TRY_ASSIGN(image::HelperChoice helper, image::login_helper_for(file, host));
+  bool erased = false;
+  if (!helper.name.empty()) {
+    FLICK_TRY_ASSIGN(erased, image::erase_from_helper(helper.name, host));
+  }
   FLICK_TRY_ASSIGN(size_t removed, image::update_auth_file(file, host, std::nullopt));
-  if (removed == 0) return make_error(Errc::not_found, "not logged in to " + host + " (no entry in " + file.string() + ")");
-  return file;
+  if (!erased && removed == 0)
+    return make_error(Errc::not_found, "not logged in to " + host + " (no entry in " + file.string() +
+                                           (helper.name.empty() ? "" : " nor in " + helper_source(helper, file)) + ")");
+  return RegistryLogin{file, erased ? helper_source(helper, file) : std::string()};
 }
 
 }  // namespace flick

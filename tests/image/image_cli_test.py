@@ -347,6 +347,81 @@ class ImageCli(unittest.TestCase):
         self.assertEqual(self.flick("pull", ref).returncode, 1)
         self.assert_no_secret_shown()
 
+    # A docker-credential-helpers helper keeping each server's JSON in a file beside it.
+    HELPER = """#!/usr/bin/python3
+import hashlib, json, pathlib, sys
+here = pathlib.Path(__file__).resolve().parent
+verb, data = sys.argv[1], sys.stdin.read()
+with open(here / "calls", "a") as log:
+    log.write(verb + "\\n")
+if "broken" in pathlib.Path(__file__).name:
+    print("keyring is locked")
+    sys.exit(1)
+server = json.loads(data)["ServerURL"] if verb == "store" else data.strip()
+entry = here / "store" / hashlib.sha256(server.encode()).hexdigest()
+if verb == "store":
+    entry.parent.mkdir(exist_ok=True)
+    entry.write_text(data)
+elif not entry.exists():
+    print("credentials not found in native keychain")
+    sys.exit(1)
+elif verb == "get":
+    print(entry.read_text())
+else:
+    entry.unlink()
+"""
+
+    def test_login_and_logout_through_a_credential_helper(self):
+        self.env["FLICK_CERTS_DIR"] = str(self.dir / "certs.d")
+        auth = self.home / "auth.json"
+        self.env["REGISTRY_AUTH_FILE"] = str(auth)
+        bin_dir = self.home / "bin"
+        bin_dir.mkdir()
+        for name in ("flicktest", "flickbroken"):
+            (bin_dir / f"docker-credential-{name}").write_text(self.HELPER)
+            (bin_dir / f"docker-credential-{name}").chmod(0o755)
+        self.env["PATH"] = f"{bin_dir}:{self.env['PATH']}"
+        calls = bin_dir / "calls"
+        ref = f"{self.tls_host}/busybox:1"
+        stale = base64.b64encode(b"stale:wrong").decode()
+        auth.write_text(json.dumps({"auths": {self.tls_host: {"auth": stale}}, "credsStore": "flicktest"}))
+
+        # credsStore holds the secret; the file's entry for the registry, which would shadow it, goes.
+        login = self.flick("login", "-u", USER, "--password-stdin", self.tls_host, stdin=PASSWORD + "\n")
+        self.assertEqual(login.returncode, 0, login.stderr)
+        helper = f"docker-credential-flicktest (credsStore of {auth})"
+        self.assertEqual(login.stdout, f"Login Succeeded: {self.tls_host} as {USER}, saved in {helper}\n")
+        self.assertEqual(json.loads(auth.read_text()), {"auths": {}, "credsStore": "flicktest"})
+        [entry] = (bin_dir / "store").iterdir()
+        self.assertEqual(json.loads(entry.read_text()),
+                         {"ServerURL": self.tls_host, "Username": USER, "Secret": PASSWORD})
+        pulled = self.flick("pull", ref)
+        self.assertEqual(pulled.returncode, 0, pulled.stderr)
+        self.assertEqual(calls.read_text().split(), ["store", "get"])
+
+        logout = self.flick("logout", self.tls_host)
+        self.assertEqual(logout.returncode, 0, logout.stderr)
+        self.assertEqual(logout.stdout, f"Removed login credentials for {self.tls_host} from {helper}\n")
+        self.assertEqual(list((bin_dir / "store").iterdir()), [])
+        again = self.flick("logout", self.tls_host)
+        self.assertEqual(again.returncode, 1)
+        self.assertEqual(again.stderr, f"flick image: not logged in to {self.tls_host} (no entry in {auth} nor in {helper})\n")
+        self.assertEqual(self.flick("pull", ref).returncode, 1)
+
+        # The registry's credHelpers entry comes before credsStore, as in Docker.
+        auth.write_text(json.dumps({"credHelpers": {self.tls_host: "flicktest"}, "credsStore": "flickbroken"}))
+        login = self.flick("login", "-u", USER, "--password-stdin", self.tls_host, stdin=PASSWORD)
+        self.assertEqual(login.returncode, 0, login.stderr)
+        self.assertIn(f"saved in docker-credential-flicktest (credHelpers of {auth})", login.stdout)
+
+        # A helper that cannot store: an error naming it, and nothing written to the file.
+        auth.write_text(json.dumps({"auths": {}, "credsStore": "flickbroken"}))
+        broken = self.flick("login", "-u", USER, "--password-stdin", self.tls_host, stdin=PASSWORD)
+        self.assertEqual(broken.returncode, 1)
+        self.assertIn("docker-credential-flickbroken store failed: keyring is locked", broken.stderr)
+        self.assertEqual(json.loads(auth.read_text()), {"auths": {}, "credsStore": "flickbroken"})
+        self.assert_no_secret_shown()
+
     def test_login_through_a_token_server_and_where_the_login_goes(self):
         # Neither $REGISTRY_AUTH_FILE nor $XDG_RUNTIME_DIR: ~/.docker/config.json, made with its folder.
         docker_config = self.home / ".docker" / "config.json"

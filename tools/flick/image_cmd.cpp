@@ -388,7 +388,8 @@ void add_login(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
     opts.insecure_registries.insert(opts.insecure_registries.end(), o->insecure.begin(), o->insecure.end());
     auto r = flick::registry_login(a->registry, a->username, password, opts);
     if (!r) return fail(r.error());
-    std::printf("Login Succeeded: %s as %s, saved in %s\n", a->registry.c_str(), a->username.c_str(), r->c_str());
+    const std::string where = r->helper.empty() ? r->file.string() : r->helper;
+    std::printf("Login Succeeded: %s as %s, saved in %s\n", a->registry.c_str(), a->username.c_str(), where.c_str());
     return 0;
   });
 }
@@ -400,7 +401,8 @@ void add_logout(CLI::App& image) {
   flick::cli::set_action(logout, [registry] {
     auto r = flick::registry_logout(*registry);
     if (!r) return fail(r.error());
-    std::printf("Removed login credentials for %s from %s\n", registry->c_str(), r->c_str());
+    const std::string where = r->helper.empty() ? r->file.string() : r->helper;
+    std::printf("Removed login credentials for %s from %s\n", registry->c_str(), where.c_str());
     return 0;
   });
 }
