@@ -136,6 +136,28 @@ Result<Rootfs> Host::Impl::rootfs(const MachineConfig& config) {
   return std::move(built).error().with_context("image " + config.image);
 }
 
+Result<void> Host::Impl::restore_rootfs(const MachineConfig& config, const Rootfs& had) {
+  if (fs::exists(had.path)) return {};
+  MachineConfig pinned = config;
+  if (auto ref = ImageReference::parse(config.image, options.images.default_registry);
+      ref && ref->transport == ImageTransport::registry) {
+    ref->tag.clear();
+    ref->digest = had.image_digest;
+    pinned.image = ref->to_string();
+  }
+  if (pinned.pull == PullPolicy::always) pinned.pull = PullPolicy::missing;
+  auto gone = [&](const std::string& why) {
+    return make_error(Errc::not_found, "the rootfs of image " + config.image + " (" + had.image_digest +
+                                           ") is gone from the image cache and cannot be rebuilt: " + why);
+  };
+  auto built = rootfs(pinned);
+  if (!built) return gone(built.error().message);
+  if (built->image_digest != had.image_digest)
+    return gone(config.image + " is now " + built->image_digest + " (update the machine to run it)");
+  if (built->path != had.path) return gone("it was rebuilt at " + built->path.string() + ", not " + had.path.string());
+  return {};
+}
+
 Result<BootFiles> Host::Impl::boot_files(const GuestConfig& guest) {
   // The machine's own kernel, else the Host's: given, or fetched on first use.
   const std::string& kernel_path = guest.kernel.empty() ? options.kernel : guest.kernel;

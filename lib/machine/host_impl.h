@@ -37,6 +37,9 @@ struct Host::Impl {
   Result<BootFiles> boot_files(const GuestConfig& guest);
   // The machine's root filesystem: its image pulled by its policy, built at its size.
   Result<Rootfs> rootfs(const MachineConfig& config);
+  // `had`'s file again when it is gone from the image cache (`image rm --force`, a pruned
+  // cache): the same image, by digest from a registry, else re-imported and checked to be it.
+  Result<void> restore_rootfs(const MachineConfig& config, const Rootfs& had);
   std::filesystem::path machine_dir(const std::string& id) const {
     return options.state_dir / "machines" / id;
   }

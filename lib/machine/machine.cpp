@@ -177,6 +177,7 @@ Result<void> Machine::Impl::write_run_spec(const store::MachineRow& row) {
   FLICK_TRY_ASSIGN(auto seen, refresh(row));
   const MachineConfig& config = seen->config;
   const MachineBoot& boot = seen->boot;
+  FLICK_TRY(host->restore_rootfs(config, boot.image));
   std::vector<machine::GuestMount> mounts;
   for (size_t i = 0; i < config.mounts.size(); ++i)
     mounts.push_back({machine::virtio_disk_name(i + 1), config.mounts[i].path});

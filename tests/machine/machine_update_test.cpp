@@ -178,6 +178,34 @@ TEST_F(MachineUpdate, TheRootfsHasTheConfiguredSizeAndTooSmallIsRefused) {
   EXPECT_NE(seen->image().image_digest, m->image().image_digest);
 }
 
+// `image rm --force` (or a pruned cache) took the machine's rootfs: its next start builds the
+// same image again, or fails naming what changed.
+TEST_F(MachineUpdate, AStartRestoresARootfsGoneFromTheCacheOrSaysWhyNot) {
+  auto m = create(config());
+  ASSERT_TRUE(m);
+  const fs::path rootfs = m->image().path;
+  auto images = VALUE(ImageStore::open(host_->options().cache_dir));
+  ASSERT_OK(images.remove(image_));
+  ASSERT_FALSE(fs::exists(rootfs));
+  // No flick-vmm here: the start fails, but only after the rootfs is back.
+  Error e = m->start().error();
+  EXPECT_THAT(e.message, ::testing::Not(HasSubstr("rootfs"))) << e.describe();
+  ASSERT_TRUE(fs::exists(rootfs));
+  auto fsck = run_command("e2fsck -fn " + rootfs.string());
+  EXPECT_EQ(fsck.status, 0) << fsck.output;
+
+  // The tag now names another image: not what the machine was made with.
+  auto made = run_command("python3 " FLICK_SOURCE_DIR "/scripts/busybox-image.py --env CHANGED=1 " +
+                          (dir_.path() / "layout").string());
+  ASSERT_EQ(made.status, 0) << made.output;
+  ASSERT_OK(images.remove(image_));
+  e = ERROR_OF(m->start(), Errc::not_found);
+  EXPECT_THAT(e.message, HasSubstr("the rootfs of image " + image_ + " (" + m->image().image_digest +
+                                   ") is gone from the image cache and cannot be rebuilt: " + image_ + " is now sha256:"));
+  EXPECT_FALSE(fs::exists(rootfs));
+  EXPECT_EQ(m->state(), MachineState::created);
+}
+
 TEST_F(MachineUpdate, WithoutSkipLaunchItStartsTheNewVersion) {
   auto m = create(config());
   ASSERT_TRUE(m);

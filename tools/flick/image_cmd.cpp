@@ -258,7 +258,8 @@ void add_rm(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
   auto a = std::make_shared<Args>();
   auto* rm = image.add_subcommand("rm", "forget images and remove what only they used");
   rm->add_option("REF", a->refs, "the images, as `image ls` names them")->required()->type_name("");
-  rm->add_flag("-f,--force", a->force, "remove an image even when machines (not destroyed) use it");
+  rm->add_flag("-f,--force", a->force,
+               "remove an image even when machines (not destroyed) use it: their next start builds it again");
   flick::cli::set_action(rm, [o, a] {
     auto store = open_store(*o);
     if (!store) return fail(store.error());
