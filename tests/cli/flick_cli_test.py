@@ -79,7 +79,7 @@ class Help(FlickTest):
 
     MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
                        "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
-                       "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE",
+                       "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE", "--rootfs-size",
                        "CMD", "--config", "--metadata", "--pull"]
 
     def test_help_names_every_option(self):
@@ -91,7 +91,7 @@ class Help(FlickTest):
             ("machine", "stop"): ["ID", "-s,--signal", "--timeout", "-a,--app", "--state-dir", "--lease-nonce"],
             ("machine", "restart"): ["ID", "-s,--signal", "--timeout", "--kvm-device", "--lease-nonce"],
             ("machine", "signal"): ["ID", "SIG", "-a,--app", "--lease-nonce"],
-            ("machine", "update"): ["ID", "--config", "--image", "--pull", "--cpus", "--memory", "-e,--env", "--metadata",
+            ("machine", "update"): ["ID", "--config", "--image", "--pull", "--cpus", "--memory", "--rootfs-size", "-e,--env", "--metadata",
                                     "--restart", "--cmd", "--entrypoint", "--user", "--workdir", "--skip-start",
                                     "--json", "--lease-nonce", "-a,--app"],
             ("machine", "clone"): ["ID", "--name", "--skip-start", "--json", "-a,--app"],
@@ -475,13 +475,14 @@ class MachineChanges(StoreCommands):
         m = self.create("-e", "GREETING=one", "--", "sh", "-c", "echo $GREETING")
         self.assertEqual(m["version"], 1)
         out = self.ok("machine", "update", m["id"], "--skip-start", "-e", "GREETING=two", "--cpus", "2",
-                      "--metadata", "role=db", "--user", "nobody", "--workdir", "/tmp")
+                      "--metadata", "role=db", "--user", "nobody", "--workdir", "/tmp", "--rootfs-size", "48")
         after = self.status(m["id"])
         self.assertEqual(out, f"machine {m['id']} updated to version 2 (instance {after['instance_id']})\n")
         self.assertNotEqual(after["instance_id"], m["instance_id"])
         self.assertEqual(after["state"], "created")
         self.assertEqual(after["config"]["env"], {"GREETING": "two"})
         self.assertEqual(after["config"]["guest"]["cpus"], 2)
+        self.assertEqual(after["config"]["guest"]["rootfs_size_mb"], 48)
         self.assertEqual(after["config"]["init"], {"cmd": ["sh", "-c", "echo $GREETING"],  # kept
                                                    "user": "nobody", "workdir": "/tmp"})
         self.assertEqual(after["events"][0]["type"], "update")
@@ -496,6 +497,8 @@ class MachineChanges(StoreCommands):
                       re.sub(r" +=", " =", self.ok("machine", "status", m["id"])))
         self.fails("machine", "update", m["id"], "--skip-start", "--memory", "32",
                    says="machine config: guest.memory_mb: 32 is not in 64..1048576")
+        self.fails("machine", "update", m["id"], "--skip-start", "--rootfs-size", "8",
+                   says="machine config: guest.rootfs_size_mb: 8 is not 0 or in 16..1048576")
         self.assertEqual(self.status(m["id"])["version"], 3)
 
     def test_metadata(self):

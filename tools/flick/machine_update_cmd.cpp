@@ -79,30 +79,22 @@ void add_update(CLI::App& machine) {
       },
       "how the image is found at this update and later ones: always asks the registry again, missing uses "
       "the cached image, never only the cache");
-  add_value(
-      *cmd, "--cpus", "N",
-      [edit](const std::string& v) {
-        uint64_t n = 0;
-        if (!parse_uint(v, 254, &n) || n < 1) usage_error("--cpus takes 1 to 254, not '" + v + "'");
-        edit([n](MachineConfig& c) { c.guest.cpus = static_cast<uint32_t>(n); });
-      },
-      "vCPUs");
-  add_value(
-      *cmd, "--memory", "MB",
-      [edit](const std::string& v) {
-        uint64_t n = 0;
-        if (!parse_uint(v, 1u << 20, &n)) usage_error("--memory takes megabytes, not '" + v + "'");
-        edit([n](MachineConfig& c) { c.guest.memory_mb = static_cast<uint32_t>(n); });
-      },
-      "guest memory");
-  add_value(
-      *cmd, "--rootfs-size", "MB",
-      [edit](const std::string& v) {
-        uint64_t n = 0;
-        if (!parse_uint(v, 1u << 20, &n)) usage_error("--rootfs-size takes megabytes, not '" + v + "'");
-        edit([n](MachineConfig& c) { c.guest.rootfs_size_mb = static_cast<uint32_t>(n); });
-      },
-      "the root filesystem's size (0: the image's content plus 256 MB)");
+  // A number of the guest's: NAME takes LOW..HIGH (`what` says so in the error).
+  auto guest_number = [&](const char* name, const char* type, uint32_t low, uint32_t high, const char* what,
+                          uint32_t GuestConfig::*field, const char* help) {
+    add_value(
+        *cmd, name, type,
+        [edit, name, low, high, what, field](const std::string& v) {
+          uint64_t n = 0;
+          if (!parse_uint(v, high, &n) || n < low) usage_error(std::string(name) + " takes " + what + ", not '" + v + "'");
+          edit([n, field](MachineConfig& c) { c.guest.*field = static_cast<uint32_t>(n); });
+        },
+        help);
+  };
+  guest_number("--cpus", "N", 1, 254, "1 to 254", &GuestConfig::cpus, "vCPUs");
+  guest_number("--memory", "MB", 0, 1u << 20, "megabytes", &GuestConfig::memory_mb, "guest memory");
+  guest_number("--rootfs-size", "MB", 0, 1u << 20, "megabytes", &GuestConfig::rootfs_size_mb,
+               "the root filesystem's size (0: the image's content plus 256 MB)");
   add_values(
       *cmd, "-e,--env", "K=V",
       [edit](const std::string& v) {
