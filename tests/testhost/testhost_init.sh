@@ -42,6 +42,12 @@ if [ -n "$KEEPER" ] && [ -e /dev/kvm ]; then
   read -r ready </keeper.out
   [ "$ready" = READY ] || echo "testhost-init: kvm_keeper did not start" >/dev/console
 fi
+# With several CPUs only CPU 0 is up so far (maxcpus=1), so the keeper's flips patched kernel
+# text with no other CPU to synchronise with: the others come up now.
+for c in /sys/devices/system/cpu/cpu[1-9]*/online; do
+  [ -e "$c" ] || continue
+  [ "$(cat "$c")" = 1 ] || echo 1 >"$c" || echo "testhost-init: cannot bring ${c%/online} up" >/dev/console
+done
 
 echo "@@testhost-start-$NONCE@@" >/dev/console
 # In the foreground (a background job would ignore SIGINT); the agent learns its pid from a file.

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke tests of the test host (ctest labels testhost;slow).
 
-  testhost_smoke_test.py kvm      boot the test host; inside, /dev/kvm exists, the CPU has svm,
-                                  a real-mode guest runs (kvm_probe.py) and kvm_keeper.py holds
-                                  its VM
+  testhost_smoke_test.py kvm      boot the test host with 2 CPUs; inside, /dev/kvm exists, the
+                                  CPU has svm, a real-mode guest runs on each CPU (kvm_probe.py),
+                                  kvm_keeper.py holds its VM and both CPUs are up
   testhost_smoke_test.py microvm  boot Debian's cloud kernel with QEMU microvm inside the test
                                   host, with 1 and 2 vCPUs; check the guest's report and print
                                   the boot timings (the peer measurement for flick's VMM)
@@ -31,15 +31,22 @@ CPU_COUNTS = (1, 2)
 
 
 def kvm_smoke() -> int:
+    # Two CPUs: the second comes up after the keeper (maxcpus=1), and KVM runs a guest there too.
     status = testhost.run(["sh", "-c", 'python3 "$0/kvm_probe.py" --require-svm && '
+                           'taskset -c 1 python3 "$0/kvm_probe.py" && '
                            'python3 "$0/testhost_smoke_test.py" keeper-inside', str(HERE)],
-                           timeout=300)
+                           timeout=300, smp=2)
     print(f"kvm smoke test: status {status}")
     return 0 if status == 0 else 1
 
 
 def keeper_inside() -> int:
-    """kvm_keeper.py runs beside the command, holding one VM with two vCPUs."""
+    """kvm_keeper.py runs beside the command, holding one VM with two vCPUs; every CPU is up."""
+    cpus = Path("/sys/devices/system/cpu")
+    online, present = ((cpus / f).read_text().strip() for f in ("online", "present"))
+    print(f"CPUs online {online}, present {present}")
+    if online != present:
+        return 1
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if b"kvm_keeper.py" not in (proc / "cmdline").read_bytes():

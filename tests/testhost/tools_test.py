@@ -180,6 +180,12 @@ class ConsoleFilterTest(unittest.TestCase):
         f.feed(b"the command goes on\n")
         self.assertGreater(f.stalled_since(), started)
 
+    def test_a_cpu_stuck_for_good_while_booting_is_noted(self):
+        f = testhost._ConsoleFilter("n1", io.BytesIO())
+        f.feed(b"[  156.85] watchdog: BUG: soft lockup - CPU#1 stuck for 131s! [kworker/1:1:29]\n")
+        self.assertEqual(f.state, "boot")
+        self.assertEqual(f.wedged, b"[  156.85] watchdog: BUG: soft lockup - CPU#1 stuck for 131s! [kworker/1:1:29]")
+
     def test_spoofed_marker_with_another_nonce_is_output(self):
         out = io.BytesIO()
         f = testhost._ConsoleFilter("n1", out)
