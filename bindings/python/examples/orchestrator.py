@@ -23,8 +23,8 @@ def main(image: str = "busybox") -> int:
         try:
             for m in machines:
                 m.start()
-            for m in machines:
-                m.wait("started", timeout=60)
+            for m in machines:  # generous: a boot takes well under a second on KVM, a minute emulated
+                m.wait("started", timeout=300)
             r = machines[0].exec(["sh", "-c", "echo hello from $(hostname)"], timeout=10)
             print(f"exec: exit {r.exit_code}: {r.stdout.decode().strip()}")
             for info in host.machines(app="orchestra", metadata={"role": "worker"}):

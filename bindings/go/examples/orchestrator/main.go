@@ -20,7 +20,8 @@ func main() {
 	host, err := flick.OpenHost(flick.HostOptions{})
 	check(err)
 	defer host.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Generous: a boot takes well under a second on KVM, a minute under emulation.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	_, err = host.CreateApp("shop", "")
