@@ -76,9 +76,16 @@ Result<void> BlobStore::init() const {
   return {};
 }
 
+BlobStore BlobStore::pinned_by(std::function<void(std::string_view)> pin) const {
+  BlobStore b = *this;
+  b.pin_ = std::move(pin);
+  return b;
+}
+
 fs::path BlobStore::path_of(std::string_view digest) const { return blobs_ / digest_hex(digest); }
 
 bool BlobStore::has(std::string_view digest) const {
+  pin(digest);
   struct stat st;
   return ::stat(path_of(digest).c_str(), &st) == 0;
 }
@@ -99,6 +106,7 @@ Result<std::string> BlobStore::Writer::commit(std::string_view expected, std::st
   if (!expected.empty() && got != expected)
     return make_error(Errc::integrity, std::string(what) + ": digest mismatch: expected " +
                                            std::string(expected) + ", got " + got);
+  store_->pin(got);
   FLICK_TRY(file_.publish(store_->path_of(got)));
   return got;
 }
@@ -180,6 +188,7 @@ Result<void> BlobStore::Download::commit(std::string_view what) {
                                            got + " (" + std::to_string(size_) + " bytes; the download was discarded)");
   }
   if (::fsync(fd_) < 0) return sys_error("flushing " + partial_.string(), errno);
+  store_->pin(digest_);  // already pinned by has() when the lock was taken; cheap
   if (::link(partial_.c_str(), store_->path_of(digest_).c_str()) < 0 && errno != EEXIST)
     return sys_error("publishing " + store_->path_of(digest_).string(), errno);
   ::unlink(partial_.c_str());

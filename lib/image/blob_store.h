@@ -8,6 +8,7 @@
 #include <flick/result.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -40,8 +41,16 @@ class BlobStore {
   explicit BlobStore(std::filesystem::path root);
   Result<void> init() const;
 
+  // A copy of this store for one pull that calls `pin` with every digest before it looks for
+  // or publishes that blob: the pull's pin, which keeps garbage collection off the blobs it
+  // relies on (see image_store.cpp).
+  BlobStore pinned_by(std::function<void(std::string_view digest)> pin) const;
+  void pin(std::string_view digest) const {
+    if (pin_) pin_(digest);
+  }
+
   std::filesystem::path path_of(std::string_view digest) const;
-  bool has(std::string_view digest) const;
+  bool has(std::string_view digest) const;  // pins the digest first
   const std::filesystem::path& tmp_dir() const { return tmp_; }
 
   class Writer {
@@ -104,6 +113,7 @@ class BlobStore {
  private:
   Result<std::optional<Download>> lock_download(std::string_view digest, bool wait) const;
   std::filesystem::path blobs_, tmp_, locks_;
+  std::function<void(std::string_view)> pin_;
 };
 
 std::string digest_hex(std::string_view digest);

@@ -4,10 +4,28 @@
 //   refs/<hex of ref>.json    which image digest a reference named when last pulled
 //   rootfs/<hex>-<key>.ext4   built root filesystems, read-only once published
 //   locks/, tmp/              build locks and in-progress files (flock-held while live)
+//   pins/<random>.pin         the digests a pull in flight relies on (flock-held while live)
+//   gc.lock                   taken to pin a digest and for a whole garbage collection
 // Everything is published with link() or rename() of a complete file, so an interrupted pull
-// or build leaves only tmp/ leftovers, which prune() removes.
+// or build leaves only tmp/ and pins/ leftovers, which prune() removes.
+//
+// Pulls against garbage collection (prune() and remove(), in this or another process): a
+// pull writes its image and ref records only at the end, so until then nothing references
+// the blobs it has fetched or found already present. It therefore pins each digest before it
+// looks for or publishes that blob (BlobStore::pinned_by), and a cached image's digest before
+// it reads the image's record, by appending it to its pin file, which it holds flock()ed until
+// its records are written and then removes. Pinning and collect_garbage() exclude each other
+// through a flock on gc.lock, held for one pin or one whole collection, so:
+//   - a collection keeps every blob a live pin names, and the image record and rootfs images
+//     of a pinned image digest (and with the record, the blobs it lists);
+//   - a pull that pins after a collection then finds the blob as the collection left it, and
+//     fetches it again if it was removed.
+// A collection reads the pins before the refs: a pin it finds released belongs to a pull whose
+// records are already written. A pin nobody holds (a killed pull) is dead: its digests are not
+// kept, and prune() removes it.
 #include <flick/image.h>
 
+#include "base/fd.h"
 #include "image/blob_store.h"
 #include "image/source.h"
 
@@ -22,8 +40,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <utility>
 
 namespace flick {
 
@@ -103,6 +124,71 @@ bool try_lock(const fs::path& p) {
   return ok;
 }
 
+// gc.lock, held exclusively while alive: by one pin, or by one whole garbage collection.
+class GcLock {
+ public:
+  static Result<GcLock> take(const fs::path& root) {
+    const fs::path p = root / "gc.lock";
+    int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return sys_error("opening " + p.string(), errno);
+    while (::flock(fd, LOCK_EX) < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return sys_error("locking " + p.string(), err);
+    }
+    return GcLock(fd);
+  }
+  GcLock(GcLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  GcLock& operator=(GcLock&&) = delete;
+  ~GcLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the flock
+  }
+
+ private:
+  explicit GcLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// One pull's pin file (see the top of this file). Created at the first pin, under gc.lock so
+// that no collection sees it before it is locked; removed on destruction.
+class Pin {
+ public:
+  explicit Pin(fs::path root) : root_(std::move(root)) {}
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+
+  // A failure is kept for status(): the pull must not publish records it could not protect.
+  void add(std::string_view digest) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (error_ || digest.empty() || !pinned_.insert(std::string(digest)).second) return;
+    if (auto r = append(digest); !r) error_ = std::move(r).error().with_context("pinning " + std::string(digest));
+  }
+  Result<void> status() const {
+    std::lock_guard<std::mutex> g(mu_);
+    if (error_) return *error_;
+    return {};
+  }
+
+ private:
+  Result<void> append(std::string_view digest) {
+    FLICK_TRY_ASSIGN(auto lock, GcLock::take(root_));
+    if (!file_) {
+      FLICK_TRY_ASSIGN(auto f, TempFile::create(root_ / "pins", ".pin"));
+      file_.emplace(std::move(f));
+    }
+    const std::string line = std::string(digest) + "\n";
+    if (int err = write_all(file_->fd(), line)) return sys_error("writing " + file_->path().string(), err);
+    return {};
+  }
+
+  const fs::path root_;
+  mutable std::mutex mu_;
+  std::set<std::string> pinned_;
+  std::optional<TempFile> file_;  // flock()ed while open; unlinked on destruction
+  std::optional<Error> error_;
+};
+
 }  // namespace
 
 ImageStore::ImageStore(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -123,7 +209,7 @@ Result<ImageStore> ImageStore::open(const fs::path& dir, StoreOptions options) {
   auto s = std::make_unique<State>(dir, std::move(options));
   FLICK_TRY(s->blobs.init());
   std::error_code ec;
-  for (const char* sub : {"images", "refs", "rootfs", "locks"}) {
+  for (const char* sub : {"images", "refs", "rootfs", "locks", "pins"}) {
     fs::create_directories(dir / sub, ec);
     if (ec) return sys_error("creating image store directory " + (dir / sub).string(), ec.value());
   }
@@ -152,6 +238,7 @@ Result<PullPolicy> parse_pull_policy(std::string_view text) {
 namespace {
 
 // The image `ref` names in the cache with all of its blobs there, or an Errc::not_found error.
+// Pins the image's digest (through `blobs`) before reading its record.
 Result<ResolvedImage> cached_image(const fs::path& root, const BlobStore& blobs, const ImageReference& ref) {
   std::string digest = ref.digest;
   if (digest.empty()) {
@@ -161,6 +248,7 @@ Result<ResolvedImage> cached_image(const fs::path& root, const BlobStore& blobs,
     }
   }
   if (digest.empty()) return make_error(Errc::not_found, ref.to_string() + " is not in the image cache at " + root.string());
+  blobs.pin(digest);
   auto rec = read_text(image_record_path(root, digest));
   if (!rec) return make_error(Errc::not_found, ref.to_string() + " (" + digest + ") is not in the image cache at " + root.string());
   FLICK_TRY_ASSIGN(auto img, parse_image_record(*rec, blobs));
@@ -177,16 +265,20 @@ Result<PulledImage> ImageStore::pull(std::string_view text, const PullOptions& o
   FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
   const std::string canonical = ref.to_string();
   const fs::path ref_path = ref_record_path(s_->root, canonical);
+  // Held until the records are written (see the top of this file).
+  Pin pin(s_->root);
+  const BlobStore blobs = s_->blobs.pinned_by([&pin](std::string_view digest) { pin.add(digest); });
   Result<ResolvedImage> img = make_error(Errc::not_found, "not looked up");
-  if (options.policy != PullPolicy::always) img = cached_image(s_->root, s_->blobs, ref);
+  if (options.policy != PullPolicy::always) img = cached_image(s_->root, blobs, ref);
   if (!img && options.policy == PullPolicy::never)
     return std::move(img).error().with_context("the pull policy is never");
   const bool fetched = !img;
   if (fetched) {
-    img = ref.transport == ImageTransport::registry ? image::pull_registry(s_->blobs, ref, s_->options, options.progress)
-                                                    : image::import_local(s_->blobs, ref, s_->options.platform);
+    img = ref.transport == ImageTransport::registry ? image::pull_registry(blobs, ref, s_->options, options.progress)
+                                                    : image::import_local(blobs, ref, s_->options.platform);
     if (!img) return std::move(img).error();
   }
+  FLICK_TRY(pin.status());
   fs::path tmp = s_->blobs.tmp_dir();
   if (fetched) FLICK_TRY(write_record(tmp, image_record_path(s_->root, img->image_digest), image_record(*img)));
   if (fetched || !fs::exists(ref_path)) {
@@ -264,9 +356,10 @@ Result<std::vector<ImageInfo>> ImageStore::list() {
 
 namespace {
 
-// Removes image records, blobs and rootfs images that no reference record leads to; with
-// `leftovers`, also tmp/ and locks/ files of interrupted pulls and builds.
+// Removes image records, blobs and rootfs images that no reference record or live pin leads
+// to; with `leftovers`, also tmp/, locks/ and pins/ files of interrupted pulls and builds.
 Result<void> collect_garbage(const fs::path& root, bool leftovers, PruneStats* stats) {
+  FLICK_TRY_ASSIGN(auto gc_lock, GcLock::take(root));  // no pull pins anything until we are done
   std::error_code ec;
   auto remove = [&](const fs::path& p) {
     std::error_code e2;
@@ -277,6 +370,18 @@ Result<void> collect_garbage(const fs::path& root, bool leftovers, PruneStats* s
     }
   };
   std::set<std::string> live_images, live_blobs;
+  // Pins first: a pin released from here on belongs to a pull whose refs are written.
+  for (const auto& e : fs::directory_iterator(root / "pins", ec)) {
+    if (try_lock(e.path())) {  // dead: its pull was killed
+      if (leftovers) remove(e.path());
+      continue;
+    }
+    std::ifstream in(e.path());
+    for (std::string digest; std::getline(in, digest);) {
+      live_images.insert(image::digest_hex(digest));
+      live_blobs.insert(image::digest_hex(digest));
+    }
+  }
   for (const auto& e : fs::directory_iterator(root / "refs", ec)) {
     auto text = read_text(e.path());
     json j = text ? json::parse(*text, nullptr, false) : json();

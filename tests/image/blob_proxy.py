@@ -3,11 +3,15 @@
 under /v2/drop/ the first response for each blob is cut off (the connection closed) after
 DROP_AFTER bytes; under /v2/flip/ one byte of every blob is flipped; under /v2/slow/ each
 blob is held back for SLOW_SECONDS, and an "inflight N" line logs how many blob requests
-(N, this one included) were being answered at once; /v2/plain/ passes through. Range headers are passed to the registry, so interrupted downloads can resume.
-Usage: blob_proxy.py UPSTREAM_PORT LOGFILE DROP_AFTER; prints its own port on stdout.
+(N, this one included) were being answered at once; under /v2/stall/ each layer (a blob
+that is not a JSON document) is held back while the file STALL_FILE (if given) exists, after
+a "stalled PATH" line in the log; /v2/plain/ passes through. Range headers are passed to the
+registry, so interrupted downloads can resume.
+Usage: blob_proxy.py UPSTREAM_PORT LOGFILE DROP_AFTER [STALL_FILE]; prints its own port on stdout.
 The log has one line per request: status, path and the Range header (or "-")."""
 import http.client
 import http.server
+import os
 import sys
 import threading
 import time
@@ -15,6 +19,7 @@ import time
 UPSTREAM = int(sys.argv[1])
 LOG = open(sys.argv[2], "a", buffering=1)
 DROP_AFTER = int(sys.argv[3])
+STALL_FILE = sys.argv[4] if len(sys.argv) > 4 else None
 SLOW_SECONDS = 0.4
 dropped = set()
 lock = threading.Lock()
@@ -46,6 +51,10 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         body = resp.read()
         blob = "/blobs/" in self.path and resp.status in (200, 206) and body
+        if blob and mode == "stall" and STALL_FILE and not body.startswith(b"{"):
+            LOG.write("stalled %s\n" % self.path)
+            while os.path.exists(STALL_FILE):
+                time.sleep(0.02)
         LOG.write("%d %s %s\n" % (resp.status, self.path, self.headers.get("Range", "-")))
         if blob and mode == "flip":
             body = body[:-1] + bytes([body[-1] ^ 0x01])

@@ -155,7 +155,8 @@ EOF
     proxy_port_ = std::stoi(proxy_->read_line());
     blob_proxy_ = new Child();
     blob_proxy_->start({"python3", FLICK_IMAGE_TEST_DIR "/blob_proxy.py", std::to_string(port_),
-                        (d / "blob_proxy.log").string(), std::to_string(kDropAfter)}, d / "blob_proxy.err");
+                        (d / "blob_proxy.log").string(), std::to_string(kDropAfter), stall_file().string()},
+                       d / "blob_proxy.err");
     blob_proxy_port_ = std::stoi(blob_proxy_->read_line());
   }
   // `extra` is more configuration (TLS, auth); `storage` may be another registry's.
@@ -217,6 +218,8 @@ EOF
   static std::string blob_proxied(const std::string& rest) {
     return "127.0.0.1:" + std::to_string(blob_proxy_port_) + "/" + rest;
   }
+  // While it exists, blob_proxy.py holds /v2/stall/ layers back.
+  static fs::path stall_file() { return dir_->path() / "blob_proxy.stall"; }
   static std::vector<std::string> blob_proxy_log(const std::string& prefix) {
     std::ifstream in(dir_->path() / "blob_proxy.log");
     std::vector<std::string> lines;
@@ -461,6 +464,57 @@ TEST_F(Registry, LayersDownloadConcurrentlyUpToTheLimit) {
     EXPECT_EQ(reports[i].total_bytes, sum);
     EXPECT_GE(reports[i].done_bytes, reports[i - 1].done_bytes);
   }
+}
+
+// `flick image rm` of an image sharing a layer, and `flick image prune`, while a pull waits
+// for its other layers: the manifest and config it has fetched and the layer it found already
+// there are pinned, so the pull ends with a complete image.
+TEST_F(Registry, RemoveAndPruneDuringAPullLeaveItsBlobsAlone) {
+  const std::string src = "oci:" + (dir_->path() / "layout").string();
+  ASSERT_EQ(run("skopeo copy -q --dest-tls-verify=false --format oci " + q(src + ":arm") + " " +
+                q("docker://" + reg("share:arm"))), 0);  // base.tar's layer only
+  auto layers_of = [](std::vector<std::string>* out) {
+    PullOptions o;
+    o.progress = [out](const PullProgress& p) {
+      out->clear();
+      for (const auto& l : p.layers) out->push_back(l.digest);
+    };
+    return o;
+  };
+  auto store = open();
+  std::vector<std::string> shared, layers;
+  ASSERT_TRUE(store.pull(reg("share:arm"), layers_of(&shared)).ok());
+  ASSERT_EQ(shared.size(), 1u);
+
+  std::ofstream(stall_file()).close();
+  std::optional<Result<PulledImage>> pulled;
+  std::jthread puller([&] { pulled.emplace(open().pull(blob_proxied("stall/oci:gzip"), layers_of(&layers))); });
+  struct Release {  // lets the pull finish, whatever happens (before puller is joined)
+    ~Release() { fs::remove(stall_file()); }
+  } release;
+  bool stalled = false;
+  for (int i = 0; i < 3000 && !stalled; ++i) {
+    for (const auto& l : blob_proxy_log("/v2/stall/oci/blobs/")) stalled |= l.rfind("stalled ", 0) == 0;
+    if (!stalled) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(stalled) << "the pull never asked for a layer";
+  auto removed = store.remove(reg("share:arm"));
+  EXPECT_TRUE(removed.ok()) << removed.error().describe();
+  auto pruned = store.prune();
+  EXPECT_TRUE(pruned.ok()) << pruned.error().describe();
+  fs::remove(stall_file());
+  puller.join();
+
+  ASSERT_TRUE(pulled->ok()) << pulled->error().describe();
+  ASSERT_EQ(layers.size(), 3u);
+  EXPECT_EQ(layers[0], shared[0]) << "the images share no layer";
+  EXPECT_TRUE(fs::exists(tmp_ / "store/blobs/sha256" / (*pulled)->image_digest.substr(7))) << "the manifest went";
+  PullOptions never;
+  never.policy = PullPolicy::never;
+  auto r = store.rootfs(blob_proxied("stall/oci:gzip"), {}, never);  // the config and every layer are there
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  expect_same_tree(*r);
+  for (const auto& e : fs::directory_iterator(tmp_ / "store/pins")) ADD_FAILURE() << "left over: " << e.path();
 }
 
 // The tag re-pointed in the registry: `missing` keeps the cached image without asking,

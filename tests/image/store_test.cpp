@@ -3,14 +3,19 @@
 
 #include "fixtures.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 namespace flick {
@@ -360,6 +365,87 @@ TEST_F(Store, RemoveForgetsTheReferenceAndWhatOnlyItUsed) {
   EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), 0u);
   EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 0u);
   EXPECT_EQ(count_files(tmp_ / "store/images"), 0u);
+}
+
+// A pull held up on its last layer (a FIFO in the layout, which the test feeds) while an
+// image sharing its first layer is removed and the cache is pruned, as `flick image rm` and
+// `flick image prune` in another process would: the blobs the pull has already imported or
+// found present are pinned, so it ends with a complete image.
+TEST_F(Store, RemoveAndPruneDuringAPullLeaveItsBlobsAlone) {
+  fs::path l = own_layout();
+  test::make_image(l, "small", {layers() / "base.tar"});  // shares base.tar's blob with :t
+  const std::string t = "oci:" + l.string() + ":t", small = "oci:" + l.string() + ":small";
+  auto store = open();
+  ASSERT_TRUE(store.pull(small).ok());
+  std::string last;  // the hex digest of :t's last layer (changes.tar, not in :small)
+  ASSERT_EQ(run("python3 -c 'import json, sys; l = sys.argv[1]; idx = json.load(open(l + \"/index.json\"))\n"
+                "m = [m for m in idx[\"manifests\"] if m[\"annotations\"][\"org.opencontainers.image.ref.name\"] == \"t\"][0]\n"
+                "print(json.load(open(l + \"/blobs/sha256/\" + m[\"digest\"][7:]))[\"layers\"][-1][\"digest\"][7:], end=\"\")' " +
+                    q(l), &last), 0);
+  const fs::path fifo = l / "blobs/sha256" / last;
+  std::stringstream bytes;
+  bytes << std::ifstream(fifo, std::ios::binary).rdbuf();
+  const std::string layer = bytes.str();
+  ASSERT_FALSE(layer.empty());
+  fs::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+
+  std::optional<Result<PulledImage>> pulled;
+  std::atomic<bool> done = false;
+  std::jthread puller([&] {
+    pulled.emplace(open().pull(t));  // another ImageStore on the directory, as another process
+    done = true;
+  });
+  // Opening the FIFO's write end succeeds once the pull has opened it to read the layer.
+  int fd = -1;
+  for (int i = 0; i < 30000 && fd < 0 && !done; ++i) {
+    fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(fd, 0) << "the pull never reached its last layer";
+  auto removed = store.remove(small);
+  EXPECT_TRUE(removed.ok()) << removed.error().describe();
+  auto pruned = store.prune();
+  EXPECT_TRUE(pruned.ok()) << pruned.error().describe();
+  EXPECT_EQ(::fcntl(fd, F_SETFL, 0), 0);  // blocking writes from here
+  EXPECT_EQ(::write(fd, layer.data(), layer.size()), ssize_t(layer.size()));
+  ::close(fd);
+  puller.join();
+
+  ASSERT_TRUE(pulled->ok()) << pulled->error().describe();
+  EXPECT_TRUE(fs::exists(tmp_ / "store/blobs/sha256" / (*pulled)->image_digest.substr(7))) << "the manifest went";
+  auto r = store.rootfs(t, {}, with(PullPolicy::never));  // the config and every layer are there
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  test::expect_fsck_clean(r->path);
+  EXPECT_EQ(count_files(tmp_ / "store/pins"), 0u) << "the pull left its pin";
+  EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u);
+}
+
+// A pin file someone holds locked (a pull in flight) keeps the blobs it names; one nobody holds
+// (a killed pull's) keeps nothing, and prune() removes it.
+TEST_F(Store, PruneKeepsWhatALivePinNamesAndRemovesDeadPins) {
+  auto store = open();
+  const fs::path blobs = tmp_ / "store/blobs/sha256", pins = tmp_ / "store/pins";
+  const std::string live(64, 'a'), dead(64, 'b');
+  std::ofstream(blobs / live) << "fetched by a pull in flight";
+  std::ofstream(blobs / dead) << "fetched by a pull that was killed";
+  std::ofstream(pins / "live.pin") << "sha256:" << live << "\n";
+  std::ofstream(pins / "dead.pin") << "sha256:" << dead << "\n";
+  int fd = ::open((pins / "live.pin").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+
+  auto pruned = store.prune();
+  ASSERT_TRUE(pruned.ok()) << pruned.error().describe();
+  EXPECT_TRUE(fs::exists(blobs / live));
+  EXPECT_TRUE(fs::exists(pins / "live.pin"));
+  EXPECT_FALSE(fs::exists(blobs / dead));
+  EXPECT_FALSE(fs::exists(pins / "dead.pin"));
+
+  ::close(fd);  // the pull is gone without writing its records
+  ASSERT_TRUE(store.prune().ok());
+  EXPECT_EQ(count_files(blobs), 0u);
+  EXPECT_EQ(count_files(pins), 0u);
 }
 
 TEST_F(Store, ArchivesGiveTheSameRootfsAsTheLayout) {
