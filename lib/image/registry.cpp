@@ -238,8 +238,10 @@ class Registry {
       if (CURLMcode mc = curl_multi_perform(multi.m, &running); mc != CURLM_OK)
         return make_error(Errc::network, std::string("curl: ") + curl_multi_strerror(mc));
       int queued = 0;
+      bool finished = false;  // then go round at once: start the next layer, or end
       while (CURLMsg* msg = curl_multi_info_read(multi.m, &queued)) {
         if (msg->msg != CURLMSG_DONE) continue;
+        finished = true;
         BlobJob* j = nullptr;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&j));
         const CURLcode rc = msg->data.result;
@@ -257,6 +259,7 @@ class Registry {
         }
       }
       report.maybe(false);
+      if (finished) continue;
       int timeout_ms = 100;
       if (next_start != Clock::time_point::max())
         timeout_ms = int(std::clamp<int64_t>(
