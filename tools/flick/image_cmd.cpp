@@ -145,12 +145,14 @@ struct ImageOptions {
   std::string state_dir;  // the machines whose images ls shows and rm keeps; default as Host's
   std::vector<std::string> insecure;
   std::vector<std::string> mirrors;  // [REGISTRY=]MIRROR
+  int max_concurrent_downloads = 0;   // 0: StoreOptions' default
 };
 
 flick::Result<flick::ImageStore> open_store(const ImageOptions& o) {
   flick::StoreOptions opts = flick::cli::store_options_from_env();
   opts.insecure_registries.insert(opts.insecure_registries.end(), o.insecure.begin(), o.insecure.end());
   for (const auto& m : o.mirrors) flick::cli::add_registry_mirror(opts, m);
+  if (o.max_concurrent_downloads > 0) opts.max_concurrent_downloads = o.max_concurrent_downloads;
   return flick::ImageStore::open(
       o.store_dir.empty() ? flick::ImageStore::default_dir() : std::filesystem::path(o.store_dir), opts);
 }
@@ -427,6 +429,10 @@ void add_image_command(CLI::App& flick) {
                     "when it fails (repeatable, tried in order)")
       ->type_name("[REGISTRY=]MIRROR")
       ->allow_extra_args(false);
+  image->add_option("--max-concurrent-downloads", o->max_concurrent_downloads,
+                    "layers downloaded at once by a pull (default 4; 1: one after another)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 64));
   add_pull(*image, o);
   add_ls(*image, o);
   add_rm(*image, o);
