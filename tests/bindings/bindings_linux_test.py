@@ -21,7 +21,6 @@ says:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -30,11 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "testhost"))
 sys.path.insert(0, str(ROOT / "tests" / "readme"))
-import kernel_cache  # noqa: E402
-import testhost  # noqa: E402
-from readme_test import Inside, go_env  # noqa: E402
+from readme_test import Inside, go_env, install, run_inside  # noqa: E402
 
 GO_PROGRAMS = {
     "go_orchestrator": ["build", "-o", "{out}", "./examples/orchestrator"],
@@ -103,15 +99,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    build = Path(argv[0]).resolve()
     work = Path.cwd() / "bindings_linux_test.work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    subprocess.run(["cmake", "--install", str(build), "--prefix", str(work / "prefix")], check=True,
-                   stdout=subprocess.DEVNULL)
-    image = subprocess.run([sys.executable, str(ROOT / "scripts" / "busybox-image.py"), str(work / "layout")],
-                           check=True, capture_output=True, text=True).stdout.strip()
-    pc_path = ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
+    image, pc_path = install(Path(argv[0]), work)
     for name, argv_ in GO_PROGRAMS.items():
         r = subprocess.run(["go", *[a.format(out=work / name) for a in argv_]], cwd=ROOT / "bindings" / "go",
                            env=go_env(work, pc_path), capture_output=True, text=True)
@@ -124,17 +113,7 @@ def main(argv: list[str]) -> int:
     subprocess.run([pytest_python(), "-m", "venv", "--system-site-packages", str(work / "venv")], check=True)
     subprocess.run([str(work / "venv" / "bin" / "pip"), "install", "-q", "--no-index", "--no-build-isolation",
                     str(work / "python-src")], check=True)
-    kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
-    env = {"FLICK_KERNEL": str(kernel.vmlinuz),
-           "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
-    if testhost.needed():
-        code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=1, env=env)
-    else:
-        code = subprocess.run(cmd, env={**os.environ, **env}).returncode
-    if code == 0:
-        shutil.rmtree(work, ignore_errors=True)
-    return code
+    return run_inside(Path(__file__), work, image, {})
 
 
 if __name__ == "__main__":

@@ -234,22 +234,33 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    build = Path(argv[0]).resolve()
     work = Path.cwd() / "readme_test.work"
+    image, pc_path = install(Path(argv[0]), work)
+    compile_examples(work, pc_path, image)
+    go_build(work, pc_path, image)
+    return run_inside(Path(__file__), work, image, {"PKG_CONFIG_PATH": pc_path})
+
+
+def install(build: Path, work: Path) -> tuple[str, str]:
+    """Installs `build` into work/prefix (a fresh work folder) and makes a busybox OCI layout
+    in work/layout: returns the image's reference and the PKG_CONFIG_PATH finding flick.pc."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    subprocess.run(["cmake", "--install", str(build), "--prefix", str(work / "prefix")], check=True,
+    subprocess.run(["cmake", "--install", str(build.resolve()), "--prefix", str(work / "prefix")], check=True,
                    stdout=subprocess.DEVNULL)
     image = subprocess.run([sys.executable, str(ROOT / "scripts" / "busybox-image.py"), str(work / "layout")],
                            check=True, capture_output=True, text=True).stdout.strip()
-    pc_path = ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
-    compile_examples(work, pc_path, image)
-    go_build(work, pc_path, image)
+    return image, ":".join(str(p.parent) for p in (work / "prefix").rglob("flick.pc"))
+
+
+def run_inside(script: Path, work: Path, image: str, env: dict[str, str]) -> int:
+    """Runs `script --inside WORK IMAGE` with Debian's cloud kernel for the guests, in a one-CPU
+    test host when this machine's /dev/kvm cannot run Linux; removes the work folder when it
+    passes."""
     kernel = kernel_cache.fetch_kernel("linux-image-cloud-amd64")
-    env = {"FLICK_KERNEL": str(kernel.vmlinuz),
-           "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release),
-           "PKG_CONFIG_PATH": pc_path}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(work), image]
+    env = {**env, "FLICK_KERNEL": str(kernel.vmlinuz),
+           "FLICK_KERNEL_MODULES": str(kernel.root / "lib" / "modules" / kernel.release)}
+    cmd = [sys.executable, str(script.resolve()), "--inside", str(work), image]
     if testhost.needed():
         code = testhost.run(cmd, timeout=900, memory_mib=2048, smp=1, env=env)
     else:
