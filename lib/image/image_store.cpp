@@ -26,6 +26,7 @@
 #include <flick/image.h>
 
 #include "base/fd.h"
+#include "base/flock.h"
 #include "image/blob_store.h"
 #include "image/source.h"
 
@@ -124,31 +125,8 @@ bool try_lock(const fs::path& p) {
   return ok;
 }
 
-// gc.lock, held exclusively while alive: by one pin, or by one whole garbage collection.
-class GcLock {
- public:
-  static Result<GcLock> take(const fs::path& root) {
-    const fs::path p = root / "gc.lock";
-    int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return sys_error("opening " + p.string(), errno);
-    while (::flock(fd, LOCK_EX) < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return sys_error("locking " + p.string(), err);
-    }
-    return GcLock(fd);
-  }
-  GcLock(GcLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  GcLock& operator=(GcLock&&) = delete;
-  ~GcLock() {
-    if (fd_ >= 0) ::close(fd_);  // releases the flock
-  }
-
- private:
-  explicit GcLock(int fd) : fd_(fd) {}
-  int fd_;
-};
+// gc.lock, held by one pin or by one whole garbage collection.
+Result<UniqueFd> gc_lock(const fs::path& root) { return lock_exclusive(root / "gc.lock"); }
 
 // One pull's pin file (see the top of this file). Created at the first pin, under gc.lock so
 // that no collection sees it before it is locked; removed on destruction.
@@ -172,7 +150,7 @@ class Pin {
 
  private:
   Result<void> append(std::string_view digest) {
-    FLICK_TRY_ASSIGN(auto lock, GcLock::take(root_));
+    FLICK_TRY_ASSIGN(auto lock, gc_lock(root_));
     if (!file_) {
       FLICK_TRY_ASSIGN(auto f, TempFile::create(root_ / "pins", ".pin"));
       file_.emplace(std::move(f));
@@ -307,14 +285,7 @@ Result<Rootfs> ImageStore::rootfs(std::string_view text, const RootfsOptions& op
   }
 
   // One builder per image and size at a time; the others wait and then reuse its result.
-  const fs::path lock_path = s_->root / "locks" / (key + ".lock");
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) return sys_error("opening build lock " + lock_path.string(), errno);
-  struct LockGuard {
-    int fd;
-    ~LockGuard() { ::close(fd); }
-  } guard{lock_fd};
-  if (::flock(lock_fd, LOCK_EX) < 0) return sys_error("locking " + lock_path.string(), errno);
+  FLICK_TRY_ASSIGN(auto lock, lock_exclusive(s_->root / "locks" / (key + ".lock")));
   if (::stat(dest.c_str(), &st) != 0) {
     std::vector<fs::path> layers;
     for (const auto& l : img->layers) layers.push_back(s_->blobs.path_of(l.digest));
@@ -359,7 +330,7 @@ namespace {
 // Removes image records, blobs and rootfs images that no reference record or live pin leads
 // to; with `leftovers`, also tmp/, locks/ and pins/ files of interrupted pulls and builds.
 Result<void> collect_garbage(const fs::path& root, bool leftovers, PruneStats* stats) {
-  FLICK_TRY_ASSIGN(auto gc_lock, GcLock::take(root));  // no pull pins anything until we are done
+  FLICK_TRY_ASSIGN(auto lock, gc_lock(root));  // no pull pins anything until we are done
   std::error_code ec;
   auto remove = [&](const fs::path& p) {
     std::error_code e2;

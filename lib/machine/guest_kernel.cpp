@@ -1,10 +1,10 @@
 #include "machine/guest_kernel.h"
 
 #include "base/fd.h"
+#include "base/flock.h"
 
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -333,12 +333,7 @@ Result<GuestKernel> fetch_guest_kernel(const fs::path& cache_dir, std::string_vi
 
   const fs::path dest = kernels / (resolved->package + "_" + resolved->version);
   if (!is_dir(dest)) {
-    fs::path lock_path = kernels / ("." + resolved->package + ".lock");
-    UniqueFd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!lock) return sys_error("opening lock file " + lock_path.string(), errno);
-    while (flock(lock.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return sys_error("locking " + lock_path.string(), errno);
-    }
+    FLICK_TRY_ASSIGN(auto lock, lock_exclusive(kernels / ("." + resolved->package + ".lock")));
     if (!is_dir(dest)) {  // another process may have finished while we waited
       auto done = download_and_unpack(*resolved, kernels, dest);
       if (!done)
