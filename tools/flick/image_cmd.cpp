@@ -335,9 +335,9 @@ void add_prune(CLI::App& image, const std::shared_ptr<ImageOptions>& o) {
 }
 
 // A line from the terminal on stdin after `prompt` (on stderr), not echoed when `secret`.
+// Echo goes off before the prompt shows, as with getpass(3): TCSAFLUSH discards what was
+// typed before it, so a password typed at the prompt must come after.
 std::string prompt_line(const char* prompt, bool secret) {
-  std::fputs(prompt, stderr);
-  std::fflush(stderr);
   termios saved{};
   const bool hide = secret && ::tcgetattr(STDIN_FILENO, &saved) == 0;
   if (hide) {
@@ -345,6 +345,8 @@ std::string prompt_line(const char* prompt, bool secret) {
     quiet.c_lflag &= ~tcflag_t(ECHO);
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  std::fputs(prompt, stderr);
+  std::fflush(stderr);
   std::string line;
   std::getline(std::cin, line);
   if (hide) {
