@@ -51,7 +51,6 @@ class Bindings(Inside):
     def __init__(self, work: str, image: str) -> None:
         super().__init__(work, image)
         self.venv_python = str(self.work / "venv" / "bin" / "python")
-        self.env["FLICK_LIBRARY"] = str(next(self.prefix.rglob("libflick.so.*[0-9]")))
 
     def left_nothing(self, what: str, app: str) -> None:
         machines = self.run(["flick", "machine", "list", "--json"])

@@ -83,6 +83,7 @@ class Inside:
             "XDG_RUNTIME_DIR": str(self.user / "run"),
             "PATH": f"{self.prefix / 'bin'}:{self.env.get('PATH', '/usr/bin:/bin')}",
             "LD_LIBRARY_PATH": str(self.prefix / "lib"),
+            "FLICK_LIBRARY": str(next(self.prefix.rglob("libflick.so.*[0-9]"))),  # for the Python binding
         })
         for k in ("FLICK_STATE_DIR", "FLICK_HOME", "FLICK_CACHE_DIR"):
             self.env.pop(k, None)  # the defaults under HOME, as the README's paths assume
@@ -125,7 +126,6 @@ class Inside:
     def python(self, source: str) -> None:
         (self.work / "example.py").write_text(source)
         self.env["PYTHONPATH"] = str(ROOT / "bindings" / "python")
-        self.env["FLICK_LIBRARY"] = str(next(self.prefix.rglob("libflick.so.*[0-9]")))
         r = self.run([sys.executable, str(self.work / "example.py")])
         self.check(r.returncode == 0 and re.match(r"0 \d+\.\d+\S*\n\['\w+'\]\n$", r.stdout) is not None,
                    "the Python example execs uname -r in its machine and lists it")
