@@ -4,6 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  ccache  # repeated builds (CMakeLists.txt: FLICK_CCACHE)
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   liburing-dev libarchive-dev libzstd-dev zlib1g-dev libisal-dev libext2fs-dev e2fsprogs

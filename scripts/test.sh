@@ -18,6 +18,9 @@ stage_done() { echo "test.sh: $1 took $((SECONDS - stage_started)) s"; stage_sta
 
 scripts/install-deps.sh
 stage_done "installing dependencies"
+# Builds go through ccache (CMakeLists.txt); these let a clone at any path reuse its entries
+# (paths in the compile commands made relative to the checkout, the build folder not hashed).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 
 if [[ " $stages " == *" dev "* ]]; then
   cmake --preset dev
