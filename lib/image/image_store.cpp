@@ -20,6 +20,8 @@
 //     of a pinned image digest (and with the record, the blobs it lists);
 //   - a pull that pins after a collection then finds the blob as the collection left it, and
 //     fetches it again if it was removed.
+// rootfs() keeps its pull's pin until the rootfs is published, so the record and layers it
+// builds from outlive an `image rm` and a prune meanwhile.
 // A collection reads the pins before the refs: a pin it finds released belongs to a pull whose
 // records are already written. A pin nobody holds (a killed pull) is dead: its digests are not
 // kept, and prune() removes it.
@@ -237,28 +239,26 @@ Result<ResolvedImage> cached_image(const fs::path& root, const BlobStore& blobs,
   return img;
 }
 
-}  // namespace
-
-Result<PulledImage> ImageStore::pull(std::string_view text, const PullOptions& options) {
-  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+// A pull whose blobs and image digest `pin` holds (see the top of this file): until the records
+// are written, and for as long as the caller keeps `pin` after that.
+Result<PulledImage> pull_pinned(const fs::path& root, const BlobStore& store_blobs, const StoreOptions& store_options,
+                                const ImageReference& ref, const PullOptions& options, Pin& pin) {
   const std::string canonical = ref.to_string();
-  const fs::path ref_path = ref_record_path(s_->root, canonical);
-  // Held until the records are written (see the top of this file).
-  Pin pin(s_->root);
-  const BlobStore blobs = s_->blobs.pinned_by([&pin](std::string_view digest) { pin.add(digest); });
+  const fs::path ref_path = ref_record_path(root, canonical);
+  const BlobStore blobs = store_blobs.pinned_by([&pin](std::string_view digest) { pin.add(digest); });
   Result<ResolvedImage> img = make_error(Errc::not_found, "not looked up");
-  if (options.policy != PullPolicy::always) img = cached_image(s_->root, blobs, ref);
+  if (options.policy != PullPolicy::always) img = cached_image(root, blobs, ref);
   if (!img && options.policy == PullPolicy::never)
     return std::move(img).error().with_context("the pull policy is never");
   const bool fetched = !img;
   if (fetched) {
-    img = ref.transport == ImageTransport::registry ? image::pull_registry(blobs, ref, s_->options, options.progress)
-                                                    : image::import_local(blobs, ref, s_->options.platform);
+    img = ref.transport == ImageTransport::registry ? image::pull_registry(blobs, ref, store_options, options.progress)
+                                                    : image::import_local(blobs, ref, store_options.platform);
     if (!img) return std::move(img).error();
   }
   FLICK_TRY(pin.status());
-  fs::path tmp = s_->blobs.tmp_dir();
-  if (fetched) FLICK_TRY(write_record(tmp, image_record_path(s_->root, img->image_digest), image_record(*img)));
+  fs::path tmp = store_blobs.tmp_dir();
+  if (fetched) FLICK_TRY(write_record(tmp, image_record_path(root, img->image_digest), image_record(*img)));
   if (fetched || !fs::exists(ref_path)) {
     json r{{"reference", canonical}, {"image_digest", img->image_digest}};
     FLICK_TRY(write_record(tmp, ref_path, r.dump(2)));
@@ -266,9 +266,20 @@ Result<PulledImage> ImageStore::pull(std::string_view text, const PullOptions& o
   return PulledImage{canonical, img->image_digest, img->config, img->blob_bytes};
 }
 
+}  // namespace
+
+Result<PulledImage> ImageStore::pull(std::string_view text, const PullOptions& options) {
+  FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
+  Pin pin(s_->root);
+  return pull_pinned(s_->root, s_->blobs, s_->options, ref, options, pin);
+}
+
 Result<Rootfs> ImageStore::rootfs(std::string_view text, const RootfsOptions& options, const PullOptions& pull_options) {
   FLICK_TRY_ASSIGN(auto ref, ImageReference::parse(text, s_->options.default_registry));
-  FLICK_TRY_ASSIGN(auto pulled, pull(text, pull_options));
+  // Held until the rootfs is published: an `image rm` and a prune meanwhile (or while this
+  // waits for another process's build of it) keep the records and layers it is built from.
+  Pin pin(s_->root);
+  FLICK_TRY_ASSIGN(auto pulled, pull_pinned(s_->root, s_->blobs, s_->options, ref, pull_options, pin));
   FLICK_TRY_ASSIGN(std::string rec, read_text(image_record_path(s_->root, pulled.image_digest)));
   auto img = parse_image_record(rec, s_->blobs);
   if (!img) return std::move(img).error();

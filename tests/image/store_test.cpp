@@ -421,6 +421,52 @@ TEST_F(Store, RemoveAndPruneDuringAPullLeaveItsBlobsAlone) {
   EXPECT_EQ(count_files(tmp_ / "store/tmp"), 0u);
 }
 
+// True once some process or thread waits for a flock() on the file at `path` (/proc/locks shows
+// a blocked request as "N: -> FLOCK ... MAJOR:MINOR:INODE ...").
+bool someone_waits_for(const fs::path& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  const std::string inode = ":" + std::to_string(st.st_ino) + " ";
+  std::ifstream locks("/proc/locks");
+  for (std::string line; std::getline(locks, line);)
+    if (line.find("-> FLOCK") != std::string::npos && line.find(inode) != std::string::npos) return true;
+  return false;
+}
+
+// `image rm` and a prune while a rootfs build waits for its lock (another process builds the
+// same rootfs) leave it the image record and layers it builds from; the pin goes with it.
+TEST_F(Store, RemoveAndPruneWhileARootfsBuildWaitsKeepWhatItBuildsFrom) {
+  auto store = open();
+  auto pulled = store.pull(image_ref());
+  ASSERT_TRUE(pulled.ok()) << pulled.error().describe();
+  const RootfsOptions options;  // the build's key: the image's hex digest and the headroom
+  const fs::path lock = tmp_ / "store/locks" /
+                        (pulled->image_digest.substr(7) + "-h" + std::to_string(options.headroom_bytes) + ".lock");
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);  // "another process" is building it
+
+  std::optional<Result<Rootfs>> built;
+  std::jthread builder([&] { built.emplace(open().rootfs(image_ref(), options)); });
+  bool waiting = false;
+  for (int i = 0; i < 3000 && !(waiting = someone_waits_for(lock)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(waiting) << "the build never waited for its lock";
+  auto removed = store.remove(image_ref());
+  EXPECT_TRUE(removed.ok()) << removed.error().describe();
+  auto pruned = store.prune();
+  EXPECT_TRUE(pruned.ok()) << pruned.error().describe();
+  ::close(fd);  // "the other process" died without publishing
+  builder.join();
+
+  ASSERT_TRUE(built->ok()) << built->error().describe();
+  test::expect_fsck_clean((*built)->path);
+  EXPECT_EQ(count_files(tmp_ / "store/pins"), 0u) << "the build left its pin";
+  ASSERT_TRUE(store.prune().ok());  // and with the pin gone, nothing names the image any more
+  EXPECT_EQ(count_files(tmp_ / "store/rootfs"), 0u);
+  EXPECT_EQ(count_files(tmp_ / "store/blobs/sha256"), 0u);
+}
+
 // A pin file someone holds locked (a pull in flight) keeps the blobs it names; one nobody holds
 // (a killed pull's) keeps nothing, and prune() removes it.
 TEST_F(Store, PruneKeepsWhatALivePinNamesAndRemovesDeadPins) {
