@@ -116,6 +116,29 @@ struct MountConfig {
   bool operator==(const MountConfig&) const = default;
 };
 
+// What the proxy does with a machine of a service that has had no connection for a while
+// (Fly's services[].autostop).
+enum class Autostop { off, stop, suspend };
+
+// One of Fly's `services`, as flick's proxy uses it: MachineConfig::services() reads it from
+// services_json. Fly's fields flick does not use (handlers, tls_options, checks, ...) stay in
+// services_json only. An absent autostart or autostop is off.
+struct ServiceConfig {
+  std::string protocol = "tcp";         // absent means tcp; flick's proxy has no UDP
+  uint16_t internal_port = 0;           // where the guest listens, 1..65535
+  std::vector<uint16_t> ports;          // ports[].port: published on the host, 1..65535
+  bool autostart = false;               // a connection starts (or resumes) a machine
+  Autostop autostop = Autostop::off;    // an idle machine is stopped or suspended
+  uint32_t min_machines_running = 0;    // autostop keeps this many of the app's machines
+  // concurrency (type "connections"): above soft_limit a machine gets new connections only
+  // when no other can take them; at hard_limit none. 0: no limit.
+  uint32_t soft_limit = 0;
+  uint32_t hard_limit = 0;
+  // flick extension (autostop_idle): how long without connections makes a machine idle.
+  std::chrono::milliseconds autostop_idle{std::chrono::minutes(5)};
+  bool operator==(const ServiceConfig&) const = default;
+};
+
 // Fly's MachineConfig. flick's extensions to Fly's schema: init.user, init.workdir,
 // guest.kernel, guest.kernel_modules, start_timeout and pull.
 struct MachineConfig {
@@ -135,8 +158,7 @@ struct MachineConfig {
   // and at every update (and clone): `always` asks the registry again, so a moved tag gives
   // the machine the new image; `never` uses only the image cache. A start never asks.
   PullPolicy pull = PullPolicy::missing;
-  // Fly's `services` as JSON text (an array), or empty: stored, and used by the networking
-  // work later.
+  // Fly's `services` as JSON text (an array), or empty: kept as given; services() reads it.
   std::string services_json;
   // Fly fields flick accepts and keeps but does not implement yet: field path -> JSON text.
   // Top-level ("checks", "dns", "files", "processes", "schedule", "statics", "metrics",
@@ -150,6 +172,10 @@ struct MachineConfig {
 
   // Checks every field; the error names the first bad one ("guest.cpus: 0 is not in 1..254").
   FLICK_API Result<void> validate() const;
+
+  // The services in services_json. Errc::invalid_argument names the first bad field
+  // ("services[0].ports[1].port: 70000 is not in 1..65535"); validate() checks the same.
+  FLICK_API Result<std::vector<ServiceConfig>> services() const;
 
   // Reads Fly's JSON (the `config` of a create or update request). An unknown field, a value
   // of the wrong type or a malformed document fails (Errc::invalid_argument naming the

@@ -167,6 +167,89 @@ Result<void> read_signal(const Json& v, const std::string& path, int& out) {
   return {};
 }
 
+Result<void> read_port(const Json& v, const std::string& path, uint16_t& out) {
+  uint32_t n = 0;
+  FLICK_TRY(read(v, path, n));
+  if (n < 1 || n > 65535) return invalid(path, std::to_string(n) + " is not in 1..65535");
+  out = static_cast<uint16_t>(n);
+  return {};
+}
+
+Result<void> read_ports(const Json& j, const std::string& path, std::vector<uint16_t>& out) {
+  if (!j.is_array()) return expected(path, "an array", j);
+  for (size_t n = 0; n < j.size(); ++n) {
+    const std::string at = path + "[" + std::to_string(n) + "]";
+    if (!j[n].is_object()) return expected(at, "an object", j[n]);
+    const auto port = j[n].find("port");
+    if (port == j[n].end() || port->is_null()) {
+      if (j[n].contains("start_port") || j[n].contains("end_port"))
+        return invalid(at, "port ranges (start_port, end_port) are not supported: give each port");
+      return invalid(at + ".port", "missing");
+    }
+    FLICK_TRY(read_port(*port, at + ".port", out.emplace_back()));
+  }
+  return {};
+}
+
+Result<void> read_concurrency(const Json& j, const std::string& path, ServiceConfig& out) {
+  if (!j.is_object()) return expected(path, "an object", j);
+  for (const auto& [key, v] : j.items()) {
+    if (v.is_null()) continue;
+    if (key == "type") {
+      std::string type;
+      FLICK_TRY(read(v, path + ".type", type));
+      if (type == "requests") return invalid(path + ".type", "\"requests\" is not supported: flick's proxy counts connections");
+      if (type != "connections") return expected(path + ".type", "\"connections\"", v);
+    } else if (key == "soft_limit") {
+      FLICK_TRY(read(v, path + ".soft_limit", out.soft_limit));
+    } else if (key == "hard_limit") {
+      FLICK_TRY(read(v, path + ".hard_limit", out.hard_limit));
+    }
+  }
+  if (out.soft_limit && out.hard_limit && out.soft_limit > out.hard_limit)
+    return invalid(path + ".soft_limit", std::to_string(out.soft_limit) + " is above hard_limit " +
+                                             std::to_string(out.hard_limit));
+  return {};
+}
+
+// One of services[]: the fields flick's proxy uses; the others are left to services_json.
+Result<ServiceConfig> read_service(const Json& j, const std::string& at) {
+  if (!j.is_object()) return expected(at, "an object", j);
+  ServiceConfig s;
+  bool internal_port = false;
+  for (const auto& [key, v] : j.items()) {
+    if (v.is_null()) continue;
+    const std::string path = at + "." + key;
+    if (key == "protocol") {
+      FLICK_TRY(read(v, path, s.protocol));
+      if (s.protocol == "udp") return invalid(path, "\"udp\" is not supported: flick's proxy speaks tcp only");
+      if (s.protocol != "tcp") return expected(path, "\"tcp\"", v);
+    } else if (key == "internal_port") {
+      FLICK_TRY(read_port(v, path, s.internal_port));
+      internal_port = true;
+    } else if (key == "ports") {
+      FLICK_TRY(read_ports(v, path, s.ports));
+    } else if (key == "autostart") {
+      FLICK_TRY(read(v, path, s.autostart));
+    } else if (key == "autostop") {
+      if (v.is_boolean()) s.autostop = v.get<bool>() ? Autostop::stop : Autostop::off;
+      else if (v == "off") s.autostop = Autostop::off;
+      else if (v == "stop") s.autostop = Autostop::stop;
+      else if (v == "suspend") s.autostop = Autostop::suspend;
+      else return expected(path, "\"off\", \"stop\", \"suspend\" or a boolean", v);
+    } else if (key == "min_machines_running") {
+      FLICK_TRY(read(v, path, s.min_machines_running));
+    } else if (key == "concurrency") {
+      FLICK_TRY(read_concurrency(v, path, s));
+    } else if (key == "autostop_idle") {
+      FLICK_TRY(read_duration(v, path, s.autostop_idle));
+      if (s.autostop_idle.count() == 0) return invalid(path, "must be longer than 0s");
+    }
+  }
+  if (!internal_port) return invalid(at + ".internal_port", "missing");
+  return s;
+}
+
 class Reader {
  public:
   Reader(MachineConfig& c, std::vector<std::string>* warnings) : c_(c), warnings_(warnings) {}
@@ -417,11 +500,27 @@ std::string MachineConfig::to_json() const {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-Result<void> store::check_json_fields(const MachineConfig& config) {
-  if (!config.services_json.empty()) {
-    auto s = Json::parse(config.services_json, nullptr, /*allow_exceptions=*/false);
-    if (s.is_discarded() || !s.is_array()) return invalid("services", "is not a JSON array");
+Result<std::vector<ServiceConfig>> MachineConfig::services() const {
+  std::vector<ServiceConfig> out;
+  if (services_json.empty()) return out;
+  auto j = Json::parse(services_json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_array()) return invalid("services", "is not a JSON array");
+  std::map<uint16_t, std::string> published;  // port -> where
+  for (size_t n = 0; n < j.size(); ++n) {
+    const std::string at = "services[" + std::to_string(n) + "]";
+    FLICK_TRY_ASSIGN(auto s, read_service(j[n], at));
+    for (size_t p = 0; p < s.ports.size(); ++p) {
+      const std::string where = at + ".ports[" + std::to_string(p) + "].port";
+      auto [it, fresh] = published.emplace(s.ports[p], where);
+      if (!fresh) return invalid(where, std::to_string(s.ports[p]) + " is published by " + it->second + " too");
+    }
+    out.push_back(std::move(s));
   }
+  return out;
+}
+
+Result<void> store::check_json_fields(const MachineConfig& config) {
+  FLICK_TRY(config.services());
   for (const auto& [key, value] : config.unimplemented) {
     if (!is_kept(key, config.mounts.size())) return invalid(key, "is not a Fly field that flick keeps");
     if (Json::parse(value, nullptr, /*allow_exceptions=*/false).is_discarded()) return invalid(key, "is not JSON");

@@ -2,6 +2,7 @@
 // enums, signals and durations it uses (lib/store/names.cpp).
 #include <flick/machine.h>
 
+#include "store/machine_config_json.h"
 #include "store/names.h"
 
 #include <gtest/gtest.h>
@@ -441,6 +442,92 @@ TEST(ConfigJsonNames, EveryEnumValueReadsBack) {
   EXPECT_EQ(store::signal_from_string("65"), std::nullopt);
   EXPECT_EQ(store::signal_from_string("0"), std::nullopt);
   EXPECT_EQ(store::signal_from_string("99999999999999999999"), std::nullopt);
+}
+
+// services(): the fields the proxy uses, read from Fly's own example; the rest stays raw.
+TEST(MachineConfigServices, ReadsWhatTheProxyUsesFromFlysExample) {
+  MachineConfig c = parse(kFlyConfig);
+  auto services = c.services();
+  ASSERT_TRUE(services.ok()) << services.error().message;
+  ASSERT_EQ(services->size(), 1u);
+  const ServiceConfig& s = (*services)[0];
+  EXPECT_EQ(s.protocol, "tcp");
+  EXPECT_EQ(s.internal_port, 8080);
+  EXPECT_EQ(s.ports, (std::vector<uint16_t>{443, 80}));
+  EXPECT_TRUE(s.autostart);
+  EXPECT_EQ(s.autostop, Autostop::stop);
+  EXPECT_EQ(s.min_machines_running, 0u);
+  EXPECT_EQ(s.soft_limit, 20u);
+  EXPECT_EQ(s.hard_limit, 25u);
+  EXPECT_EQ(s.autostop_idle, std::chrono::minutes(5));
+  EXPECT_TRUE(store::check_json_fields(c).ok());
+  EXPECT_TRUE(MachineConfig{}.services()->empty());
+  c.services_json = R"([{"internal_port":8080}])";
+  ASSERT_TRUE(c.services().ok());
+  EXPECT_EQ((*c.services())[0].protocol, "tcp");
+}
+
+TEST(MachineConfigServices, AutostopTakesFlysWordsAndBooleans) {
+  auto autostop = [](const char* value) {
+    MachineConfig c;
+    c.services_json = std::string(R"([{"protocol":"tcp","internal_port":80,"autostop":)") + value +
+                      R"(,"autostop_idle":"30s"}])";
+    auto s = c.services();
+    EXPECT_TRUE(s.ok()) << value << ": " << s.error().message;
+    if (s.ok()) {
+      EXPECT_EQ((*s)[0].autostop_idle, std::chrono::seconds(30));
+    }
+    return s.ok() ? (*s)[0].autostop : Autostop::off;
+  };
+  EXPECT_EQ(autostop(R"("suspend")"), Autostop::suspend);
+  EXPECT_EQ(autostop(R"("stop")"), Autostop::stop);
+  EXPECT_EQ(autostop(R"("off")"), Autostop::off);
+  EXPECT_EQ(autostop("true"), Autostop::stop);
+  EXPECT_EQ(autostop("false"), Autostop::off);
+}
+
+// A bad service fails validate() (so create and update: it calls check_json_fields) naming
+// the field.
+TEST(MachineConfigServices, BadServicesAreRefusedNamingTheField) {
+  auto error = [](const std::string& services) {
+    MachineConfig c;
+    c.image = "a";
+    c.services_json = services;
+    auto v = store::check_json_fields(c);
+    if (v.ok()) return std::string("accepted");
+    EXPECT_EQ(v.error().code, Errc::invalid_argument);
+    return v.error().message;
+  };
+  const std::string tcp = R"({"protocol":"tcp","internal_port":8080,)";
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"port":80},{"port":70000}]}])"),
+            "machine config: services[0].ports[1].port: 70000 is not in 1..65535");
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"port":0}]}])"),
+            "machine config: services[0].ports[0].port: 0 is not in 1..65535");
+  EXPECT_EQ(error(R"([{"protocol":"tcp","internal_port":65536}])"),
+            "machine config: services[0].internal_port: 65536 is not in 1..65535");
+  EXPECT_EQ(error(R"([{"protocol":"tcp"}])"), "machine config: services[0].internal_port: missing");
+  EXPECT_EQ(error(R"([{"internal_port":80}])"), "accepted");  // tcp
+  EXPECT_EQ(error(R"([{"protocol":"udp","internal_port":53}])"),
+            "machine config: services[0].protocol: \"udp\" is not supported: flick's proxy speaks tcp only");
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"start_port":8000,"end_port":8010}]}])"),
+            "machine config: services[0].ports[0]: port ranges (start_port, end_port) are not supported: give each port");
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"handlers":["http"]}]}])"),
+            "machine config: services[0].ports[0].port: missing");
+  EXPECT_EQ(error("[" + tcp + R"("autostop":"sometimes"}])"),
+            "machine config: services[0].autostop: expected \"off\", \"stop\", \"suspend\" or a boolean, got \"sometimes\"");
+  EXPECT_EQ(error("[" + tcp + R"("concurrency":{"type":"requests"}}])"),
+            "machine config: services[0].concurrency.type: \"requests\" is not supported: flick's proxy counts connections");
+  EXPECT_EQ(error("[" + tcp + R"("concurrency":{"type":"connections","soft_limit":30,"hard_limit":20}}])"),
+            "machine config: services[0].concurrency.soft_limit: 30 is above hard_limit 20");
+  EXPECT_EQ(error("[" + tcp + R"("autostop_idle":"0s"}])"),
+            "machine config: services[0].autostop_idle: must be longer than 0s");
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"port":80}]},)" + tcp + R"("ports":[{"port":80}]}])"),
+            "machine config: services[1].ports[0].port: 80 is published by services[0].ports[0].port too");
+  EXPECT_EQ(error(R"(["tcp"])"), R"(machine config: services[0]: expected an object, got "tcp")");
+  EXPECT_EQ(error(R"({"protocol":"tcp"})"), "machine config: services: is not a JSON array");
+  // Fields the proxy does not use are left alone, as Fly's clients send them.
+  EXPECT_EQ(error("[" + tcp + R"("ports":[{"port":443,"handlers":["tls"],"tls_options":{"alpn":["h2"]}}],"checks":[]}])"),
+            "accepted");
 }
 
 }  // namespace

@@ -128,6 +128,9 @@ TEST(MachineConfig, ValidatesTheFieldsKeptAsJson) {
   c = good();
   c.services_json = "[";
   expect_invalid(c, "services");
+  c = good();
+  c.services_json = R"([{"protocol":"tcp","internal_port":8080,"ports":[{"port":70000}]}])";
+  expect_invalid(c, "services[0].ports[0].port");
   for (const char* key : {"foo", "guest.cpus", "guest.checks", "mounts[1].size_gb", "mounts[0].volume",
                           "mounts[00].size_gb", "mounts[].size_gb"}) {
     c = good();
