@@ -57,13 +57,6 @@ DEFAULT_TIMEOUT = 600
 DEFAULT_STALL = 300
 MONITOR_WAIT = 10
 AGENT_WAIT = 45  # eu-stack takes a few seconds a process under TCG, gdb ~10 s or more
-# The test host's heartbeat (testhost_init.sh: a count written to ctl/heartbeat every 5 s). When
-# it stops for this long, the kernel schedules nothing: wedged, whether or not it says so (a CPU
-# stuck in a VM's guest mode with its interrupts lost never reports a soft lockup). A loaded
-# host has stalled a CPU for 23 s and gone on (tools_test.py); 90 s is far past that, and far
-# sooner than the stall limit. The agent then gets HEARTBEAT_AGENT_WAIT to show it still lives.
-HEARTBEAT_LOST = 90
-HEARTBEAT_AGENT_WAIT = 15
 WATCHDOG_MARGIN = 60
 MONITOR_COMMANDS = ("info cpus", "info registers -a")
 
@@ -216,16 +209,15 @@ def default_workdir(cwd: Path) -> Path:
 
 
 def run(cmd: list[str], *, timeout: float = DEFAULT_TIMEOUT, stall: float = DEFAULT_STALL,
-        heartbeat: float = HEARTBEAT_LOST, memory_mib: int = 2048, smp: int = 1,
-        workdir: Path | None = None, env: dict[str, str] | None = None,
-        out: BinaryIO | None = None, verbose: bool = False) -> int:
+        memory_mib: int = 2048, smp: int = 1, workdir: Path | None = None,
+        env: dict[str, str] | None = None, out: BinaryIO | None = None,
+        verbose: bool = False) -> int:
     """Runs cmd inside the test host and returns its exit status.
 
     Output (stdout and stderr together) is written to `out` as it arrives. Failures of the test
     host itself print a message to stderr and return EXIT_TIMEOUT or EXIT_INFRA. The watchdog
     fires after `timeout` seconds in all, or when the command prints nothing for `stall`
-    seconds (0: never); it prints a dump to stderr and returns EXIT_TIMEOUT. A test host whose
-    heartbeat stops for `heartbeat` seconds (0: never checked) runs the command again."""
+    seconds (0: never); it prints a dump to stderr and returns EXIT_TIMEOUT."""
     out = out or sys.stdout.buffer
     cwd = Path.cwd()
     workdir = (workdir or default_workdir(cwd)).resolve()
@@ -249,8 +241,8 @@ def run(cmd: list[str], *, timeout: float = DEFAULT_TIMEOUT, stall: float = DEFA
         if attempt:
             print("testhost: running the command again in a fresh test host", file=sys.stderr,
                   flush=True)
-        status = _run_once(qemu, vmlinux, initrd, cmd, cwd, workdir, guest_env, out,
-                           (timeout, stall, heartbeat), memory_mib, smp, verbose)
+        status = _run_once(qemu, vmlinux, initrd, cmd, cwd, workdir, guest_env, out, timeout,
+                           stall, memory_mib, smp, verbose)
         if status != _EMULATOR_FAULT:
             return status
     return EXIT_INFRA
@@ -260,7 +252,7 @@ _EMULATOR_FAULT = -1
 
 
 def _run_once(qemu: str, vmlinux: Path, initrd: Path, cmd: list[str], cwd: Path, workdir: Path,
-              guest_env: dict[str, str], out: BinaryIO, limits: tuple[float, float, float],
+              guest_env: dict[str, str], out: BinaryIO, timeout: float, stall: float,
               memory_mib: int, smp: int, verbose: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="flick-testhost-") as ctl:
         nonce = secrets.token_hex(8)
@@ -288,7 +280,7 @@ def _run_once(qemu: str, vmlinux: Path, initrd: Path, cmd: list[str], cwd: Path,
         if verbose:
             print("testhost: " + " ".join(shlex.quote(a) for a in argv), file=sys.stderr)
         console = _ConsoleFilter(nonce, out)
-        status = _run_qemu(argv, nonce, console, Path(ctl), limits, verbose)
+        status = _run_qemu(argv, nonce, console, Path(ctl), timeout, stall, verbose)
         if status is None:
             code_file = Path(ctl, "status")
             status = int(code_file.read_text().strip() or EXIT_INFRA) if code_file.exists() else EXIT_INFRA
@@ -309,43 +301,15 @@ def triple_faulted(log: Path) -> bool:
     return any(line.strip() == "Triple fault" for line in lines)
 
 
-HEARTBEAT_STOPPED = "no heartbeat from the test host"
-
-
 def watchdog_reason(now: float, started: float, last_output: float | None, timeout: float,
-                    stall: float, last_beat: float | None = None,
-                    heartbeat: float = 0) -> str | None:
-    """Why the watchdog fires at `now`, or None. last_output: the command's last progress;
-    last_beat: the test host's last heartbeat, or the command's start if later (both None while
-    the test host boots); a limit of 0 is off."""
+                    stall: float) -> str | None:
+    """Why the watchdog fires at `now`, or None. last_output: the command's last progress
+    (None while the test host boots); a limit of 0 is off."""
     if timeout and now - started >= timeout:
         return f"timed out after {timeout:g} s"
-    if heartbeat and last_beat is not None and now - last_beat >= heartbeat:
-        return f"{HEARTBEAT_STOPPED} for {heartbeat:g} s"
     if stall and last_output is not None and now - last_output >= stall:
         return f"no output for {stall:g} s"
     return None
-
-
-class _Heartbeat:
-    """When the test host's heartbeat file (testhost_init.sh) last changed, as seen from here."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.stamp: tuple[int, int] | None = None
-        self.changed_at: float | None = None
-
-    def last(self, now: float, command_started: float | None) -> float | None:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
-        if stamp != self.stamp:
-            self.stamp, self.changed_at = stamp, now
-        if command_started is None:
-            return None
-        return max(command_started, self.changed_at or command_started)
 
 
 def _read_until(sock: socket.socket, marker: bytes, deadline: float) -> tuple[bytes, bool]:
@@ -418,12 +382,9 @@ def _agent_dump(path: Path, nonce: str, wait: float) -> str:
     return _ask(path, wait, talk)
 
 
-def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path,
-              limits: tuple[float, float, float], verbose: bool) -> int | None:
-    """Runs QEMU to completion; returns an exit status if the test host itself failed.
-    limits: (timeout, stall, heartbeat) as run() takes them."""
-    timeout, stall, heartbeat = limits
-    beat = _Heartbeat(ctl / "heartbeat")
+def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, timeout: float,
+              stall: float, verbose: bool) -> int | None:
+    """Runs QEMU to completion; returns an exit status if the test host itself failed."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -446,18 +407,15 @@ def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path,
                 proc.wait(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
-                now = time.monotonic()
-                command_started = console.started_at if console.state == "command" else None
-                reason = watchdog_reason(now, t0, console.stalled_since(), timeout, stall,
-                                         beat.last(now, command_started), heartbeat)
+                reason = watchdog_reason(time.monotonic(), t0, console.stalled_since(), timeout,
+                                         stall)
                 if console.wedged and not reason:
                     reason = f"the test host's kernel is wedged ({console.wedged.decode(errors='replace')})"
         if reason:
             print(f"testhost: watchdog: {reason}; collecting a dump, then killing QEMU",
                   file=sys.stderr, flush=True)
             registers = _monitor_query(ctl / "monitor.sock", MONITOR_COMMANDS, MONITOR_WAIT)
-            wait = HEARTBEAT_AGENT_WAIT if reason.startswith(HEARTBEAT_STOPPED) else AGENT_WAIT
-            dump = (_agent_dump(ctl / "agent.sock", nonce, wait)
+            dump = (_agent_dump(ctl / "agent.sock", nonce, AGENT_WAIT)
                     if console.state == "command" else "(none: the command was not running)\n")
     finally:  # also on KeyboardInterrupt: never leave QEMU behind
         if proc.poll() is None:

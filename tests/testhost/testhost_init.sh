@@ -34,11 +34,6 @@ ip link set lo up 2>/dev/null
 # The watchdog agent answers testhost.py's dump requests on the second serial port.
 NONCE=$NONCE sh /bin/testhost_agent.sh /dev/ttyS1 $R /command.pid </dev/null >/dev/null 2>&1 &
 agent=$!
-# The heartbeat: a count written to the control share every 5 s. When it stops, nothing is
-# scheduled any more (testhost.py's HEARTBEAT_LOST), even if the kernel never says so.
-(n=0; while sleep 5; do n=$((n + 1)); echo $n >/ctl/heartbeat; done) </dev/null >/dev/null 2>&1 &
-beat=$!
-echo $beat >/ctl/heartbeat.pid
 
 # KVM's static keys stay on while the command's VMs come and go (kvm_keeper.py says why).
 if [ -n "$KEEPER" ] && [ -e /dev/kvm ]; then
@@ -59,7 +54,7 @@ echo "@@testhost-start-$NONCE@@" >/dev/console
 sh -c 'echo $$ >/command.pid; exec chroot "$0" /bin/sh /run/testhost/cmd.sh' $R \
   </dev/null >/dev/console 2>&1
 echo $? >/ctl/status
-kill $agent $beat
+kill $agent
 sync
 echo "@@testhost-end-$NONCE@@" >/dev/console
 poweroff -f

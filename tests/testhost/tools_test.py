@@ -203,25 +203,6 @@ class WatchdogTest(unittest.TestCase):
         self.assertIsNone(reason(400, 0, None, timeout=600, stall=300))  # still booting
         self.assertIsNone(reason(5000, 0, 0, timeout=0, stall=0))  # both off
 
-    def test_a_stopped_heartbeat_fires_before_the_stall_limit(self):
-        reason = testhost.watchdog_reason
-        self.assertEqual(reason(200, 0, 195, 600, 300, last_beat=100, heartbeat=90),
-                         "no heartbeat from the test host for 90 s")
-        self.assertIsNone(reason(200, 0, 195, 600, 300, last_beat=150, heartbeat=90))
-        self.assertIsNone(reason(200, 0, 195, 600, 300, last_beat=None, heartbeat=90))  # booting
-        self.assertIsNone(reason(200, 0, 195, 600, 300, last_beat=0, heartbeat=0))  # off
-
-    def test_the_heartbeat_is_a_change_of_its_file_seen_from_here(self):
-        with tempfile.TemporaryDirectory() as d:
-            beat = testhost._Heartbeat(Path(d, "heartbeat"))
-            self.assertIsNone(beat.last(10, None))  # still booting
-            self.assertEqual(beat.last(20, 15), 15)  # no beat yet: the command's start counts
-            Path(d, "heartbeat").write_text("1\n")
-            self.assertEqual(beat.last(25, 15), 25)
-            self.assertEqual(beat.last(60, 15), 25)  # unchanged since
-            Path(d, "heartbeat").write_text("22\n")
-            self.assertEqual(beat.last(61, 15), 61)
-
     def test_progress_is_any_output_of_the_running_command(self):
         f = testhost._ConsoleFilter("n1", io.BytesIO())
         f.feed(b"boot noise\n")
