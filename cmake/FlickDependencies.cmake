@@ -9,6 +9,7 @@ pkg_check_modules(ISAL REQUIRED IMPORTED_TARGET libisal>=2.25)  # igzip: gzip la
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET libssl>=3.0 libcrypto>=3.0)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3>=3.35)
+pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)  # CRC-32 of VM state files (flick-vmm links no libcrypto)
 find_package(nlohmann_json 3.10 REQUIRED)
 if(FLICK_BUILD_TOOLS)
   find_package(CLI11 2.1 REQUIRED)

@@ -5,6 +5,8 @@
 #include "testguest.h"
 
 #define COM1_THR 0x3f8
+#define COM1_LSR 0x3fd
+#define LSR_DATA_READY 0x01
 
 int g_failures;
 
@@ -36,6 +38,8 @@ size_t strlen(const char *s) {
 
 // Every byte is one port-I/O exit; the VMM's UART is always ready, so LSR is not polled.
 void con_putc(char c) { outb(COM1_THR, (uint8_t)c); }
+
+int con_poll(void) { return (inb(COM1_LSR) & LSR_DATA_READY) ? inb(COM1_THR) : -1; }
 
 static void put_uint(uint64_t v, unsigned base) {
   char buf[20];

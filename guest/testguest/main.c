@@ -19,6 +19,7 @@
 #define ACPI_SLP_EN 0x20
 #define ACPI_PM1_SLP_EN (1u << 13)
 #define SHUTDOWN_GRACE_POLLS 200000
+#define TICK_SPIN 20000u  /* busy-loop iterations between two ticks of mode=count */
 
 // Finds "key=value" or a bare "key" among the space-separated words; returns its value
 // (terminated by a space or NUL) or NULL.
@@ -112,6 +113,32 @@ static void check_badio(void) {
        mmio_value);
 }
 
+// mode=count: prints "tick N" lines until the host sends 'q' on COM1, then checks that a
+// pattern written into memory before the first tick is intact and that the TSC never went
+// back. A snapshot taken between two ticks and restored must continue the count.
+static void count_ticks(void) {
+  static uint8_t pattern[512 * 1024];
+  for (size_t i = 0; i < sizeof pattern; ++i) pattern[i] = (uint8_t)(i * 7 + i / 4096);
+  uint64_t last_tsc = rdtsc();
+  unsigned tick = 0, tsc_back = 0;
+  while (con_poll() != 'q') {
+    for (volatile unsigned spin = 0; spin < TICK_SPIN; ++spin) {
+    }
+    const uint64_t now = rdtsc();
+    if (now < last_tsc) ++tsc_back;
+    last_tsc = now;
+    con_printf("tick %u\n", ++tick);
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < sizeof pattern; ++i) bad += pattern[i] != (uint8_t)(i * 7 + i / 4096);
+  if (bad)
+    fail("count: %lu bytes of the memory pattern changed", (uint64_t)bad);
+  else
+    pass("count %u ticks, memory pattern intact", tick);
+  if (tsc_back)
+    fail("count: the TSC went back %u times", tsc_back);
+}
+
 static void grace_period(void) {
   for (int i = 0; i < SHUTDOWN_GRACE_POLLS; ++i) cpu_relax();
 }
@@ -175,6 +202,7 @@ __attribute__((noreturn)) void testguest_main(uint32_t entry, uint64_t info) {
   check_cpus(&acpi, cmdline_number(cmd, "cpus"));
   const char *mode = cmdline_find(cmd, "mode");
   if (value_is(mode, "badio")) check_badio();
+  if (value_is(mode, "count")) count_ticks();
 
   if (g_failures)
     con_printf("flick-testguest: FAIL %d\n", g_failures);
@@ -190,7 +218,7 @@ __attribute__((noreturn)) void testguest_main(uint32_t entry, uint64_t info) {
     outb(PVPANIC_PORT, 1);  /* what Linux's pvpanic driver does on panic */
     reset_via_acpi(&acpi);
   }
-  if (mode && !value_is(mode, "poweroff") && !value_is(mode, "badio"))
+  if (mode && !value_is(mode, "poweroff") && !value_is(mode, "badio") && !value_is(mode, "count"))
     con_printf("FAIL unknown mode, powering off\n");
   power_off(&acpi, cmdline_find(cmd, "qemu") != NULL);
 }

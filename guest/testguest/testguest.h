@@ -37,6 +37,11 @@ static inline uint32_t mmio_read32(uint64_t addr) {
   return *(volatile uint32_t *)(uintptr_t)addr;
 }
 static inline void cpu_relax(void) { __asm__ volatile("pause"); }
+static inline uint64_t rdtsc(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return (uint64_t)hi << 32 | lo;
+}
 __attribute__((noreturn)) static inline void halt_forever(void) {
   for (;;) __asm__ volatile("cli; hlt");
 }
@@ -55,6 +60,8 @@ size_t strlen(const char *s);
 
 // Console on the COM1 UART; printf understands %s %c %d %u %x %lu %lx.
 void con_putc(char c);
+// The next byte the host sent to COM1, or -1 when none is waiting.
+int con_poll(void);
 void con_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // One result line: "ok ..." or "FAIL ..." (counted).
 void pass(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -106,6 +106,23 @@ class FLICK_API Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
+  // Builds a VM from a snapshot that snapshot() wrote into `dir`. `config` supplies what a
+  // snapshot does not hold: the console callbacks, the host side of each device, the KVM
+  // device. Its vCPUs, memory, COM2 and virtio devices must match the snapshot's (the kernel and
+  // initrds are not read). Guest memory is mapped copy-on-write from `dir`/memory, so pages are
+  // read only when the guest touches them and VMs restored from one snapshot share the pages
+  // none has written. A snapshot that is damaged, truncated, of another VM, from another flick
+  // version, or needing CPU features this host lacks is refused with the reason. The VM starts
+  // paused where it was saved; start() runs it.
+  static Result<std::unique_ptr<Vm>> restore(const VmConfig& config, const std::string& dir);
+
+  // Saves the paused VM into `dir` (created if missing): `vm.state` (vCPUs, interrupt
+  // controllers, clock, serial ports; versioned and checksummed) and `memory` (guest RAM, pages
+  // of zeros left as holes), each written to a temporary file and renamed into place. Refused
+  // while a vCPU runs, after the VM has ended, and (for now) once the guest has set up a virtio
+  // device. The VM stays paused; resume() continues it.
+  Result<void> snapshot(const std::string& dir);
+
   // Starts the vCPU threads.
   Result<void> start();
   // Blocks until the VM has exited (and all vCPU threads have ended).

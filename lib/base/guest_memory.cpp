@@ -3,9 +3,11 @@
 #include "base/hex.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 
 namespace flick {
@@ -38,8 +40,8 @@ void* map_aligned(uint64_t size, int flags, int fd, off_t offset) {
 }
 }  // namespace
 
-Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemory::Backing backing) {
-  GuestMemory mem;
+namespace {
+Result<uint64_t> check_ranges(std::span<const GuestMemory::Range> ranges) {
   uint64_t total = 0;
   uint64_t prev_end = 0;
   for (const auto& r : ranges) {
@@ -51,27 +53,82 @@ Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemo
     prev_end = end;
     total += r.size;
   }
-  int fd = -1;
-  if (backing == Backing::memfd) {
-    fd = ::memfd_create("flick-guest-memory", MFD_CLOEXEC);
-    if (fd < 0) return sys_error("creating the guest memory memfd", errno);
-    mem.fd_.reset(fd);
-    if (::ftruncate(fd, static_cast<off_t>(total)) != 0)
-      return sys_error("sizing guest memory to " + std::to_string(total >> 20) + " MiB", errno);
-  }
+  return total;
+}
+}  // namespace
+
+Result<void> GuestMemory::map(std::span<const Range> ranges, int flags, int fd) {
   uint64_t offset = 0;
   for (const auto& r : ranges) {
-    void* p = fd >= 0 ? map_aligned(r.size, MAP_SHARED, fd, static_cast<off_t>(offset))
-                      : map_aligned(r.size, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = map_aligned(r.size, flags, fd, fd >= 0 ? static_cast<off_t>(offset) : 0);
     if (p == MAP_FAILED)
       return sys_error("mapping " + std::to_string(r.size >> 20) + " MiB of guest memory", errno);
-    mem.regions_.push_back({GuestAddress{r.start}, r.size, static_cast<std::byte*>(p), offset});
+    regions_.push_back({GuestAddress{r.start}, r.size, static_cast<std::byte*>(p), offset});
     // Huge pages where the host allows them; a hint, so failure is fine.
     ::madvise(p, r.size, MADV_HUGEPAGE);
     offset += r.size;
   }
-  mem.total_ = total;
+  return {};
+}
+
+Result<GuestMemory> GuestMemory::create(std::span<const Range> ranges, GuestMemory::Backing backing) {
+  GuestMemory mem;
+  FLICK_TRY_ASSIGN(mem.total_, check_ranges(ranges));
+  if (backing == Backing::anonymous) {
+    FLICK_TRY(mem.map(ranges, MAP_PRIVATE | MAP_ANONYMOUS, -1));
+    return mem;
+  }
+  int fd = ::memfd_create("flick-guest-memory", MFD_CLOEXEC);
+  if (fd < 0) return sys_error("creating the guest memory memfd", errno);
+  mem.fd_.reset(fd);
+  if (::ftruncate(fd, static_cast<off_t>(mem.total_)) != 0)
+    return sys_error("sizing guest memory to " + std::to_string(mem.total_ >> 20) + " MiB", errno);
+  FLICK_TRY(mem.map(ranges, MAP_SHARED, fd));
   return mem;
+}
+
+Result<GuestMemory> GuestMemory::map_file_private(std::span<const Range> ranges, int fd) {
+  GuestMemory mem;
+  FLICK_TRY_ASSIGN(mem.total_, check_ranges(ranges));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return sys_error("reading the guest memory file", errno);
+  if (static_cast<uint64_t>(st.st_size) != mem.total_)
+    return make_error(Errc::invalid_argument, "the guest memory file holds " + std::to_string(st.st_size) +
+                                                  " bytes, not the " + std::to_string(mem.total_) + " of guest RAM");
+  FLICK_TRY(mem.map(ranges, MAP_PRIVATE, fd));
+  return mem;
+}
+
+Result<void> GuestMemory::save(int fd) const {
+  // Pages of zeros stay holes: a guest that touched little memory saves a small file.
+  static const std::array<std::byte, kPage> zeros{};
+  uint64_t file_offset = 0;
+  for (const auto& r : regions_) {
+    uint64_t run = 0, run_len = 0;  // the current run of non-zero pages, in region offsets
+    auto flush = [&]() -> Result<void> {
+      for (uint64_t done = 0; done < run_len;) {
+        ssize_t n = ::pwrite(fd, r.host + run + done, run_len - done,
+                             static_cast<off_t>(file_offset + run + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return sys_error("writing guest memory", n < 0 ? errno : EIO);
+        done += static_cast<uint64_t>(n);
+      }
+      run_len = 0;
+      return {};
+    };
+    for (uint64_t off = 0; off < r.size; off += kPage) {
+      if (std::memcmp(r.host + off, zeros.data(), kPage) == 0) {
+        FLICK_TRY(flush());
+        continue;
+      }
+      if (run_len == 0) run = off;
+      run_len += kPage;
+    }
+    FLICK_TRY(flush());
+    file_offset += r.size;
+  }
+  if (::ftruncate(fd, static_cast<off_t>(file_offset)) != 0) return sys_error("sizing the guest memory file", errno);
+  return {};
 }
 
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept

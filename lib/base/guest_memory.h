@@ -49,6 +49,10 @@ class GuestMemory {
   // Maps the given [start, start+size) ranges of guest RAM (sorted, non-overlapping, page
   // aligned); with Backing::memfd, all of them into one memfd, in order.
   static Result<GuestMemory> create(std::span<const Range> ranges, Backing backing = Backing::anonymous);
+  // Maps the ranges from `fd` (laid out in order, as save() writes them) copy-on-write
+  // (MAP_PRIVATE): pages are read from the file only when touched, and processes mapping one
+  // file share the pages none of them has written. The file must be exactly as large.
+  static Result<GuestMemory> map_file_private(std::span<const Range> ranges, int fd);
 
   GuestMemory() = default;
   GuestMemory(GuestMemory&&) noexcept;
@@ -59,7 +63,6 @@ class GuestMemory {
 
   const std::vector<MemoryRegion>& regions() const { return regions_; }
   uint64_t total_size() const { return total_; }
-  // The memfd holding all regions (MemoryRegion::file_offset), or -1 for anonymous memory.
   // The memfd holding all regions (at MemoryRegion::file_offset), or -1 for anonymous memory.
   int fd() const { return fd_.get(); }
 
@@ -89,7 +92,12 @@ class GuestMemory {
   // The range must lie within one region. The view is valid while this object lives.
   Result<std::span<std::byte>> slice(GuestAddress addr, uint64_t len) const;
 
+  // Writes every region into `fd` in order (the layout map_file_private() reads), leaving
+  // pages of zeros as holes.
+  Result<void> save(int fd) const;
+
  private:
+  Result<void> map(std::span<const Range> ranges, int flags, int fd);
   const MemoryRegion* find(GuestAddress addr, uint64_t len) const;
   void unmap() noexcept;
 

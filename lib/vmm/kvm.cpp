@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -33,6 +34,25 @@ constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
 constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, CpuidHeader);
+struct XsaveArea { uint32_t region[1024]; };  // kvm_xsave without its flexible tail
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveArea);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveArea);
+constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, XsaveArea);
+
+// One KVM_GET_x / KVM_SET_x ioctl on a fixed-size structure.
+template <class T>
+Result<T> get_struct(int fd, unsigned long req, const char* what) {
+  T v{};
+  if (xioctl(fd, req, &v) < 0) return ioctl_error(what);
+  return v;
+}
+template <class T>
+Result<void> set_struct(int fd, unsigned long req, const T& v, const char* what) {
+  if (xioctl(fd, req, &v) < 0) return ioctl_error(what);
+  return {};
+}
 
 // A header followed by `n` entries, in one suitably aligned buffer.
 template <class Header, class Entry>
@@ -195,6 +215,28 @@ Result<void> KvmVm::ioeventfd(int event_fd, const IoEventSpec& spec, bool deassi
   return {};
 }
 
+Result<kvm_clock_data> KvmVm::get_clock() const {
+  return get_struct<kvm_clock_data>(fd_.get(), KVM_GET_CLOCK, "KVM_GET_CLOCK");
+}
+Result<void> KvmVm::set_clock(const kvm_clock_data& clock) {
+  return set_struct(fd_.get(), KVM_SET_CLOCK, clock, "KVM_SET_CLOCK");
+}
+Result<kvm_pit_state2> KvmVm::get_pit2() const {
+  return get_struct<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2");
+}
+Result<void> KvmVm::set_pit2(const kvm_pit_state2& pit) {
+  return set_struct(fd_.get(), KVM_SET_PIT2, pit, "KVM_SET_PIT2");
+}
+Result<kvm_irqchip> KvmVm::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip c{};
+  c.chip_id = chip_id;
+  if (xioctl(fd_.get(), KVM_GET_IRQCHIP, &c) < 0) return ioctl_error("KVM_GET_IRQCHIP");
+  return c;
+}
+Result<void> KvmVm::set_irqchip(const kvm_irqchip& chip) {
+  return set_struct(fd_.get(), KVM_SET_IRQCHIP, chip, "KVM_SET_IRQCHIP");
+}
+
 Result<KvmVcpu> KvmVm::create_vcpu(uint32_t id) {
   int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (fd < 0) return ioctl_error("KVM_CREATE_VCPU");
@@ -285,6 +327,93 @@ Result<kvm_vcpu_events> KvmVcpu::get_vcpu_events() const {
   kvm_vcpu_events e{};
   if (xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) return ioctl_error("KVM_GET_VCPU_EVENTS");
   return e;
+}
+
+Result<void> KvmVcpu::set_mp_state(const kvm_mp_state& state) {
+  return set_struct(fd_.get(), KVM_SET_MP_STATE, state, "KVM_SET_MP_STATE");
+}
+
+Result<void> KvmVcpu::set_vcpu_events(const kvm_vcpu_events& events) {
+  return set_struct(fd_.get(), KVM_SET_VCPU_EVENTS, events, "KVM_SET_VCPU_EVENTS");
+}
+
+Result<CpuidTable> KvmVcpu::get_cpuid() const {
+  for (uint32_t n = 128;; n *= 2) {
+    Packed<CpuidHeader, kvm_cpuid_entry2> c(n);
+    c.header()->nent = n;
+    if (xioctl(fd_.get(), kGetCpuid2, c.header()) == 0)
+      return CpuidTable({c.entries(), c.entries() + c.header()->nent});
+    if (errno != E2BIG || n > 4096) return ioctl_error("KVM_GET_CPUID2");
+  }
+}
+
+Result<size_t> KvmVcpu::get_msrs(std::span<kvm_msr_entry> msrs) const {
+  Packed<MsrsHeader, kvm_msr_entry> m(msrs.size());
+  m.header()->nmsrs = static_cast<uint32_t>(msrs.size());
+  std::memcpy(m.entries(), msrs.data(), msrs.size_bytes());
+  int r = xioctl(fd_.get(), kGetMsrs, m.header());
+  if (r < 0) return ioctl_error("KVM_GET_MSRS");
+  std::memcpy(msrs.data(), m.entries(), msrs.size_bytes());
+  return static_cast<size_t>(r);
+}
+
+Result<std::vector<uint8_t>> KvmVcpu::get_xsave(size_t size) const {
+  std::vector<uint8_t> x(std::max(size, sizeof(XsaveArea)));
+  const bool v2 = x.size() > sizeof(XsaveArea);
+  if (xioctl(fd_.get(), v2 ? kGetXsave2 : kGetXsave, x.data()) < 0)
+    return ioctl_error(v2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+  return x;
+}
+
+Result<void> KvmVcpu::set_xsave(std::span<const uint8_t> xsave) {
+  if (xsave.size() < sizeof(XsaveArea))
+    return make_error(Errc::invalid_argument, "KVM_SET_XSAVE: the XSAVE area is " +
+                                                  std::to_string(xsave.size()) + " bytes, less than kvm_xsave");
+  if (xioctl(fd_.get(), kSetXsave, xsave.data()) < 0) return ioctl_error("KVM_SET_XSAVE");
+  return {};
+}
+
+Result<kvm_xcrs> KvmVcpu::get_xcrs() const {
+  return get_struct<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS");
+}
+Result<void> KvmVcpu::set_xcrs(const kvm_xcrs& xcrs) {
+  return set_struct(fd_.get(), KVM_SET_XCRS, xcrs, "KVM_SET_XCRS");
+}
+Result<kvm_debugregs> KvmVcpu::get_debugregs() const {
+  return get_struct<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<void> KvmVcpu::set_debugregs(const kvm_debugregs& regs) {
+  return set_struct(fd_.get(), KVM_SET_DEBUGREGS, regs, "KVM_SET_DEBUGREGS");
+}
+
+Result<uint32_t> KvmVcpu::get_tsc_khz() const {
+  int r = xioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (r < 0) return ioctl_error("KVM_GET_TSC_KHZ");
+  return static_cast<uint32_t>(r);
+}
+
+Result<void> KvmVcpu::set_tsc_khz(uint32_t khz) {
+  if (xioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0)
+    return ioctl_error("KVM_SET_TSC_KHZ");
+  return {};
+}
+
+Result<uint64_t> KvmVcpu::get_tsc_offset() const {
+  uint64_t offset = 0;
+  kvm_device_attr a{0, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET, reinterpret_cast<uint64_t>(&offset)};
+  if (xioctl(fd_.get(), KVM_GET_DEVICE_ATTR, &a) < 0) return ioctl_error("KVM_GET_DEVICE_ATTR (TSC offset)");
+  return offset;
+}
+
+Result<void> KvmVcpu::set_tsc_offset(uint64_t offset) {
+  kvm_device_attr a{0, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET, reinterpret_cast<uint64_t>(&offset)};
+  if (xioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &a) < 0) return ioctl_error("KVM_SET_DEVICE_ATTR (TSC offset)");
+  return {};
+}
+
+Result<void> KvmVcpu::kvmclock_ctrl() {
+  if (xioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL) return ioctl_error("KVM_KVMCLOCK_CTRL");
+  return {};
 }
 
 }  // namespace flick::vmm

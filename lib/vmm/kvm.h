@@ -76,6 +76,14 @@ class KvmVm {
   Result<void> ioeventfd(int event_fd, const IoEventSpec& spec, bool deassign = false);
   Result<KvmVcpu> create_vcpu(uint32_t id);
 
+  // Saved and restored with a snapshot: the kvmclock, the PIT and the PICs/IOAPIC.
+  Result<kvm_clock_data> get_clock() const;
+  Result<void> set_clock(const kvm_clock_data& clock);
+  Result<kvm_pit_state2> get_pit2() const;
+  Result<void> set_pit2(const kvm_pit_state2& pit);
+  Result<kvm_irqchip> get_irqchip(uint32_t chip_id) const;  // KVM_IRQCHIP_PIC_MASTER, ...
+  Result<void> set_irqchip(const kvm_irqchip& chip);
+
  private:
   UniqueFd fd_;
   size_t run_size_;
@@ -108,6 +116,31 @@ class KvmVcpu {
   Result<void> set_lapic(const kvm_lapic_state& lapic);
   Result<kvm_mp_state> get_mp_state() const;
   Result<kvm_vcpu_events> get_vcpu_events() const;
+
+  // Saved and restored with a snapshot.
+  Result<void> set_mp_state(const kvm_mp_state& state);
+  Result<void> set_vcpu_events(const kvm_vcpu_events& events);
+  Result<CpuidTable> get_cpuid() const;
+  // KVM_GET_MSRS: fills in each entry's data; returns how many were read (KVM stops at the
+  // first MSR it cannot read).
+  Result<size_t> get_msrs(std::span<kvm_msr_entry> msrs) const;
+  // The XSAVE area: `size` bytes (KVM_CAP_XSAVE2's answer when larger than kvm_xsave, read
+  // with KVM_GET_XSAVE2), else a kvm_xsave.
+  Result<std::vector<uint8_t>> get_xsave(size_t size) const;
+  Result<void> set_xsave(std::span<const uint8_t> xsave);
+  Result<kvm_xcrs> get_xcrs() const;
+  Result<void> set_xcrs(const kvm_xcrs& xcrs);
+  Result<kvm_debugregs> get_debugregs() const;
+  Result<void> set_debugregs(const kvm_debugregs& regs);
+  // The guest TSC's frequency in kHz (KVM_GET_TSC_KHZ / KVM_SET_TSC_KHZ).
+  Result<uint32_t> get_tsc_khz() const;
+  Result<void> set_tsc_khz(uint32_t khz);
+  // The offset KVM adds to the host's TSC to make this vCPU's (KVM_VCPU_TSC_OFFSET).
+  Result<uint64_t> get_tsc_offset() const;
+  Result<void> set_tsc_offset(uint64_t offset);
+  // Tells a guest using kvmclock that it was paused (no soft lockup warnings after a long
+  // pause); EINVAL (the guest does not use kvmclock) is no error.
+  Result<void> kvmclock_ctrl();
 
  private:
   UniqueFd fd_;

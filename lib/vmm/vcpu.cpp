@@ -212,6 +212,12 @@ void Vcpu::thread_main() {
     Action action = Action::keep_running;
     if (err == 0) {
       action = handle_exit();
+      // A kick means a message waits. KVM finishes an I/O or MMIO instruction only at the next
+      // KVM_RUN; one with immediate_exit set does just that, so that a vCPU paused (and
+      // perhaps saved) now has its state whole.
+      while (action == Action::keep_running && __atomic_load_n(&kvm_.run_state()->immediate_exit, __ATOMIC_SEQ_CST) &&
+             kvm_.run() == 0)
+        action = handle_exit();
     } else if (err != EINTR && err != EAGAIN) {
       action = fail(VmExitReason::vmm_error,
                     "KVM_RUN on vCPU " + std::to_string(kvm_.id()) + " failed: " + std::strerror(err));

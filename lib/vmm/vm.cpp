@@ -1,5 +1,6 @@
 // Vm: assembles KVM, guest memory, the kernel, boot data, devices and vCPUs into one machine.
 #include <flick/vm.h>
+#include <flick/version.h>
 
 #include "base/event_fd.h"
 #include "base/hex.h"
@@ -13,6 +14,7 @@
 #include "vmm/layout.h"
 #include "vmm/loader/boot_params.h"
 #include "vmm/loader/kernel.h"
+#include "vmm/snapshot.h"
 #include "vmm/state_dump.h"
 #include "vmm/vcpu.h"
 #include "virtio/block/block_device.h"
@@ -30,6 +32,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 
 namespace flick {
@@ -120,6 +123,7 @@ struct Vm::Impl {
   vmm::Bus pio{"port I/O"};
   vmm::Bus mmio{"MMIO"};
   std::shared_ptr<vmm::Serial> serial;
+  std::shared_ptr<vmm::Serial> serial2;
   std::shared_ptr<vmm::BootTimer> boot_timer;
   std::shared_ptr<vmm::PvPanic> pvpanic;
   std::vector<std::unique_ptr<vmm::Vcpu>> vcpus;
@@ -141,7 +145,13 @@ struct Vm::Impl {
   std::vector<std::pair<std::shared_ptr<virtio::VirtioDevice>, std::string>> pending_virtio;
 
   Result<void> build();
+  Result<void> check_config() const;
   Result<void> load_inputs();
+  Result<void> open_machine();
+  void add_vcpu(vmm::KvmVcpu kv);
+  Result<void> save(const std::string& dir);
+  Result<void> restore(const std::string& dir);
+  std::string snapshot_key() const;
   Result<void> open_virtio_devices();
   Result<void> add_devices();
   Result<void> add_virtio(std::shared_ptr<virtio::VirtioDevice> device, const std::string& what);
@@ -169,10 +179,10 @@ Result<void> Vm::Impl::add_devices() {
   });
   if (config.serial2) {
     FLICK_TRY_ASSIGN(auto com2_irq, IrqfdLine::create(*vm, layout::kIrqCom2));
-    auto com2 = std::make_shared<Serial>(com2_irq, [this](std::span<const uint8_t> bytes) {
+    serial2 = std::make_shared<Serial>(com2_irq, [this](std::span<const uint8_t> bytes) {
       config.serial2(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     });
-    FLICK_TRY(pio.insert(com2, layout::kPioCom2, 8));
+    FLICK_TRY(pio.insert(serial2, layout::kPioCom2, 8));
   }
   boot_timer = std::make_shared<BootTimer>();
   pvpanic = std::make_shared<PvPanic>();
@@ -246,13 +256,18 @@ Result<void> Vm::Impl::open_virtio_devices() {
   return {};
 }
 
-Result<void> Vm::Impl::load_inputs() {
-  using namespace vmm;
+Result<void> Vm::Impl::check_config() const {
   if (config.cpus == 0 || config.cpus > 254)
     return make_error(Errc::invalid_argument, "cpus must be between 1 and 254, got " + std::to_string(config.cpus));
   if (config.memory_mib < 16 || config.memory_mib > (1u << 20))
     return make_error(Errc::invalid_argument,
                       "memory must be between 16 MiB and 1 TiB, got " + std::to_string(config.memory_mib) + " MiB");
+  return {};
+}
+
+Result<void> Vm::Impl::load_inputs() {
+  using namespace vmm;
+  FLICK_TRY(check_config());
   if (config.kernel.empty()) return make_error(Errc::invalid_argument, "no kernel given");
   if (!config.initrd_append.empty() && config.initrd.empty())
     return make_error(Errc::invalid_argument, "initrd_append given without an initrd");
@@ -281,26 +296,7 @@ Result<void> Vm::Impl::build() {
   using namespace vmm;
   // Everything the user gave is read and checked first: bad input never touches KVM.
   FLICK_TRY(load_inputs());
-
-  std::string kvm_path = config.kvm_device;
-  if (kvm_path.empty()) {
-    const char* env = std::getenv("FLICK_KVM_DEVICE");
-    kvm_path = env && *env ? env : "/dev/kvm";
-  }
-  FLICK_TRY_ASSIGN(kvm, KvmSystem::open(kvm_path));
-  FLICK_TRY_ASSIGN(vm, kvm->create_vm());
-  FLICK_TRY(vm->set_tss_addr(layout::kTss));
-  if (kvm->check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR)) FLICK_TRY(vm->set_identity_map_addr(layout::kIdentityMapPage));
-  FLICK_TRY(vm->create_irqchip());
-  FLICK_TRY(vm->create_pit2());
-  for (size_t i = 0; i < memory.regions().size(); ++i) {
-    const auto& r = memory.regions()[i];
-    FLICK_TRY(vm->set_user_memory_region(static_cast<uint32_t>(i), r.start.value, r.size, r.host));
-  }
-
-  FLICK_TRY(add_devices());
-  for (auto& [device, what] : pending_virtio) FLICK_TRY(add_virtio(std::move(device), what));
-  pending_virtio.clear();
+  FLICK_TRY(open_machine());
 
   acpi::AcpiConfig acpi_cfg;
   acpi_cfg.cpus = config.cpus;
@@ -343,6 +339,39 @@ Result<void> Vm::Impl::build() {
       BootCpuState st{regs.mode == EntryMode::Long64, regs.rip, regs.rsi, regs.rbx};
       FLICK_TRY(setup_boot_vcpu(kv, memory, st));
     }
+    add_vcpu(std::move(kv));
+  }
+  return {};
+}
+
+Result<void> Vm::Impl::open_machine() {
+  using namespace vmm;
+  std::string kvm_path = config.kvm_device;
+  if (kvm_path.empty()) {
+    const char* env = std::getenv("FLICK_KVM_DEVICE");
+    kvm_path = env && *env ? env : "/dev/kvm";
+  }
+  FLICK_TRY_ASSIGN(kvm, KvmSystem::open(kvm_path));
+  FLICK_TRY_ASSIGN(vm, kvm->create_vm());
+  FLICK_TRY(vm->set_tss_addr(layout::kTss));
+  if (kvm->check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR)) FLICK_TRY(vm->set_identity_map_addr(layout::kIdentityMapPage));
+  FLICK_TRY(vm->create_irqchip());
+  FLICK_TRY(vm->create_pit2());
+  for (size_t i = 0; i < memory.regions().size(); ++i) {
+    const auto& r = memory.regions()[i];
+    FLICK_TRY(vm->set_user_memory_region(static_cast<uint32_t>(i), r.start.value, r.size, r.host));
+  }
+
+  FLICK_TRY(add_devices());
+  for (auto& [device, what] : pending_virtio) FLICK_TRY(add_virtio(std::move(device), what));
+  pending_virtio.clear();
+  return {};
+}
+
+void Vm::Impl::add_vcpu(vmm::KvmVcpu kv) {
+  using namespace vmm;
+  const uint32_t i = kv.id();
+  {
     Vcpu::Hooks hooks;
     hooks.pio = &pio;
     hooks.mmio = &mmio;
@@ -356,7 +385,6 @@ Result<void> Vm::Impl::build() {
       };
     vcpus.push_back(std::make_unique<Vcpu>(std::move(kv), std::move(hooks)));
   }
-  return {};
 }
 
 void Vm::Impl::on_platform_event(vmm::PlatformEvent ev) {
@@ -407,6 +435,202 @@ std::string Vm::Impl::describe() {
   return s;
 }
 
+namespace {
+
+// Names the memory file a state file goes with, without reading it (a digest would read every
+// page, and a restore reads only those the guest touches).
+struct MemoryFileId {
+  uint64_t size, dev, ino;
+  int64_t mtime_sec, mtime_nsec;
+  bool operator==(const MemoryFileId&) const = default;
+};
+
+MemoryFileId file_id(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_size), st.st_dev, st.st_ino, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+}
+
+struct SerialRegisters {
+  uint8_t ier, lcr, mcr, scr, dll, dlm, msr, thr_empty_pending;
+};
+
+void write_serial(vmm::StateWriter& w, vmm::Serial& serial) {
+  auto s = serial.save();
+  w.put(SerialRegisters{s.ier, s.lcr, s.mcr, s.scr, s.dll, s.dlm, s.msr, s.thr_empty_pending});
+  w.put_bytes(s.rx);
+}
+
+Result<void> read_serial(vmm::StateReader& r, vmm::Serial::State* out) {
+  FLICK_TRY_ASSIGN(auto regs, r.get<SerialRegisters>());
+  FLICK_TRY_ASSIGN(auto rx, r.get_bytes());
+  *out = {regs.ier, regs.lcr, regs.mcr, regs.scr, regs.dll, regs.dlm, regs.msr, regs.thr_empty_pending != 0,
+          {rx.begin(), rx.end()}};
+  return {};
+}
+
+// Writes `bytes` to `path` through a temporary file, synced and renamed into place.
+Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return sys_error("creating " + tmp, errno);
+  for (size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return sys_error("writing " + tmp, n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return sys_error("syncing " + tmp, errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("renaming " + tmp + " to " + path, errno);
+  return {};
+}
+
+// The CPUID feature bits a saved vCPU used that `host` (what this KVM offers) lacks, as
+// "leaf 0x7 ebx 0x20" phrases; empty when the host offers them all. Bits the guest or KVM set
+// at run time (OSXSAVE, OSPKE, the APIC bit) are not features.
+std::string missing_cpu_features(const vmm::CpuidTable& saved, vmm::CpuidTable host) {
+  struct Reg { uint32_t leaf; const char* name; uint32_t kvm_cpuid_entry2::*reg; uint32_t dynamic; };
+  static constexpr Reg kRegs[] = {
+      {1, "ecx", &kvm_cpuid_entry2::ecx, 1u << 27}, {1, "edx", &kvm_cpuid_entry2::edx, 1u << 9},
+      {7, "ebx", &kvm_cpuid_entry2::ebx, 0},        {7, "ecx", &kvm_cpuid_entry2::ecx, 1u << 4},
+      {7, "edx", &kvm_cpuid_entry2::edx, 0},        {0x80000001, "ecx", &kvm_cpuid_entry2::ecx, 0},
+      {0x80000001, "edx", &kvm_cpuid_entry2::edx, 0}};
+  std::string missing;
+  auto& saved_table = const_cast<vmm::CpuidTable&>(saved);
+  for (const auto& r : kRegs) {
+    const kvm_cpuid_entry2* s = saved_table.find(r.leaf);
+    if (!s) continue;
+    const kvm_cpuid_entry2* h = host.find(r.leaf);
+    const uint32_t lacking = (s->*r.reg) & ~r.dynamic & ~(h ? h->*r.reg : 0);
+    if (lacking) missing += (missing.empty() ? "" : ", ") + std::string("leaf ") + hex(r.leaf) + " " + r.name + " " + hex(lacking);
+  }
+  return missing;
+}
+
+}  // namespace
+
+std::string Vm::Impl::snapshot_key() const {
+  std::string virtio_kinds;
+  auto add = [&](const char* kind) { virtio_kinds += (virtio_kinds.empty() ? "" : ",") + std::string(kind); };
+  for (size_t i = 0; i < config.disks.size(); ++i) add("blk");
+  for (size_t i = 0; i < config.nets.size(); ++i) add("net");
+  if (config.rng) add("rng");
+  if (config.vsock) add("vsock");
+  return std::to_string(config.cpus) + " vCPU(s), " + std::to_string(config.memory_mib) + " MiB, " +
+         (config.serial2 ? "COM1 and COM2" : "COM1") + ", virtio [" + virtio_kinds + "]";
+}
+
+Result<void> Vm::Impl::save(const std::string& dir) {
+  using namespace vmm;
+  for (auto& v : vcpus) {
+    if (v->state() == Vcpu::State::finished) return make_error(Errc::busy, "snapshot: the VM has ended");
+    if (v->state() != Vcpu::State::paused)
+      return make_error(Errc::busy, "snapshot: vCPU " + std::to_string(v->kvm().id()) + " is running (pause the VM first)");
+  }
+  for (size_t i = 0; i < virtio.size(); ++i)
+    if (virtio[i]->status() != 0)
+      return make_error(Errc::unsupported, "snapshot: the guest drives the virtio device at " + hex(virtio_windows[i].base) +
+                                               ", and flick does not save virtio device state yet");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return sys_error("creating the snapshot directory " + dir, ec.value());
+
+  // Memory first: a state file always names a complete memory file.
+  const std::string mem_path = dir + "/memory";
+  {
+    const std::string tmp = mem_path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return sys_error("creating " + tmp, errno);
+    if (auto r = memory.save(fd.get()); !r) return std::move(r).error().with_context(tmp);
+    if (::fsync(fd.get()) != 0) return sys_error("syncing " + tmp, errno);
+    if (::rename(tmp.c_str(), mem_path.c_str()) != 0) return sys_error("renaming " + tmp, errno);
+  }
+  struct stat st{};
+  if (::stat(mem_path.c_str(), &st) != 0) return sys_error("reading " + mem_path, errno);
+
+  StateWriter w;
+  w.put_string(FLICK_VERSION_STRING);
+  w.put_string(snapshot_key());
+  w.put(file_id(st));
+  FLICK_TRY_ASSIGN(VmState vm_state, save_vm_state(*vm));
+  write_vm_state(w, vm_state);
+  FLICK_TRY_ASSIGN(auto msr_list, kvm->msr_index_list());
+  const size_t xsave_size = static_cast<size_t>(std::max(0, kvm->check_extension(KVM_CAP_XSAVE2)));
+  for (auto& v : vcpus) {
+    auto state = save_vcpu_state(v->kvm(), msr_list, xsave_size);
+    if (!state) return std::move(state).error().with_context("snapshot of vCPU " + std::to_string(v->kvm().id()));
+    write_vcpu_state(w, *state);
+  }
+  write_serial(w, *serial);
+  if (serial2) write_serial(w, *serial2);
+  FLICK_TRY(write_file_atomically(dir + "/vm.state", w.finish()));
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd || ::fsync(dfd.get()) != 0) return sys_error("syncing the snapshot directory " + dir, errno);
+  return {};
+}
+
+Result<void> Vm::Impl::restore(const std::string& dir) {
+  using namespace vmm;
+  FLICK_TRY(check_config());
+  // The whole state file is read and checked before anything is built.
+  const std::string state_path = dir + "/vm.state", mem_path = dir + "/memory";
+  FLICK_TRY_ASSIGN(auto raw, read_file(state_path, "VM state file", 256u << 20));
+  std::vector<uint8_t> bytes(raw.size());
+  std::memcpy(bytes.data(), raw.data(), raw.size());
+  FLICK_TRY_ASSIGN(StateReader r, StateReader::parse(std::move(bytes), state_path));
+  FLICK_TRY_ASSIGN(std::string version, r.get_string());
+  if (version != FLICK_VERSION_STRING)
+    return make_error(Errc::unsupported, state_path + ": saved by flick " + version + ", this is flick " FLICK_VERSION_STRING);
+  FLICK_TRY_ASSIGN(std::string key, r.get_string());
+  if (key != snapshot_key())
+    return make_error(Errc::invalid_argument, "the snapshot in " + dir + " is of another VM: it has " + key +
+                                                  ", the config asks for " + snapshot_key());
+  FLICK_TRY_ASSIGN(auto saved_id, r.get<MemoryFileId>());
+  FLICK_TRY_ASSIGN(VmState vm_state, read_vm_state(r));
+  std::vector<VcpuState> cpu_states;
+  for (uint32_t i = 0; i < config.cpus; ++i) {
+    FLICK_TRY_ASSIGN(auto cs, read_vcpu_state(r));
+    cpu_states.push_back(std::move(cs));
+  }
+  Serial::State com1, com2;
+  FLICK_TRY(read_serial(r, &com1));
+  if (config.serial2) FLICK_TRY(read_serial(r, &com2));
+  FLICK_TRY(r.expect_end());
+
+  UniqueFd mem_fd(::open(mem_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mem_fd) return sys_error("opening the guest memory file " + mem_path, errno);
+  struct stat st{};
+  if (::fstat(mem_fd.get(), &st) != 0) return sys_error("reading " + mem_path, errno);
+  if (!(file_id(st) == saved_id))
+    return make_error(Errc::integrity, mem_path + " is not the memory file saved with " + state_path +
+                                           " (its size, inode or modification time differ)");
+  auto mem = GuestMemory::map_file_private(layout::ram_ranges(config.memory_mib << 20), mem_fd.get());
+  if (!mem) return std::move(mem).error().with_context(mem_path);
+  memory = std::move(mem).value();
+  FLICK_TRY(open_virtio_devices());
+  FLICK_TRY(open_machine());
+
+  if (auto res = restore_vm_state(*vm, vm_state); !res) return std::move(res).error().with_context("restoring " + state_path);
+  FLICK_TRY_ASSIGN(CpuidTable supported, kvm->supported_cpuid());
+  add_capability_features(supported, {kvm->check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0});
+  for (uint32_t i = 0; i < config.cpus; ++i) {
+    FLICK_TRY_ASSIGN(KvmVcpu kv, vm->create_vcpu(i));
+    if (i == 0) {
+      // What a cold boot on this host would give the guest (KVM may fill in more than it
+      // reports as supported) must include every feature the saved guest may be using.
+      FLICK_TRY(kv.set_cpuid(cpuid_for_vcpu(supported, 0, config.cpus)));
+      FLICK_TRY_ASSIGN(CpuidTable here, kv.get_cpuid());
+      if (auto missing = missing_cpu_features(cpu_states[0].cpuid, here); !missing.empty())
+        return make_error(Errc::unsupported, "the snapshot in " + dir +
+                                                 " uses CPU features this host's KVM does not offer (CPUID " + missing + ")");
+    }
+    if (auto res = restore_vcpu_state(kv, cpu_states[i]); !res)
+      return std::move(res).error().with_context("restoring vCPU " + std::to_string(i) + " from " + state_path);
+    add_vcpu(std::move(kv));
+  }
+  serial->load(com1);
+  if (serial2) serial2->load(com2);
+  return {};
+}
+
 Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Vm::~Vm() = default;
 
@@ -417,6 +641,16 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   impl->dump_registration = vmm::StateDumpRegistration::add([d = impl.get()] { return d->describe(); });
   return std::unique_ptr<Vm>(new Vm(std::move(impl)));
 }
+
+Result<std::unique_ptr<Vm>> Vm::restore(const VmConfig& config, const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  FLICK_TRY(impl->restore(dir));
+  impl->dump_registration = vmm::StateDumpRegistration::add([d = impl.get()] { return d->describe(); });
+  return std::unique_ptr<Vm>(new Vm(std::move(impl)));
+}
+
+Result<void> Vm::snapshot(const std::string& dir) { return impl_->save(dir); }
 
 Result<void> Vm::start() {
   auto& d = *impl_;

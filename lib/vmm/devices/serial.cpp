@@ -1,5 +1,7 @@
 #include "vmm/devices/serial.h"
 
+#include <algorithm>
+
 namespace flick::vmm {
 namespace {
 
@@ -53,6 +55,20 @@ size_t Serial::push_input(std::span<const uint8_t> bytes) {
   }
   update_interrupt(was);
   return n;
+}
+
+Serial::State Serial::save() {
+  std::lock_guard lk(mu_);
+  return {ier_, lcr_, mcr_, scr_, dll_, dlm_, msr_, thr_empty_pending_, {rx_.begin(), rx_.end()}};
+}
+
+void Serial::load(const State& s) {
+  std::lock_guard lk(mu_);
+  bool was = interrupt_pending();
+  ier_ = s.ier, lcr_ = s.lcr, mcr_ = s.mcr, scr_ = s.scr, dll_ = s.dll, dlm_ = s.dlm, msr_ = s.msr;
+  thr_empty_pending_ = s.thr_empty_pending;
+  rx_.assign(s.rx.begin(), s.rx.begin() + static_cast<ptrdiff_t>(std::min(s.rx.size(), kInputCapacity)));
+  update_interrupt(was);
 }
 
 uint8_t Serial::read_reg(uint64_t offset) {

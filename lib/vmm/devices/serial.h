@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <vector>
 
 namespace flick::vmm {
 
@@ -26,6 +27,15 @@ class Serial : public BusDevice {
   size_t push_input(std::span<const uint8_t> bytes);
 
   static constexpr size_t kInputCapacity = 4096;
+
+  // Registers and unread input, for snapshots.
+  struct State {
+    uint8_t ier, lcr, mcr, scr, dll, dlm, msr;
+    bool thr_empty_pending;
+    std::vector<uint8_t> rx;
+  };
+  State save();
+  void load(const State& state);
 
  private:
   uint8_t read_reg(uint64_t offset);
