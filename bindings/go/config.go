@@ -14,7 +14,7 @@ type MachineConfig struct {
 	StopConfig  *StopConfig       `json:"stop_config,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	Mounts      []Mount           `json:"mounts,omitempty"`
-	Services    json.RawMessage   `json:"services,omitempty"`
+	Services    []Service         `json:"services,omitempty"`
 	AutoDestroy bool              `json:"auto_destroy,omitempty"`
 	// A Go duration string ("30s"); empty: the library's default.
 	StartTimeout string `json:"start_timeout,omitempty"`
@@ -61,6 +61,61 @@ type StopConfig struct {
 type Mount struct {
 	Volume string `json:"volume"`
 	Path   string `json:"path"`
+}
+
+// Service is one of Fly's services: the guest's InternalPort published on the host's Ports.
+// flick checks it; the proxy that will use it is not built yet. For Fly's service fields not
+// here (checks, http_options, ...), pass raw JSON as MachineCreate.RawConfig.
+type Service struct {
+	Protocol           string       `json:"protocol,omitempty"` // "tcp" (the default)
+	InternalPort       int          `json:"internal_port"`
+	Ports              []Port       `json:"ports,omitempty"`
+	Autostart          bool         `json:"autostart,omitempty"`
+	Autostop           Autostop     `json:"autostop,omitempty"`
+	MinMachinesRunning int          `json:"min_machines_running,omitempty"`
+	Concurrency        *Concurrency `json:"concurrency,omitempty"`
+	// AutostopIdle (flick's extension) is a Go duration ("5m", the default): how long without
+	// connections makes a machine idle.
+	AutostopIdle string `json:"autostop_idle,omitempty"`
+}
+
+// Port is a port a service publishes on the host (Fly's MachinePort). Handlers are kept, not
+// acted on.
+type Port struct {
+	Port     int      `json:"port"`
+	Handlers []string `json:"handlers,omitempty"`
+}
+
+// Concurrency is a service's connection limits (Fly's concurrency); 0: no limit.
+type Concurrency struct {
+	Type      string `json:"type,omitempty"` // "connections"
+	SoftLimit int    `json:"soft_limit,omitempty"`
+	HardLimit int    `json:"hard_limit,omitempty"`
+}
+
+// Autostop is what is done to a service's idle machine: "off" (or empty), "stop" or "suspend".
+type Autostop string
+
+const (
+	AutostopOff     Autostop = "off"
+	AutostopStop    Autostop = "stop"
+	AutostopSuspend Autostop = "suspend"
+)
+
+// UnmarshalJSON also reads Fly's older booleans: false is "off", true "stop".
+func (a *Autostop) UnmarshalJSON(b []byte) error {
+	var on bool
+	if string(b) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(b, &on); err == nil {
+		*a = AutostopOff
+		if on {
+			*a = AutostopStop
+		}
+		return nil
+	}
+	return json.Unmarshal(b, (*string)(a))
 }
 
 // ImageRef says which image a machine runs.

@@ -172,6 +172,51 @@ func TestBadConfigsNameTheField(t *testing.T) {
 	}
 }
 
+func TestServicesRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	c := f.config()
+	c.Services = []flick.Service{{
+		Protocol:     "tcp",
+		InternalPort: 8080,
+		Ports:        []flick.Port{{Port: 18080}, {Port: 18443, Handlers: []string{"tls", "http"}}},
+		Autostart:    true,
+		Autostop:     flick.AutostopSuspend,
+		Concurrency:  &flick.Concurrency{Type: "connections", SoftLimit: 20, HardLimit: 25},
+		AutostopIdle: "2m",
+	}}
+	m := f.create(t, flick.MachineCreate{Config: c})
+	info, err := m.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Services json.RawMessage `json:"services"`
+	}
+	want := `[{"protocol":"tcp","internal_port":8080,"ports":[{"port":18080},{"port":18443,"handlers":["tls","http"]}],` +
+		`"autostart":true,"autostop":"suspend","concurrency":{"type":"connections","soft_limit":20,"hard_limit":25},` +
+		`"autostop_idle":"2m"}]`
+	if err := json.Unmarshal(info.Config, &raw); err != nil || string(raw.Services) != want {
+		t.Fatalf("services as stored: %s %v", raw.Services, err)
+	}
+	got, err := info.DecodeConfig()
+	if err != nil || len(got.Services) != 1 || got.Services[0].Autostop != flick.AutostopSuspend ||
+		len(got.Services[0].Ports) != 2 || got.Services[0].Ports[1].Handlers[1] != "http" ||
+		got.Services[0].Concurrency == nil || got.Services[0].Concurrency.HardLimit != 25 {
+		t.Fatalf("decoded: %+v %v", got, err)
+	}
+	// Fly's older boolean autostop reads as "stop".
+	var s flick.Service
+	if err := json.Unmarshal([]byte(`{"internal_port":80,"autostop":true}`), &s); err != nil || s.Autostop != flick.AutostopStop {
+		t.Fatalf("a boolean autostop: %+v %v", s, err)
+	}
+	// A bad service is refused naming the field.
+	c.Services[0].Ports[0].Port = 70000
+	_, err = f.host.CreateMachine(context.Background(), flick.MachineCreate{Config: c, SkipLaunch: true})
+	if !errors.Is(err, flick.ErrInvalid) || !strings.Contains(err.Error(), "services[0].ports[0].port: 70000 is not in 1..65535") {
+		t.Fatalf("a port out of range: %v", err)
+	}
+}
+
 func TestImagesPullListAndRemove(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

@@ -80,7 +80,7 @@ class Help(FlickTest):
     MACHINE_OPTIONS = ["--cpus", "--memory", "-e,--env", "-v,--volume", "--user", "--workdir", "--entrypoint",
                        "--restart", "--stop-signal", "--stop-timeout", "--start-timeout", "--rm", "--no-network",
                        "--name", "-a,--app", "--kernel", "--kernel-modules", "--kernel-arg", "--state-dir", "IMAGE", "--rootfs-size",
-                       "CMD", "--config", "--metadata", "--pull"]
+                       "CMD", "--config", "--metadata", "--pull", "-p,--port", "--autostart", "--autostop"]
 
     def test_help_names_every_option(self):
         MACHINE_OPTIONS = self.MACHINE_OPTIONS
@@ -93,7 +93,7 @@ class Help(FlickTest):
             ("machine", "signal"): ["ID", "SIG", "-a,--app", "--lease-nonce"],
             ("machine", "update"): ["ID", "--config", "--image", "--pull", "--cpus", "--memory", "--rootfs-size", "-e,--env", "--metadata",
                                     "--restart", "--cmd", "--entrypoint", "--user", "--workdir", "--skip-start",
-                                    "--json", "--lease-nonce", "-a,--app"],
+                                    "--json", "--lease-nonce", "-a,--app", "-p,--port", "--autostart", "--autostop"],
             ("machine", "clone"): ["ID", "--name", "--skip-start", "--json", "-a,--app"],
             ("machine", "cordon"): ["ID", "--lease-nonce", "-a,--app"],
             ("machine", "uncordon"): ["ID", "--lease-nonce", "-a,--app"],
@@ -155,6 +155,19 @@ class UsageErrors(FlickTest):
         (MACHINE_RUN + ["--stop-signal", "0"], "--stop-signal takes 1 to 64"),
         (MACHINE_RUN + ["--stop-timeout", "soon"], "--stop-timeout takes seconds"),
         (MACHINE_RUN + ["--start-timeout", "0"], "--start-timeout takes seconds"),
+        (MACHINE_RUN + ["-p", "70000:80"], "flick machine run: --port 70000:80: 70000 is not in 1..65535"),
+        (MACHINE_RUN + ["-p", "80:0"], "--port 80:0: 0 is not in 1..65535"),
+        (MACHINE_RUN + ["-p", "80/udp"], "--port 80/udp: udp is not supported: flick's proxy speaks tcp only"),
+        (MACHINE_RUN + ["-p", "abc"], "--port takes PORT[:INTERNAL][/tcp[:HANDLER]...], not 'abc'"),
+        (MACHINE_RUN + ["-p", "80:81:82"], "--port takes PORT[:INTERNAL][/tcp[:HANDLER]...], not '80:81:82'"),
+        (MACHINE_RUN + ["-p", "80/sctp"], "--port takes PORT[:INTERNAL][/tcp[:HANDLER]...], not '80/sctp'"),
+        (MACHINE_RUN + ["-p", "80/tcp:h2"], "--port 80/tcp:h2: 'h2' is not a handler: http, tls, pg_tls or proxy_proto"),
+        (MACHINE_RUN + ["-p"], "flick machine run: --port needs a value"),
+        (MACHINE_RUN + ["-p", "80", "--autostop=maybe"], "flick machine run: --autostop takes off, stop or suspend, not 'maybe'"),
+        (MACHINE_RUN + ["-p", "80", "--autostart=maybe"], "--autostart takes true or false, not 'maybe'"),
+        (MACHINE_RUN + ["--autostop"], "flick machine run: --autostop: the machine has no services: publish a port with -p"),
+        (MACHINE_RUN + ["-p", "80", "-p", "80:81"],
+         "machine config: services[1].ports[0].port: 80 is published by services[0].ports[0].port too"),
         (MACHINE_RUN + ["--name"], "flick machine run: --name needs a value"),
         (MACHINE_RUN + ["--bogus", "--", "sh"], "flick machine run: unknown option '--bogus'"),
         (MACHINE_RUN + ["-x", "sh"], "flick machine run: unknown option '-x'"),
@@ -187,6 +200,8 @@ class UsageErrors(FlickTest):
         (["machine", "update"], "flick machine update: ID is required"),
         (["machine", "update", "x", "--cpus", "0"], "flick machine update: --cpus takes 1 to 254, not '0'"),
         (["machine", "update", "x", "--metadata", "novalue"], "flick machine update: --metadata takes K=V, not 'novalue'"),
+        (["machine", "update", "x", "-p", "0:80"], "flick machine update: --port 0:80: 0 is not in 1..65535"),
+        (["machine", "update", "x", "--autostop=maybe"], "flick machine update: --autostop takes off, stop or suspend"),
         (["machine", "update", "x", "--config", "/nonexistent.json"], "flick machine update: --config: cannot read /nonexistent.json"),
         (["machine", "create", "busybox", "--metadata", "=v"], "flick machine create: --metadata takes K=V, not '=v'"),
         (["machine", "clone"], "flick machine clone: ID is required"),
@@ -255,6 +270,8 @@ class MachineRunCommand(FlickTest):
         ["-e", "A=1", "sh", "-e"],               # -e takes one value: sh begins CMD
         ["--name", "run", "vm", "run", "--help"],
         ["--cpus", "2", "--cpus", "3", "-e", "A=1", "--env=B=2", "-v", "data:/data", "--kernel-arg=-x"],
+        ["-p", "8080", "--autostart", "--autostop", "sh", "-p", "x"],  # no value after a space: sh begins CMD
+        ["--port=18080:8080/tcp:tls:http", "--autostop=suspend", "--autostart=false", "--", "--autostop=x"],
     ]
 
     def test_any_command_parses(self):
@@ -500,6 +517,50 @@ class MachineChanges(StoreCommands):
         self.fails("machine", "update", m["id"], "--skip-start", "--rootfs-size", "8",
                    says="machine config: guest.rootfs_size_mb: 8 is not 0 or in 16..1048576")
         self.assertEqual(self.status(m["id"])["version"], 3)
+
+    def test_services_from_ports_and_autostop(self):
+        m = self.create("-p", "18080:8080/tcp", "-p", "18443:8080", "--autostop=suspend", "--autostart")
+        web = {"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 18080}, {"port": 18443}],
+               "autostart": True, "autostop": "suspend"}
+        self.assertEqual(m["config"]["services"], [web])
+        self.assertEqual(self.status(m["id"])["config"]["services"], [web])
+        # update: -p adds a service for a new internal port, and replaces only the ports of one
+        # there is; the other fields are kept.
+        after = self.json("machine", "update", m["id"], "--skip-start", "-p", "19000:9000")
+        self.assertEqual(after["config"]["services"], [web, {"protocol": "tcp", "internal_port": 9000,
+                                                             "ports": [{"port": 19000}]}])
+        after = self.json("machine", "update", m["id"], "--skip-start", "-p", "28080:8080/tcp:tls:http", "--autostop",
+                          "--autostart=false")
+        self.assertEqual(after["config"]["services"], [
+            {**web, "ports": [{"port": 28080, "handlers": ["tls", "http"]}], "autostart": False, "autostop": "stop"},
+            {"protocol": "tcp", "internal_port": 9000, "ports": [{"port": 19000}], "autostart": False,
+             "autostop": "stop"}])
+        self.assertEqual(after["version"], 3)
+        # Bad values name the flag and change nothing.
+        for args, says in ((["-p", "0:80"], "--port 0:80: 0 is not in 1..65535"),
+                           (["-p", "80/udp"], "--port 80/udp: udp is not supported: flick's proxy speaks tcp only"),
+                           (["-p", "abc"], "--port takes PORT[:INTERNAL][/tcp[:HANDLER]...], not 'abc'"),
+                           (["--autostop=maybe"], "--autostop takes off, stop or suspend, not 'maybe'")):
+            with self.subTest(args=args):
+                p = self.store("machine", "update", m["id"], "--skip-start", *args)
+                self.assertEqual((p.returncode, p.stdout), (2, ""), p.stderr)
+                self.assertEqual(p.stderr.splitlines()[0], "flick machine update: " + says)
+        self.fails("machine", "update", m["id"], "--skip-start", "-p", "19000:8080",
+                   says="machine config: services[1].ports[0].port: 19000 is published by services[0].ports[0].port too")
+        self.assertEqual(self.status(m["id"])["version"], 3)
+        self.assertEqual(self.status(m["id"])["config"]["services"], after["config"]["services"])
+        plain = self.create()
+        self.fails("machine", "update", plain["id"], "--skip-start", "--autostop=off",
+                   says="--autostop: the machine has no services: publish a port with -p")
+        self.assertEqual(self.status(plain["id"])["version"], 1)
+        # Over --config: -p replaces the ports of the file's service, keeping its other fields.
+        path = self.config_file({"image": self.image, "services": [
+            {"internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}], "autostop": True,
+             "concurrency": {"type": "connections", "hard_limit": 25}, "autostop_idle": "2m"}]})
+        m = self.create("--config", path, "-p", "8000:8080")
+        self.assertEqual(m["config"]["services"], [
+            {"internal_port": 8080, "ports": [{"port": 8000}], "autostop": True,
+             "concurrency": {"type": "connections", "hard_limit": 25}, "autostop_idle": "2m"}])
 
     def test_metadata(self):
         m = self.create("--metadata", "role=web")

@@ -441,6 +441,22 @@ class Machines(FlickdTest):
                       self.error("POST", path, {"config": self.config(), "name": "other", "skip_launch": True}))
         self.assertEqual(self.ok("GET", path)["version"], 2)
 
+    def test_services_are_kept_as_given_and_checked(self):
+        app = self.app("mach-services")
+        services = [{"protocol": "tcp", "internal_port": 8080,
+                     "ports": [{"port": 18080, "handlers": ["http"]}, {"port": 18443, "handlers": ["tls", "http"]}],
+                     "autostart": True, "autostop": "suspend", "min_machines_running": 1,
+                     "concurrency": {"type": "connections", "soft_limit": 20, "hard_limit": 25},
+                     "autostop_idle": "2m", "checks": [{"type": "tcp", "interval": "15s"}]},
+                    {"internal_port": 9000, "ports": [{"port": 19000}], "autostop": True}]
+        m = self.create(app, "svc", services=services)  # the response validates against the document
+        self.assertEqual(m["config"]["services"], services)
+        path = f"/apps/{app}/machines/{m['id']}"
+        bad = [{"internal_port": 8080, "ports": [{"port": 70000}]}]
+        self.assertEqual(self.error("POST", path, {"config": self.config(services=bad), "skip_launch": True}),
+                         "machine config: services[0].ports[0].port: 70000 is not in 1..65535")
+        self.assertEqual(self.ok("GET", path)["config"]["services"], services)
+
     def test_metadata_and_cordon(self):
         app = self.app("mach-meta")
         m = self.create(app, "md", metadata={"a": "1"})

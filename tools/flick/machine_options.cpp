@@ -4,6 +4,10 @@
 #include "shared.h"
 #include "store_cmd.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -31,6 +35,138 @@ void parse_metadata(const std::string& kv, MachineConfig* c) {
   auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0) usage_error("--metadata takes K=V, not '" + kv + "'");
   c->metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+}
+
+namespace {
+
+// One -p: the host's port, the guest's, and Fly's handlers for the connection.
+struct PublishedPort {
+  uint16_t port = 0;
+  uint16_t internal = 0;
+  std::vector<std::string> handlers;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    size_t end = s.find(sep, start);
+    out.push_back(s.substr(start, end - start));
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
+// -p PORT[:INTERNAL][/tcp[:HANDLER]...], as flyctl's (usage_error() otherwise).
+PublishedPort parse_port(const std::string& spec) {
+  const auto bad = [&spec](const std::string& why) { usage_error("--port " + spec + ": " + why); };
+  const std::string syntax = "--port takes PORT[:INTERNAL][/tcp[:HANDLER]...], not '" + spec + "'";
+  const size_t slash = spec.find('/');
+  const auto ports = split(spec.substr(0, slash), ':');
+  if (ports.size() > 2) usage_error(syntax);
+  uint64_t n[2] = {0, 0};
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const auto& p = ports[i];
+    if (p.empty() || !std::all_of(p.begin(), p.end(), [](unsigned char ch) { return std::isdigit(ch); }))
+      usage_error(syntax);
+    if (!parse_uint(p, 65535, &n[i]) || n[i] == 0) bad(p + " is not in 1..65535");
+  }
+  PublishedPort out{static_cast<uint16_t>(n[0]), static_cast<uint16_t>(ports.size() > 1 ? n[1] : n[0]), {}};
+  if (slash == std::string::npos) return out;
+  auto proto = split(spec.substr(slash + 1), ':');  // the protocol, then the handlers
+  if (proto[0] == "udp") bad("udp is not supported: flick's proxy speaks tcp only");
+  if (proto[0] != "tcp") usage_error(syntax);
+  for (size_t i = 1; i < proto.size(); ++i) {
+    const auto& h = proto[i];
+    if (h != "http" && h != "tls" && h != "pg_tls" && h != "proxy_proto")
+      bad("'" + h + "' is not a handler: http, tls, pg_tls or proxy_proto");
+    out.handlers.push_back(h);
+  }
+  return out;
+}
+
+// The -p given into c.services_json: see add_service_options(). services_json that is not an
+// array is left for validate() to refuse.
+void publish(const std::vector<PublishedPort>& given, MachineConfig& c) {
+  using Json = nlohmann::ordered_json;
+  Json services = c.services_json.empty() ? Json::array() : Json::parse(c.services_json, nullptr, false);
+  if (!services.is_array()) return;
+  std::vector<uint16_t> done;
+  for (const auto& p : given) {
+    if (std::find(done.begin(), done.end(), p.internal) != done.end()) continue;
+    done.push_back(p.internal);
+    Json ports = Json::array();
+    for (const auto& q : given) {
+      if (q.internal != p.internal) continue;
+      Json port = {{"port", q.port}};
+      if (!q.handlers.empty()) port["handlers"] = q.handlers;
+      ports.push_back(std::move(port));
+    }
+    auto it = std::find_if(services.begin(), services.end(), [&p](const Json& s) {
+      return s.is_object() && s.value("internal_port", Json()) == p.internal;
+    });
+    if (it != services.end()) (*it)["ports"] = std::move(ports);
+    else services.push_back({{"protocol", "tcp"}, {"internal_port", p.internal}, {"ports", std::move(ports)}});
+  }
+  c.services_json = services.dump();
+}
+
+// Sets `field` of every service in c.services_json to `value`; `flag` names the option in the
+// usage_error() for a config without services.
+void set_every_service(MachineConfig& c, const char* flag, const char* field, const nlohmann::ordered_json& value) {
+  auto services = nlohmann::ordered_json::parse(c.services_json.empty() ? "[]" : c.services_json, nullptr, false);
+  if (!services.is_array()) return;  // validate() refuses it
+  if (services.empty()) usage_error(std::string(flag) + ": the machine has no services: publish a port with -p");
+  for (auto& s : services)
+    if (s.is_object()) s[field] = value;
+  c.services_json = services.dump();
+}
+
+// `name[=VALUE]`: a flag that takes a value only after '=', as flyctl's ("--autostop sh" leaves
+// sh alone); alone, its value is "true". The last one given is handed to `take`.
+void add_flag_value(CLI::App& cmd, const std::string& name, const std::string& value_name,
+                    std::function<void(const std::string&)> take, const std::string& help) {
+  cmd.add_option(
+         name,
+         [take = std::move(take)](const CLI::results_t& values) {
+           take(values.back());
+           return true;
+         },
+         help)
+      ->expected(0)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->type_name(value_name);
+}
+
+}  // namespace
+
+void add_service_options(CLI::App& cmd, const std::function<void(ConfigEdit)>& edit) {
+  cmd.add_option_function<std::vector<std::string>>(
+         "-p,--port",
+         [edit](const std::vector<std::string>& specs) {
+           std::vector<PublishedPort> given;
+           for (const auto& spec : specs) given.push_back(parse_port(spec));
+           edit([given](MachineConfig& c) { publish(given, c); });
+         },
+         "publish the guest's INTERNAL port (default PORT) on the host's PORT: Fly's services, one per internal "
+         "port (repeatable; HANDLERs http, tls, pg_tls and proxy_proto are kept, not acted on)")
+      ->type_name("PORT[:INTERNAL][/tcp[:HANDLER]...]")
+      ->allow_extra_args(false);
+  add_flag_value(
+      cmd, "--autostart", "[=true|false]",
+      [edit](const std::string& v) {
+        if (v != "true" && v != "false") usage_error("--autostart takes true or false, not '" + v + "'");
+        edit([on = v == "true"](MachineConfig& c) { set_every_service(c, "--autostart", "autostart", on); });
+      },
+      "a connection starts (or resumes) the machine: every service's autostart (alone: true)");
+  add_flag_value(
+      cmd, "--autostop", "[=off|stop|suspend]",
+      [edit](const std::string& v) {
+        const std::string mode = v == "true" ? "stop" : v == "false" ? "off" : v;  // as Fly's JSON
+        if (mode != "off" && mode != "stop" && mode != "suspend")
+          usage_error("--autostop takes off, stop or suspend, not '" + v + "'");
+        edit([mode](MachineConfig& c) { set_every_service(c, "--autostop", "autostop", mode); });
+      },
+      "what is done to the machine when idle: every service's autostop (alone: stop)");
 }
 
 MachineConfig read_config_file(const std::string& path) {
@@ -96,6 +232,7 @@ void add_machine_options(CLI::App& cmd, MachineOptions& o) {
   add_values(
       cmd, "--metadata", "K=V", [&c](const std::string& v) { parse_metadata(v, &c); },
       "set a metadata key, which the guest reads in /flick/metadata.json (repeatable)");
+  add_service_options(cmd, [&c](const ConfigEdit& e) { e(c); });
   cmd.add_option("--user", c.init.user, "run as USER (name, uid, name:group or uid:gid)")->type_name("USER");
   cmd.add_option("--workdir", c.init.workdir, "working directory")->type_name("DIR");
   add_value(

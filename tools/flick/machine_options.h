@@ -6,6 +6,7 @@
 
 #include <flick/machine.h>
 
+#include <functional>
 #include <string>
 
 namespace flick::cli {
@@ -27,6 +28,19 @@ void add_machine_options(CLI::App& command, MachineOptions& o);
 void parse_restart(const std::string& policy, RestartConfig* restart);
 // --metadata's K=V into config->metadata (usage_error() otherwise).
 void parse_metadata(const std::string& kv, MachineConfig* config);
+
+// A change to a MachineConfig.
+using ConfigEdit = std::function<void(MachineConfig&)>;
+
+// flyctl's -p/--port PORT[:INTERNAL][/tcp[:HANDLER]...] (repeatable), --autostart[=true|false]
+// and --autostop[=off|stop|suspend]. Each, once parsed, hands `edit` its change to the config's
+// services_json (Fly's JSON, which validate() checks), -p first: the ports given for one
+// internal port replace the ports of the service with that internal_port (its other fields
+// kept), or make a tcp service; --autostart and --autostop then set every service's. A bad
+// value is a usage_error() at parse; --autostart or --autostop on a config without services
+// is one when the edit is made.
+void add_service_options(CLI::App& command, const std::function<void(ConfigEdit)>& edit);
+
 // --config FILE: a MachineConfig in Fly's JSON (usage_error() naming what is wrong); warnings
 // about fields flick keeps but does not implement go to stderr.
 MachineConfig read_config_file(const std::string& path);

@@ -61,7 +61,7 @@ void add_update(CLI::App& machine) {
       "the options given change it; a new version and instance_id are recorded. A new image is\n"
       "fetched and built first. A running machine is stopped and started on the new config; a\n"
       "created or stopped one is started too, unless --skip-start. Volume mounts change with\n"
-      "--config.");
+      "--config. -p replaces the ports of the service with that internal port, or adds one.");
   add_one(*cmd, o->target, true);
   auto edit = [o](std::function<void(MachineConfig&)> f) { o->edits.push_back(std::move(f)); };
   add_value(
@@ -113,6 +113,7 @@ void add_update(CLI::App& machine) {
         });
       },
       "set a metadata key (repeatable)");
+  add_service_options(*cmd, edit);
   add_value(
       *cmd, "--restart", "POLICY",
       [edit](const std::string& v) {
@@ -145,7 +146,11 @@ void add_update(CLI::App& machine) {
       if (!now) return fail(now.error());
       MachineConfig c = o->file ? *o->file : now->config;
       if (cmd->count("--cmd")) c.init.cmd.clear();  // --cmd replaces the command, one word each
-      for (const auto& e : o->edits) e(c);
+      try {
+        for (const auto& e : o->edits) e(c);
+      } catch (const CLI::ValidationError& bad) {  // an edit the machine's config cannot take
+        return fail(bad.what());
+      }
       if (auto valid = c.validate(); !valid) return fail(valid.error());
       flick::UpdateOptions how;
       how.skip_launch = o->skip_start;

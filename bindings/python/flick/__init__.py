@@ -36,16 +36,16 @@ from .errors import (
     Timeout,
     Unsupported,
 )
-from .config import Guest, Init, MachineConfig, Mount, Restart, StopConfig
+from .config import Concurrency, Guest, Init, MachineConfig, Mount, Port, Restart, Service, StopConfig
 from .host import Host
 from .machine import STATES, ExecResult, Machine
 
 __all__ = [
-    "AlreadyExists", "Busy", "Cancelled", "Code", "Error", "ErrorClass", "ExecResult", "Guest", "GuestFailure",
-    "Host", "IOFailure", "Init", "IntegrityFailure", "InternalError", "InvalidArgument", "KVMUnavailable",
-    "LeaseHeld", "LimitExceeded", "Machine", "MachineConfig", "Malformed", "Mount", "NetworkFailure", "NotFound",
-    "OutOfMemory", "Restart", "STATES", "StopConfig", "Timeout", "Unsupported", "has_feature", "library_version",
-    "version",
+    "AlreadyExists", "Busy", "Cancelled", "Code", "Concurrency", "Error", "ErrorClass", "ExecResult", "Guest",
+    "GuestFailure", "Host", "IOFailure", "Init", "IntegrityFailure", "InternalError", "InvalidArgument",
+    "KVMUnavailable", "LeaseHeld", "LimitExceeded", "Machine", "MachineConfig", "Malformed", "Mount",
+    "NetworkFailure", "NotFound", "OutOfMemory", "Port", "Restart", "STATES", "Service", "StopConfig", "Timeout",
+    "Unsupported", "has_feature", "library_version", "version",
 ]
 
 __version__ = "0.1.0"

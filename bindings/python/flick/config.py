@@ -6,7 +6,7 @@
 
 Field names are Fly's JSON names. A field left at None (or an empty list or dict) is left out,
 so the library's default applies. `extra` is merged into the document last: Fly fields these
-classes do not name (services, checks, ...) go there as they would in the JSON.
+classes do not name (checks, dns, ...) go there as they would in the JSON.
 `MachineConfig.from_dict` reads a Machine's `config` back (unknown keys land in `extra`).
 """
 
@@ -82,6 +82,48 @@ class Mount:
 
 
 @dataclass
+class Port:
+    """A port a service publishes on the host (Fly's MachinePort); handlers are kept, not acted
+    on. Fly's fields not named here (force_https, tls_options, ...) go in `extra`."""
+    port: int
+    handlers: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Concurrency:
+    """A service's connection limits (Fly's concurrency); 0 or None: no limit."""
+    type: Optional[str] = None  # "connections"
+    soft_limit: Optional[int] = None
+    hard_limit: Optional[int] = None
+
+
+@dataclass
+class Service:
+    """One of Fly's services: the guest's internal_port published on the host's ports.
+    autostop_idle is flick's extension. Fly's fields not named here go in `extra`."""
+    internal_port: int
+    protocol: Optional[str] = None  # "tcp" (the default)
+    ports: list[Port] = field(default_factory=list)
+    autostart: Optional[bool] = None
+    autostop: Optional[str] = None  # "off", "stop" or "suspend"
+    min_machines_running: Optional[int] = None
+    concurrency: Optional[Concurrency] = None
+    autostop_idle: Optional[str] = None  # a Go duration ("5m")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> "Service":
+        """One of a config document's services as dataclasses."""
+        s = _part(cls, doc)
+        if isinstance(s.ports, list):
+            s.ports = [_part(Port, p) if isinstance(p, Mapping) else p for p in s.ports]
+        if isinstance(s.concurrency, Mapping):
+            s.concurrency = _part(Concurrency, s.concurrency)
+        return s
+
+
+@dataclass
 class MachineConfig:
     """The part of Fly's MachineConfig flick reads; anything else goes in `extra`."""
     image: str
@@ -92,6 +134,7 @@ class MachineConfig:
     stop_config: Optional[StopConfig] = None
     metadata: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
     auto_destroy: Optional[bool] = None
     start_timeout: Optional[str] = None  # a Go duration ("30s")
     pull: Optional[str] = None  # "always" or "never"; None: pull what the cache lacks
@@ -115,6 +158,8 @@ class MachineConfig:
                 value = _part(parts[name], value)
             elif name == "mounts" and isinstance(value, list):
                 value = [Mount(volume=m.get("volume", ""), path=m.get("path", "")) for m in value]
+            elif name == "services" and isinstance(value, list):
+                value = [Service.from_dict(v) if isinstance(v, Mapping) else v for v in value]
             kwargs[name] = value
         if "image" not in kwargs:
             raise ValueError("a MachineConfig needs an image")
@@ -122,5 +167,9 @@ class MachineConfig:
 
 
 def _part(cls: type, doc: Mapping[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in doc.items() if k in names})
+    """`doc` as a `cls`: keys it has no field for go to its `extra`, if it has one, else are dropped."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    kwargs = {k: v for k, v in doc.items() if k in names}
+    if "extra" in {f.name for f in dataclasses.fields(cls)}:
+        kwargs["extra"] = {k: v for k, v in doc.items() if k not in names}
+    return cls(**kwargs)

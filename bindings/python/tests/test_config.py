@@ -66,6 +66,30 @@ def test_a_dataclass_config_makes_and_updates_a_machine(host: flick.Host, busybo
         m.destroy()
 
 
+def test_services_round_trip(host: flick.Host, busybox_layout: str) -> None:
+    web = flick.Service(internal_port=8080, protocol="tcp",
+                        ports=[flick.Port(port=18080), flick.Port(port=18443, handlers=["tls", "http"])],
+                        autostart=True, autostop="suspend", min_machines_running=1,
+                        concurrency=flick.Concurrency(type="connections", soft_limit=20, hard_limit=25),
+                        autostop_idle="2m", extra={"checks": [{"type": "tcp"}]})
+    doc = {"internal_port": 8080, "protocol": "tcp",
+           "ports": [{"port": 18080}, {"port": 18443, "handlers": ["tls", "http"]}],
+           "autostart": True, "autostop": "suspend", "min_machines_running": 1,
+           "concurrency": {"type": "connections", "soft_limit": 20, "hard_limit": 25},
+           "autostop_idle": "2m", "checks": [{"type": "tcp"}]}
+    cfg = flick.MachineConfig(image=busybox_layout, services=[web])
+    assert cfg.to_dict()["services"] == [doc]
+    assert flick.MachineConfig.from_dict(cfg.to_dict()) == cfg
+    with host.create_machine(cfg, skip_launch=True) as m:
+        assert m.config["services"] == [doc]  # as given: Fly's fields flick does not read are kept
+        assert m.machine_config().services == [web]
+        bad = flick.MachineConfig(image=busybox_layout, services=[flick.Service(internal_port=80,
+                                                                               ports=[flick.Port(port=70000)])])
+        with pytest.raises(flick.InvalidArgument, match=r"services\[0\]\.ports\[0\]\.port: 70000 is not in 1\.\.65535"):
+            m.update(bad, skip_launch=True)
+        m.destroy()
+
+
 def test_anything_else_is_refused_before_the_c_call(host: flick.Host) -> None:
     with pytest.raises(flick.InvalidArgument, match="MachineConfig"):
         host.create_machine(42, skip_launch=True)  # type: ignore[arg-type]
