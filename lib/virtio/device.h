@@ -63,6 +63,14 @@ class VirtioDevice {
   // Stops the device's I/O and forgets the queues; it may be activated again. Must return only
   // once the device no longer touches guest memory.
   virtual void reset() = 0;
+
+  // For a snapshot, with the guest's vCPUs paused: returns once every buffer the device took
+  // from its queues is back in a used ring, so that the rings in guest memory hold the queues'
+  // whole state (a device activated on them again starts at their used index). The device
+  // keeps running. Devices that cannot (yet) say so refuse.
+  virtual Result<void> quiesce() {
+    return make_error(Errc::unsupported, "flick cannot save the state of this virtio device yet");
+  }
 };
 
 }  // namespace flick::virtio

@@ -96,6 +96,45 @@ uint64_t MmioTransport::acked_features() const {
   return acked_;
 }
 
+Result<MmioTransport::State> MmioTransport::save() {
+  std::lock_guard lifecycle(lifecycle_mu_);
+  if (active_) FLICK_TRY(device_->quiesce());
+  std::lock_guard lock(mu_);
+  return State{driver_features_, acked_, device_features_sel_, driver_features_sel_, queue_sel_, status_,
+               config_generation_, interrupt_status_.load(), queues_};
+}
+
+Result<void> MmioTransport::load(const State& s) {
+  std::lock_guard lifecycle(lifecycle_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (active_ || status_ != 0) return make_error(Errc::busy, "virtio-mmio: load() into a transport in use");
+    if (s.queues.size() != queues_.size())
+      return make_error(Errc::malformed, "virtio-mmio: the saved device has " + std::to_string(s.queues.size()) +
+                                             " queues, this one " + std::to_string(queues_.size()));
+    for (size_t i = 0; i < queues_.size(); ++i)
+      if (s.queues[i].max_size != queues_[i].max_size)
+        return make_error(Errc::malformed, "virtio-mmio: queue " + std::to_string(i) + " was saved with another size");
+    if ((s.driver_features | s.acked) & ~offered_)
+      return make_error(Errc::malformed, "virtio-mmio: the saved features " + hex(s.acked) + " were not offered");
+    driver_features_ = s.driver_features;
+    acked_ = s.acked;
+    device_features_sel_ = s.device_features_sel;
+    driver_features_sel_ = s.driver_features_sel;
+    queue_sel_ = s.queue_sel;
+    status_ = s.status;
+    config_generation_ = s.config_generation;
+    queues_ = s.queues;
+    interrupt_status_ = s.interrupt_status;
+  }
+  if ((s.status & kStatusDriverOk) && !(s.status & kStatusNeedsReset)) {
+    activate();
+    std::lock_guard lock(mu_);
+    if (!active_) return make_error(Errc::malformed, "virtio-mmio: the saved device could not be activated again");
+  }
+  return {};
+}
+
 void MmioTransport::raise(uint32_t bits) {
   interrupt_status_.fetch_or(bits);
   irq_->trigger();

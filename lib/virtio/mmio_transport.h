@@ -49,6 +49,23 @@ class MmioTransport : public BusDevice {
   std::string describe() const;
   VirtioDevice& device() { return *device_; }
 
+  // The registers, for snapshots. Together with guest memory (where the rings are) they are
+  // the device's whole state once VirtioDevice::quiesce() has returned.
+  struct State {
+    uint64_t driver_features = 0;
+    uint64_t acked = 0;
+    uint32_t device_features_sel = 0, driver_features_sel = 0, queue_sel = 0;
+    uint32_t status = 0;
+    uint32_t config_generation = 0;
+    uint32_t interrupt_status = 0;
+    std::vector<QueueConfig> queues;
+  };
+  // Quiesces the device (the guest's vCPUs must be paused) and returns the registers.
+  Result<State> save();
+  // Into a fresh transport of the same device kind over the saved guest memory: sets the
+  // registers and, when the driver had set DRIVER_OK, activates the device on the saved queues.
+  Result<void> load(const State& state);
+
  private:
   class Signals;
   MmioTransport() = default;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <future>
 
 namespace flick::virtio {
 
@@ -38,6 +40,19 @@ void RngDevice::reset() {
   queue_.reset();
   interrupt_.reset();
   mem_ = nullptr;
+}
+
+Result<void> RngDevice::quiesce() {
+  if (!thread_) return {};
+  auto drained = std::make_shared<std::promise<void>>();
+  auto done = drained->get_future();
+  thread_->post([this, drained] {
+    process_queue();
+    drained->set_value();
+  });
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+    return make_error(Errc::timeout, "virtio-rng: the I/O thread did not drain its queue within 10 s");
+  return {};
 }
 
 uint32_t RngDevice::fill(const DescriptorChain& chain) {

@@ -25,6 +25,9 @@ class RngDevice : public VirtioDevice {
   Result<void> activate(GuestMemory& mem, uint64_t acked_features, std::vector<ActiveQueue> queues,
                         std::shared_ptr<VirtioInterrupt> interrupt) override;
   void reset() override;
+  // Every request is answered as it is popped: once the I/O thread has drained the queue,
+  // nothing is in flight.
+  Result<void> quiesce() override;
 
  private:
   void process_queue();

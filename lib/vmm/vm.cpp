@@ -152,6 +152,7 @@ struct Vm::Impl {
   Result<void> save(const std::string& dir);
   Result<void> restore(const std::string& dir);
   std::string snapshot_key() const;
+  size_t virtio_count() const;
   Result<void> open_virtio_devices();
   Result<void> add_devices();
   Result<void> add_virtio(std::shared_ptr<virtio::VirtioDevice> device, const std::string& what);
@@ -467,6 +468,38 @@ Result<void> read_serial(vmm::StateReader& r, vmm::Serial::State* out) {
   return {};
 }
 
+struct VirtioRegisters {
+  uint64_t driver_features, acked;
+  uint32_t device_features_sel, driver_features_sel, queue_sel, status, config_generation, interrupt_status;
+};
+
+struct SavedQueue {
+  uint16_t max_size, size;
+  uint32_t ready;
+  uint64_t desc, avail, used;
+};
+
+void write_virtio(vmm::StateWriter& w, const virtio::MmioTransport::State& s) {
+  w.put(VirtioRegisters{s.driver_features, s.acked, s.device_features_sel, s.driver_features_sel, s.queue_sel,
+                        s.status, s.config_generation, s.interrupt_status});
+  w.put(static_cast<uint32_t>(s.queues.size()));
+  for (const auto& q : s.queues)
+    w.put(SavedQueue{q.max_size, q.size, q.ready, q.desc_table.value, q.avail_ring.value, q.used_ring.value});
+}
+
+Result<virtio::MmioTransport::State> read_virtio(vmm::StateReader& r) {
+  FLICK_TRY_ASSIGN(auto regs, r.get<VirtioRegisters>());
+  virtio::MmioTransport::State s{regs.driver_features, regs.acked, regs.device_features_sel, regs.driver_features_sel,
+                                 regs.queue_sel, regs.status, regs.config_generation, regs.interrupt_status, {}};
+  FLICK_TRY_ASSIGN(uint32_t queues, r.get<uint32_t>());
+  if (queues > 64) return r.malformed("a virtio device with " + std::to_string(queues) + " queues");
+  for (uint32_t i = 0; i < queues; ++i) {
+    FLICK_TRY_ASSIGN(auto q, r.get<SavedQueue>());
+    s.queues.push_back({q.max_size, q.size, q.ready != 0, GuestAddress{q.desc}, GuestAddress{q.avail}, GuestAddress{q.used}});
+  }
+  return s;
+}
+
 // Writes `bytes` to `path` through a temporary file, synced and renamed into place.
 Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes) {
   const std::string tmp = path + ".tmp";
@@ -507,6 +540,10 @@ std::string missing_cpu_features(const vmm::CpuidTable& saved, vmm::CpuidTable h
 
 }  // namespace
 
+size_t Vm::Impl::virtio_count() const {
+  return config.disks.size() + config.nets.size() + (config.rng ? 1 : 0) + (config.vsock ? 1 : 0);
+}
+
 std::string Vm::Impl::snapshot_key() const {
   std::string virtio_kinds;
   auto add = [&](const char* kind) { virtio_kinds += (virtio_kinds.empty() ? "" : ",") + std::string(kind); };
@@ -525,10 +562,16 @@ Result<void> Vm::Impl::save(const std::string& dir) {
     if (v->state() != Vcpu::State::paused)
       return make_error(Errc::busy, "snapshot: vCPU " + std::to_string(v->kvm().id()) + " is running (pause the VM first)");
   }
-  for (size_t i = 0; i < virtio.size(); ++i)
-    if (virtio[i]->status() != 0)
-      return make_error(Errc::unsupported, "snapshot: the guest drives the virtio device at " + hex(virtio_windows[i].base) +
-                                               ", and flick does not save virtio device state yet");
+  // Devices first: each returns the buffers it holds to the guest's rings, which the memory
+  // file then carries.
+  std::vector<virtio::MmioTransport::State> devices;
+  for (size_t i = 0; i < virtio.size(); ++i) {
+    auto st = virtio[i]->save();
+    if (!st)
+      return std::move(st).error().with_context("snapshot: the virtio device at " + hex(virtio_windows[i].base) +
+                                                " (type " + std::to_string(virtio[i]->device().device_type()) + ")");
+    devices.push_back(std::move(st).value());
+  }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return sys_error("creating the snapshot directory " + dir, ec.value());
@@ -561,6 +604,7 @@ Result<void> Vm::Impl::save(const std::string& dir) {
   }
   write_serial(w, *serial);
   if (serial2) write_serial(w, *serial2);
+  for (const auto& d : devices) write_virtio(w, d);
   FLICK_TRY(write_file_atomically(dir + "/vm.state", w.finish()));
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd || ::fsync(dfd.get()) != 0) return sys_error("syncing the snapshot directory " + dir, errno);
@@ -593,6 +637,11 @@ Result<void> Vm::Impl::restore(const std::string& dir) {
   Serial::State com1, com2;
   FLICK_TRY(read_serial(r, &com1));
   if (config.serial2) FLICK_TRY(read_serial(r, &com2));
+  std::vector<virtio::MmioTransport::State> devices;
+  for (size_t i = 0; i < virtio_count(); ++i) {
+    FLICK_TRY_ASSIGN(auto d, read_virtio(r));
+    devices.push_back(std::move(d));
+  }
   FLICK_TRY(r.expect_end());
 
   UniqueFd mem_fd(::open(mem_path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -628,6 +677,9 @@ Result<void> Vm::Impl::restore(const std::string& dir) {
   }
   serial->load(com1);
   if (serial2) serial2->load(com2);
+  for (size_t i = 0; i < virtio.size(); ++i)
+    if (auto res = virtio[i]->load(devices[i]); !res)
+      return std::move(res).error().with_context("restoring the virtio device at " + hex(virtio_windows[i].base));
   return {};
 }
 

@@ -70,5 +70,52 @@ TEST(RngDeviceTest, ConcurrentStatusWritesFromTwoVcpus) {
   EXPECT_TRUE(eventually([&] { return mq.used_idx() == 1; }));
 }
 
+// A snapshot of a live device: save() drains what the driver queued, and a fresh transport
+// loaded with the registers goes on from the same ring positions.
+TEST(RngDeviceTest, SavedAndLoadedIntoAFreshTransportItGoesOn) {
+  GuestMemory mem = make_memory();
+  auto irq = std::make_shared<CountingInterrupt>();
+  MockQueue mq(mem, GuestAddress{0x1000}, 16);
+  auto t = MmioTransport::create(std::make_shared<RngDevice>(16), &mem, irq).value();
+  ASSERT_TRUE(init_device(*t, kFeatureVersion1 | kFeatureRingEventIdx, {&mq}) & kStatusDriverOk);
+  GuestArena arena(0x100000, 0x800000);
+  mq.add_chain({{arena.alloc(32), 32, true}});
+  notify(*t, 0);
+  ASSERT_TRUE(eventually([&] { return mq.used_idx() == 1; }));
+  mq.add_chain({{arena.alloc(48), 48, true}});  // queued, not yet notified
+  auto saved = t->save();
+  ASSERT_TRUE(saved.ok()) << saved.error().describe();
+  EXPECT_EQ(mq.used_idx(), 2);  // drained before the registers were taken
+  EXPECT_EQ(saved->acked, kFeatureVersion1 | kFeatureRingEventIdx);
+  t.reset();
+
+  auto again = MmioTransport::create(std::make_shared<RngDevice>(16), &mem, irq).value();
+  auto loaded = again->load(*saved);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().describe();
+  EXPECT_EQ(mmio_read(*again, mmio::kStatus), saved->status);
+  EXPECT_TRUE(saved->status & kStatusDriverOk);
+  mq.add_chain({{arena.alloc(64), 64, true}});
+  notify(*again, 0);
+  ASSERT_TRUE(eventually([&] { return mq.used_idx() == 3; }));
+  EXPECT_EQ(mq.used(2).len, 64u);
+}
+
+TEST(RngDeviceTest, ALoadOfAnotherDevicesStateIsRefused) {
+  GuestMemory mem = make_memory();
+  auto t = MmioTransport::create(std::make_shared<RngDevice>(16), &mem, std::make_shared<CountingInterrupt>()).value();
+  MmioTransport::State two_queues;
+  two_queues.queues.resize(2);
+  auto r = t->load(two_queues);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("2 queues"), std::string::npos) << r.error().message;
+  MmioTransport::State other_size;
+  other_size.queues.resize(1);
+  other_size.queues[0].max_size = 256;
+  r = t->load(other_size);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("another size"), std::string::npos) << r.error().message;
+  EXPECT_EQ(mmio_read(*t, mmio::kStatus), 0u);
+}
+
 }  // namespace
 }  // namespace flick::virtio::testing

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,9 @@ using flick::write_all;
 constexpr const char* kAbout =
     "Boots the kernel (a bzImage or a vmlinux ELF) and streams the serial console to stdout.\n"
     "Exits 0 when the guest powers off or reboots; otherwise 1 with a one-line reason.\n"
+    "With --snapshot DIR --snapshot-when TEXT the VM is paused and saved into DIR once its\n"
+    "console has printed TEXT, and the command exits 0; --restore DIR runs it on from there\n"
+    "(give the same --cpus, --memory, COM and device options; no --kernel).\n"
     "The KVM device is --kvm-device, else $FLICK_KVM_DEVICE, else /dev/kvm; it is opened\n"
     "only once every input has been read and checked.";
 
@@ -62,14 +66,51 @@ struct Options {
   bool no_rng = false;
   bool boot_time = false;
   uint64_t timeout_s = 0;
+  std::string snapshot_dir;
+  std::string snapshot_when;
+  std::string restore_dir;
+};
+
+// Watches the console for `text`, across the chunks it arrives in (from any vCPU thread).
+class ConsoleWatch {
+ public:
+  explicit ConsoleWatch(std::string text) : text_(std::move(text)) {}
+  void feed(std::string_view s) {
+    if (text_.empty() || seen_) return;
+    std::lock_guard lk(mu_);
+    tail_.append(s);
+    if (tail_.find(text_) != std::string::npos) seen_ = true;
+    if (tail_.size() > text_.size()) tail_.erase(0, tail_.size() - text_.size());
+  }
+  bool seen() const { return seen_; }
+
+ private:
+  std::string text_;
+  std::mutex mu_;
+  std::string tail_;
+  std::atomic<bool> seen_{false};
 };
 
 int vm_run(Options& o) {
   flick::VmConfig& cfg = o.cfg;
   cfg.rng = !o.no_rng;
-  cfg.console = [](std::string_view s) { write_all(STDOUT_FILENO, s); };
+  // Checked here rather than while parsing, so that an unknown option is what gets reported.
+  const char* bad = o.restore_dir.empty() == cfg.kernel.empty()
+                        ? (cfg.kernel.empty() ? "--kernel is required (or --restore DIR)"
+                                              : "--restore takes no --kernel: the snapshot holds the running kernel")
+                    : o.snapshot_dir.empty() != o.snapshot_when.empty() ? "--snapshot and --snapshot-when go together"
+                                                                        : nullptr;
+  if (bad) {
+    std::fprintf(stderr, "flick vm run: %s\nRun with --help for more information.\n", bad);
+    return 2;
+  }
+  auto watch = std::make_shared<ConsoleWatch>(o.snapshot_when);
+  cfg.console = [watch](std::string_view s) {
+    write_all(STDOUT_FILENO, s);
+    watch->feed(s);
+  };
 
-  auto vm = flick::Vm::create(cfg);
+  auto vm = o.restore_dir.empty() ? flick::Vm::create(cfg) : flick::Vm::restore(cfg, o.restore_dir);
   if (!vm) {
     std::fprintf(stderr, "flick: %s\n", vm.error().describe().c_str());
     return 1;
@@ -100,9 +141,20 @@ int vm_run(Options& o) {
   const auto start = std::chrono::steady_clock::now();
   std::optional<flick::VmExit> exit;
   while (!exit) {
-    exit = (*vm)->wait_for(std::chrono::milliseconds(100));
+    exit = (*vm)->wait_for(std::chrono::milliseconds(o.snapshot_when.empty() ? 100 : 5));
     if (exit) break;
-    if (g_signal) {
+    if (watch->seen()) {
+      auto saved = (*vm)->pause();
+      if (saved) saved = (*vm)->snapshot(o.snapshot_dir);
+      (*vm)->stop();
+      exit = (*vm)->wait();
+      if (!saved) {
+        exit = flick::VmExit{flick::VmExitReason::vmm_error, saved.error().describe()};
+      } else {
+        exit = flick::VmExit{flick::VmExitReason::power_off, ""};
+        std::fprintf(stderr, "flick: snapshot saved in %s\n", o.snapshot_dir.c_str());
+      }
+    } else if (g_signal) {
       (*vm)->stop();
       exit = (*vm)->wait();
       exit->detail = std::string("interrupted by signal ") + strsignal(g_signal);
@@ -137,9 +189,14 @@ void add_run(CLI::App& vm) {
   flick::VmConfig& cfg = o->cfg;
   auto* run = vm.add_subcommand("run", "boot a kernel, stream its console, exit with how the guest ended");
   run->footer(kAbout);
-  run->add_option("--kernel", cfg.kernel, "the guest kernel: a bzImage or a vmlinux ELF")
-      ->required()
+  run->add_option("--kernel", cfg.kernel, "the guest kernel: a bzImage or a vmlinux ELF (required unless --restore)")
       ->type_name("PATH");
+  run->add_option("--snapshot", o->snapshot_dir, "where to save the VM once the console shows --snapshot-when")
+      ->type_name("DIR");
+  run->add_option("--snapshot-when", o->snapshot_when, "the console text that pauses and saves the VM")
+      ->type_name("TEXT");
+  run->add_option("--restore", o->restore_dir, "run on a VM saved with --snapshot (instead of booting --kernel)")
+      ->type_name("DIR");
   add_values(
       *run, "--initrd", "PATH",
       [&cfg](const std::string& v) {
