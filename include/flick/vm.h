@@ -118,9 +118,12 @@ class FLICK_API Vm {
 
   // Saves the paused VM into `dir` (created if missing): `vm.state` (vCPUs, interrupt
   // controllers, clock, serial ports; versioned and checksummed) and `memory` (guest RAM, pages
-  // of zeros left as holes), each written to a temporary file and renamed into place. Refused
-  // while a vCPU runs, after the VM has ended, and (for now) once the guest has set up a virtio
-  // device. The VM stays paused; resume() continues it.
+  // of zeros left as holes), each written to a temporary file and renamed into place. Each
+  // virtio device first returns the buffers it holds to the guest's rings. Devices saved so
+  // far: virtio-rng and plain disks (a restore must be given the same disk files, unchanged).
+  // Refused while a vCPU runs, after the VM has ended, and when the guest drives a device
+  // that cannot be saved yet (a network device, vsock, a copy-on-write disk). The VM stays
+  // paused; resume() continues it.
   Result<void> snapshot(const std::string& dir);
 
   // Starts the vCPU threads.

@@ -45,6 +45,10 @@ class BlockDevice : public VirtioDevice {
   Result<void> activate(GuestMemory& mem, uint64_t acked_features, std::vector<ActiveQueue> queues,
                         std::shared_ptr<VirtioInterrupt> interrupt) override;
   void reset() override;
+  // Takes what the driver made available and waits for every request in flight. A
+  // copy-on-write disk refuses: its overlay ends with the VM, so a snapshot could not be
+  // restored with the writes the guest believes made.
+  Result<void> quiesce() override;
 
   uint64_t capacity_sectors() const { return limits_.capacity_sectors; }
   uint64_t size_bytes() const { return size_bytes_; }
