@@ -248,6 +248,33 @@ TEST_P(BlockDeviceTest, ManyRequestsInFlightWithIndirectAndEventIdx) {
   }
 }
 
+// A snapshot's quiesce: requests the driver queued (not even notified) are taken and every
+// one in flight finishes before it returns, so the used ring is the whole queue state; a
+// transport loaded with the saved registers then goes on from there.
+TEST_P(BlockDeviceTest, QuiesceAnswersEveryRequestAndALoadedTransportGoesOn) {
+  start(false, 64, kFeatureVersion1 | kFeatureRingEventIdx);
+  std::vector<Req> reqs;
+  for (int i = 0; i < 20; i++) reqs.push_back(request(kTypeIn, static_cast<uint64_t>(i), 4096, true));
+  auto saved = transport->save();  // no notify: the guest's vCPUs "paused" right after queuing
+  ASSERT_TRUE(saved.ok()) << saved.error().describe();
+  EXPECT_EQ(mq.used_idx(), 20);
+  for (const auto& r : reqs) EXPECT_EQ(status_of(r), kStatusOk);
+  transport.reset();
+
+  BlockDeviceOptions o;
+  o.path = path;
+  o.engine = GetParam();
+  o.queue_size = 64;
+  auto d = BlockDevice::open(o);
+  ASSERT_TRUE(d.ok()) << d.error().describe();
+  transport = MmioTransport::create(*d, &mem, irq).value();
+  ASSERT_TRUE(transport->load(*saved).ok());
+  auto w = request(kTypeOut, 2, 512, false);
+  notify(*transport, 0);
+  ASSERT_TRUE(wait_used(21));
+  EXPECT_EQ(status_of(w), kStatusOk);
+}
+
 TEST_P(BlockDeviceTest, FullRing) {
   // Every descriptor in use: 16 indirect chains on a queue of 16, all made available at once.
   start(false, 16, kFeatureVersion1 | kFeatureRingIndirectDesc);

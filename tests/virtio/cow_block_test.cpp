@@ -194,6 +194,16 @@ TEST_P(CowBlockTest, FreshDiskReadsAsTheBaseAndHasItsSize) {
   }
 }
 
+// Its overlay ends with the device: a snapshot could not be restored with the guest's writes.
+TEST_P(CowBlockTest, ASnapshotQuiesceIsRefused) {
+  auto dev = open();
+  ASSERT_TRUE(dev);
+  auto q = dev->quiesce();
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code, Errc::unsupported);
+  EXPECT_NE(q.error().message.find("copy-on-write"), std::string::npos) << q.error().message;
+}
+
 TEST_P(CowBlockTest, WritesReadBackAndTheBaseNeverChanges) {
   Driver& d = start();
   std::vector<uint8_t> w(3 * 4096, 0x5a);
