@@ -120,9 +120,9 @@ class FLICK_API Vm {
   // controllers, clock, serial ports; versioned and checksummed) and `memory` (guest RAM, pages
   // of zeros left as holes), each written to a temporary file and renamed into place. Each
   // virtio device first returns the buffers it holds to the guest's rings. Devices saved so
-  // far: virtio-rng and plain disks (a restore must be given the same disk files, unchanged).
-  // Refused while a vCPU runs, after the VM has ended, and when the guest drives a device
-  // that cannot be saved yet (a network device, vsock, a copy-on-write disk). The VM stays
+  // far: virtio-rng, network devices, and plain disks (a restore must be given the same disk
+  // files, unchanged). Refused while a vCPU runs, after the VM has ended, and when the guest
+  // drives a device that cannot be saved yet (vsock, a copy-on-write disk). The VM stays
   // paused; resume() continues it.
   Result<void> snapshot(const std::string& dir);
 

@@ -67,10 +67,13 @@ class VirtioDevice {
   // For a snapshot, with the guest's vCPUs paused: returns once every buffer the device took
   // from its queues is back in a used ring, so that the rings in guest memory hold the queues'
   // whole state (a device activated on them again starts at their used index). The device
-  // keeps running. Devices that cannot (yet) say so refuse.
+  // keeps serving the guest, but takes no work from the host side (frames arriving on a TAP)
+  // until end_quiesce(), so guest memory holds still while it is saved. Devices that cannot
+  // (yet) say so refuse.
   virtual Result<void> quiesce() {
     return make_error(Errc::unsupported, "flick cannot save the state of this virtio device yet");
   }
+  virtual void end_quiesce() {}
 };
 
 }  // namespace flick::virtio

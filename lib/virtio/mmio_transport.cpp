@@ -104,6 +104,11 @@ Result<MmioTransport::State> MmioTransport::save() {
                config_generation_, interrupt_status_.load(), queues_};
 }
 
+void MmioTransport::end_save() {
+  std::lock_guard lifecycle(lifecycle_mu_);
+  if (active_) device_->end_quiesce();
+}
+
 Result<void> MmioTransport::load(const State& s) {
   std::lock_guard lifecycle(lifecycle_mu_);
   {

@@ -60,8 +60,10 @@ class MmioTransport : public BusDevice {
     uint32_t interrupt_status = 0;
     std::vector<QueueConfig> queues;
   };
-  // Quiesces the device (the guest's vCPUs must be paused) and returns the registers.
+  // Quiesces the device (the guest's vCPUs must be paused) and returns the registers; once
+  // guest memory is saved too, end_save() lets the device take host-side work again.
   Result<State> save();
+  void end_save();
   // Into a fresh transport of the same device kind over the saved guest memory: sets the
   // registers and, when the driver had set DRIVER_OK, activates the device on the saved queues.
   Result<void> load(const State& state);

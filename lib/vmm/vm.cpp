@@ -565,7 +565,16 @@ Result<void> Vm::Impl::save(const std::string& dir) {
   // Devices first: each returns the buffers it holds to the guest's rings, which the memory
   // file then carries.
   std::vector<virtio::MmioTransport::State> devices;
+  // Devices take host-side work again once the save is over, whichever way it ends.
+  struct EndSave {
+    std::vector<std::shared_ptr<virtio::MmioTransport>>& transports;
+    size_t saved = 0;
+    ~EndSave() {
+      for (size_t i = 0; i < saved; ++i) transports[i]->end_save();
+    }
+  } end_save{virtio};
   for (size_t i = 0; i < virtio.size(); ++i) {
+    end_save.saved = i + 1;  // also a device whose quiesce failed half-way
     auto st = virtio[i]->save();
     if (!st)
       return std::move(st).error().with_context("snapshot: the virtio device at " + hex(virtio_windows[i].base) +

@@ -195,5 +195,29 @@ TEST_F(NetTest, MalformedTransmitIsDropped) {
   EXPECT_FALSE(transport->status() & kStatusNeedsReset);
 }
 
+// A snapshot's quiesce: what the guest queued to send goes out, and no frame from the TAP
+// reaches guest memory until end_save(); then the one that waited arrives.
+TEST_F(NetTest, QuiesceSendsWhatIsQueuedAndHoldsReceivesUntilTheSaveEnds) {
+  auto bufs = post_rx(4);
+  auto sent = frame(0x11, 64);
+  auto out = arena.alloc(kHdr + sent.size());
+  (void)mem.fill(out, kHdr, std::byte{0});
+  (void)mem.write(GuestAddress{out.value + kHdr}, std::as_bytes(std::span(sent)));
+  txq.add_chain({{out, static_cast<uint32_t>(kHdr + sent.size()), false}});  // not notified
+  auto saved = transport->save();
+  ASSERT_TRUE(saved.ok()) << saved.error().describe();
+  EXPECT_EQ(txq.used_idx(), 1);
+  const uint16_t rx_before = rxq.used_idx();
+  host_send(frame(0x22, 80));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(rxq.used_idx(), rx_before) << "a frame reached guest memory during the save";
+  transport->end_save();
+  std::vector<uint8_t> got;
+  rx_seen = rx_before;
+  ASSERT_TRUE(guest_receive(bufs, &got));
+  EXPECT_EQ(got.size(), kHdr + 14 + 80);
+  EXPECT_EQ(got[kHdr + 14], 0x22);
+}
+
 }  // namespace
 }  // namespace flick::virtio::testing

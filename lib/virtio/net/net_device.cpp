@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
+#include <thread>
 
 namespace flick::virtio {
 
@@ -82,6 +85,7 @@ Result<void> NetDevice::activate(GuestMemory& mem, uint64_t acked, std::vector<A
 
 void NetDevice::reset() {
   if (thread_) thread_->stop();
+  quiesced_ = false;
   thread_.reset();
   tap_read_watch_ = tap_write_watch_ = 0;
   tx_in_flight_.clear();
@@ -90,9 +94,39 @@ void NetDevice::reset() {
   mem_ = nullptr;
 }
 
+Result<void> NetDevice::quiesce() {
+  if (!thread_) return {};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto probe = std::make_shared<std::promise<size_t>>();
+    auto in_flight = probe->get_future();
+    thread_->post([this, probe] {
+      quiesced_ = true;
+      if (tap_read_watch_) thread_->unwatch(tap_read_watch_);
+      tap_read_watch_ = 0;
+      process_tx();
+      probe->set_value(tx_in_flight_.size());
+    });
+    if (in_flight.wait_until(deadline) != std::future_status::ready)
+      return make_error(Errc::timeout, "virtio-net " + tap_.name() + ": the I/O thread did not answer within 30 s");
+    if (in_flight.get() == 0) return {};
+    if (std::chrono::steady_clock::now() > deadline)
+      return make_error(Errc::timeout, "virtio-net " + tap_.name() + ": frames still in flight after 30 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void NetDevice::end_quiesce() {
+  if (!thread_) return;
+  thread_->post([this] {
+    quiesced_ = false;
+    watch_tap(false);
+  });
+}
+
 void NetDevice::watch_tap(bool writable) {
   uint64_t& id = writable ? tap_write_watch_ : tap_read_watch_;
-  if (id) return;
+  if (id || (!writable && quiesced_)) return;
   auto r = thread_->watch(
       tap_.fd(), [this, writable] {
         uint64_t& w = writable ? tap_write_watch_ : tap_read_watch_;

@@ -43,6 +43,10 @@ class NetDevice : public VirtioDevice {
   Result<void> activate(GuestMemory& mem, uint64_t acked_features, std::vector<ActiveQueue> queues,
                         std::shared_ptr<VirtioInterrupt> interrupt) override;
   void reset() override;
+  // Stops reading the TAP, sends what the guest queued and waits for frames in flight;
+  // end_quiesce() reads the TAP again (frames that arrived meanwhile wait in its queue).
+  Result<void> quiesce() override;
+  void end_quiesce() override;
 
   const Tap& tap() const { return tap_; }
 
@@ -65,6 +69,7 @@ class NetDevice : public VirtioDevice {
   uint64_t tap_write_watch_ = 0;
   // io_uring transmit: iovecs of frames in flight, by head.
   std::map<uint16_t, std::vector<iovec>> tx_in_flight_;
+  bool quiesced_ = false;  // on the I/O thread: the TAP is not read
 };
 
 }  // namespace flick::virtio
