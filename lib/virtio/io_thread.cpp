@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <future>
+#include <thread>
 
 namespace flick::virtio {
 
@@ -111,6 +113,23 @@ void IoThread::unwatch(uint64_t id) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.epoll_fd.get(), nullptr);
   }
   watches_.erase(it);
+}
+
+Result<void> IoThread::run_until_idle(std::function<size_t()> step, const std::string& what,
+                                      std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto answer = std::make_shared<std::promise<size_t>>();
+    auto busy = answer->get_future();
+    post([step, answer] { answer->set_value(step()); });
+    if (busy.wait_until(deadline) != std::future_status::ready)
+      return make_error(Errc::timeout, what + ": the I/O thread did not answer within " +
+                                           std::to_string(limit.count()) + " ms");
+    if (busy.get() == 0) return {};
+    if (std::chrono::steady_clock::now() > deadline)
+      return make_error(Errc::timeout, what + ": still busy after " + std::to_string(limit.count()) + " ms");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void IoThread::post(std::function<void()> fn) {

@@ -11,6 +11,7 @@
 #include <flick/result.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -47,6 +48,11 @@ class IoThread {
   void unwatch(uint64_t id);
   // Runs `fn` on the I/O thread soon; safe from any thread.
   void post(std::function<void()> fn);
+  // Runs `step` on the I/O thread, again and again (1 ms apart), until it returns 0 (say,
+  // the requests still in flight); from another thread, which waits. A timeout error names
+  // `what` when that takes longer than `limit`.
+  Result<void> run_until_idle(std::function<size_t()> step, const std::string& what,
+                              std::chrono::milliseconds limit = std::chrono::seconds(30));
 
   // io_uring backend only (check backend()): queues the operation `prep` fills in; `done` gets
   // its result (cqe->res) on the I/O thread. Submitted with the loop's next wait, so a batch

@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <future>
 
 namespace flick::virtio {
 
@@ -44,15 +42,12 @@ void RngDevice::reset() {
 
 Result<void> RngDevice::quiesce() {
   if (!thread_) return {};
-  auto drained = std::make_shared<std::promise<void>>();
-  auto done = drained->get_future();
-  thread_->post([this, drained] {
-    process_queue();
-    drained->set_value();
-  });
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-    return make_error(Errc::timeout, "virtio-rng: the I/O thread did not drain its queue within 10 s");
-  return {};
+  return thread_->run_until_idle(
+      [this] {
+        process_queue();
+        return size_t{0};
+      },
+      "virtio-rng: draining its queue");
 }
 
 uint32_t RngDevice::fill(const DescriptorChain& chain) {

@@ -519,7 +519,7 @@ Result<void> write_file_atomically(const std::string& path, std::span<const uint
 // The CPUID feature bits a saved vCPU used that `host` (what this KVM offers) lacks, as
 // "leaf 0x7 ebx 0x20" phrases; empty when the host offers them all. Bits the guest or KVM set
 // at run time (OSXSAVE, OSPKE, the APIC bit) are not features.
-std::string missing_cpu_features(const vmm::CpuidTable& saved, vmm::CpuidTable host) {
+std::string missing_cpu_features(vmm::CpuidTable saved, vmm::CpuidTable host) {
   struct Reg { uint32_t leaf; const char* name; uint32_t kvm_cpuid_entry2::*reg; uint32_t dynamic; };
   static constexpr Reg kRegs[] = {
       {1, "ecx", &kvm_cpuid_entry2::ecx, 1u << 27}, {1, "edx", &kvm_cpuid_entry2::edx, 1u << 9},
@@ -527,9 +527,8 @@ std::string missing_cpu_features(const vmm::CpuidTable& saved, vmm::CpuidTable h
       {7, "edx", &kvm_cpuid_entry2::edx, 0},        {0x80000001, "ecx", &kvm_cpuid_entry2::ecx, 0},
       {0x80000001, "edx", &kvm_cpuid_entry2::edx, 0}};
   std::string missing;
-  auto& saved_table = const_cast<vmm::CpuidTable&>(saved);
   for (const auto& r : kRegs) {
-    const kvm_cpuid_entry2* s = saved_table.find(r.leaf);
+    const kvm_cpuid_entry2* s = saved.find(r.leaf);
     if (!s) continue;
     const kvm_cpuid_entry2* h = host.find(r.leaf);
     const uint32_t lacking = (s->*r.reg) & ~r.dynamic & ~(h ? h->*r.reg : 0);

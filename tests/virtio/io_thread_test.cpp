@@ -44,5 +44,25 @@ TEST_P(IoThreadTest, ReadAndWriteWatchesOnOneFdPostAndUnwatch) {
 INSTANTIATE_TEST_SUITE_P(Backends, IoThreadTest, ::testing::Values(true, false),
                          [](const auto& param_info) { return param_info.param ? "io_uring" : "epoll"; });
 
+TEST_P(IoThreadTest, RunUntilIdleRepeatsTheStepOnTheThreadUntilItReportsNothingLeft) {
+  auto t = IoThread::create("test", GetParam());
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE((*t)->start().ok());
+  int left = 5;
+  bool on_thread = true;
+  auto r = (*t)->run_until_idle([&]() -> size_t {
+    on_thread = on_thread && (*t)->on_io_thread();
+    return static_cast<size_t>(left--);
+  }, "counting down");
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(left, -1);
+  EXPECT_TRUE(on_thread);
+  auto stuck = (*t)->run_until_idle([] { return size_t{1}; }, "never idle", std::chrono::milliseconds(50));
+  ASSERT_FALSE(stuck.ok());
+  EXPECT_EQ(stuck.error().code, Errc::timeout);
+  EXPECT_EQ(stuck.error().message.rfind("never idle: ", 0), 0u) << stuck.error().message;
+  (*t)->stop();
+}
+
 }  // namespace
 }  // namespace flick::virtio::testing

@@ -8,10 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <future>
-#include <thread>
 
 namespace flick::virtio {
 
@@ -155,26 +152,16 @@ Result<void> BlockDevice::quiesce() {
     return make_error(Errc::unsupported, "virtio-blk " + what_ +
                                              ": a copy-on-write disk's overlay is not kept with a snapshot");
   if (!thread_) return {};
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    // On the I/O thread: take whatever is available, collect what has finished, and count
-    // what is still in flight.
-    auto probe = std::make_shared<std::promise<size_t>>();
-    auto busy = probe->get_future();
-    thread_->post([this, probe] {
-      if (!queue_->queue.broken()) process_queue();
-      engine_->reap();
-      signal_if_needed();
-      probe->set_value(static_cast<size_t>(std::count_if(in_flight_.begin(), in_flight_.end(),
-                                                         [](const InFlight& f) { return f.busy; })));
-    });
-    if (busy.wait_until(deadline) != std::future_status::ready)
-      return make_error(Errc::timeout, "virtio-blk " + what_ + ": the I/O thread did not answer within 30 s");
-    if (busy.get() == 0) return {};
-    if (std::chrono::steady_clock::now() > deadline)
-      return make_error(Errc::timeout, "virtio-blk " + what_ + ": requests still in flight after 30 s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  // Take whatever is available, collect what has finished, count what is still in flight.
+  return thread_->run_until_idle(
+      [this]() -> size_t {
+        if (!queue_->queue.broken()) process_queue();
+        engine_->reap();
+        signal_if_needed();
+        return static_cast<size_t>(std::count_if(in_flight_.begin(), in_flight_.end(),
+                                                 [](const InFlight& f) { return f.busy; }));
+      },
+      "virtio-blk " + what_ + ": waiting for requests in flight");
 }
 
 void BlockDevice::fail_device(const Error& e) {

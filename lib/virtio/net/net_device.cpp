@@ -8,10 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <future>
-#include <thread>
 
 namespace flick::virtio {
 
@@ -96,24 +93,15 @@ void NetDevice::reset() {
 
 Result<void> NetDevice::quiesce() {
   if (!thread_) return {};
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    auto probe = std::make_shared<std::promise<size_t>>();
-    auto in_flight = probe->get_future();
-    thread_->post([this, probe] {
-      quiesced_ = true;
-      if (tap_read_watch_) thread_->unwatch(tap_read_watch_);
-      tap_read_watch_ = 0;
-      process_tx();
-      probe->set_value(tx_in_flight_.size());
-    });
-    if (in_flight.wait_until(deadline) != std::future_status::ready)
-      return make_error(Errc::timeout, "virtio-net " + tap_.name() + ": the I/O thread did not answer within 30 s");
-    if (in_flight.get() == 0) return {};
-    if (std::chrono::steady_clock::now() > deadline)
-      return make_error(Errc::timeout, "virtio-net " + tap_.name() + ": frames still in flight after 30 s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  return thread_->run_until_idle(
+      [this] {
+        quiesced_ = true;
+        if (tap_read_watch_) thread_->unwatch(tap_read_watch_);
+        tap_read_watch_ = 0;
+        process_tx();
+        return tx_in_flight_.size();
+      },
+      "virtio-net " + tap_.name() + ": waiting for frames in flight");
 }
 
 void NetDevice::end_quiesce() {
