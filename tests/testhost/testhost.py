@@ -73,11 +73,16 @@ EXIT_NOT_FOUND = 127
 # reach, answered not one byte in AGENT_WAIT seconds: the kernel no longer schedules at all
 # (seen twice with -smp 2 as VMs inside came and went: both CPUs looping in asm_exc_int3 and
 # exc_int3, the int3-based live patching of static keys KVM flips, silent to the soft lockup
-# detector). Every other failure is reported as it is.
+# detector); or its kernel panicked while the command ran (seen once under flickd_stress: a
+# page fault on a zero per-CPU base, inside KVM_RUN, recursing until the stack guard page; a
+# correct kernel does not panic because of what a process does, so a panic a test causes on
+# purpose, as testhost_panicked_kernel's sysrq crash, counts the same). Every other failure is
+# reported as it is.
 # A wedge while the test host boots (before the command) counts the same. With several CPUs the
 # test host boots with only CPU 0 up (maxcpus=1); testhost_init.sh brings the others up once
 # kvm_keeper.py has flipped KVM's static keys, so no flip ever patches text across CPUs.
 EMULATOR_FAULT_RETRIES = 1
+KERNEL_PANIC = b"Kernel panic - not syncing"
 WEDGED_AFTER = 120
 
 
@@ -152,6 +157,7 @@ class _ConsoleFilter:
         self.started_at: float | None = None
         self.idle_cpu_stuck: bytes | None = None  # the kernel's soft lockup line for an idle CPU
         self.wedged: bytes | None = None  # a soft lockup line of WEDGED_AFTER seconds or more
+        self.panicked: bytes | None = None  # the kernel's panic line, while the command ran
         self.last_output: float | None = None  # the command's start counts as output
 
     def feed(self, data: bytes) -> None:
@@ -187,6 +193,8 @@ class _ConsoleFilter:
         elif self.state == "command":
             if lockup and lockup[2].startswith(b"swapper/"):
                 self.idle_cpu_stuck = line.strip()
+            if KERNEL_PANIC in line and not self.panicked:
+                self.panicked = line.strip()
             # Output without a final newline shares its line with the end marker.
             end = line.find(self.end)
             if end >= 0:
@@ -455,6 +463,10 @@ def _run_qemu(argv: list[str], nonce: str, console: _ConsoleFilter, ctl: Path, t
         if triple_faulted(ctl / "qemu.log") and console.state == "command":
             print("testhost: QEMU logged a triple fault of the test host's CPU: a fault of its "
                   "emulation, not of the command", file=sys.stderr, flush=True)
+            return _EMULATOR_FAULT
+        if console.panicked and console.state == "command":
+            print(f"testhost: the test host's kernel panicked ({console.panicked.decode(errors='replace')}): "
+                  "a fault of its emulation, not of the command", file=sys.stderr, flush=True)
             return _EMULATOR_FAULT
         return EXIT_INFRA
     return None

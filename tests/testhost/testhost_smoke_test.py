@@ -11,6 +11,7 @@
                                   time runs again in a fresh test host and its status counts
   testhost_smoke_test.py silent   the same for a test host whose agent answers nothing when
                                   the watchdog fires (as when its kernel is wedged)
+  testhost_smoke_test.py panic    the same for a test host whose kernel panics
 """
 
 from __future__ import annotations
@@ -118,6 +119,21 @@ exit 3
 """
 
 
+# The first run marks the work folder, then crashes the test host's kernel (a sysrq crash: a
+# kernel panic, then the test host stops).
+PANIC_ONCE = """
+if [ ! -e "$1/mark" ]; then
+  touch "$1/mark" && sync
+  echo 1 >/proc/sys/kernel/sysrq && echo c >/proc/sysrq-trigger
+  sleep 30
+  echo "still running after the crash"
+  exit 1
+fi
+echo "second run"
+exit 3
+"""
+
+
 def retried(what: str, script: str, **limits: float) -> int:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as work:
         out = io.BytesIO()
@@ -132,6 +148,8 @@ def retried(what: str, script: str, **limits: float) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["reset"]:
         return retried("reset", TRIPLE_FAULT_ONCE, timeout=300)
+    if argv[:1] == ["panic"]:
+        return retried("panic", PANIC_ONCE, timeout=300)
     if argv[:1] == ["silent"]:
         return retried("silent agent", SILENT_ONCE, timeout=300, stall=20)
     if argv[:1] == ["kvm"]:

@@ -165,6 +165,15 @@ class ConsoleFilterTest(unittest.TestCase):
         self.assertEqual(f.idle_cpu_stuck,
                          b"[  500.08] watchdog: BUG: soft lockup - CPU#0 stuck for 271s! [swapper/0:0]")
 
+    def test_a_kernel_panic_while_the_command_runs_is_noted(self):
+        f = testhost._ConsoleFilter("n1", io.BytesIO())
+        f.feed(b"[    0.40] Kernel panic - not syncing: VFS: a boot-time one, not the command's\n")
+        self.assertIsNone(f.panicked)
+        f.feed(b"@@testhost-start-n1@@\n[   32.58] BUG: TASK stack guard page was hit\n")
+        self.assertIsNone(f.panicked)
+        f.feed(b"[   32.69] Kernel panic - not syncing: Fatal exception in interrupt\r\n")
+        self.assertEqual(f.panicked, b"[   32.69] Kernel panic - not syncing: Fatal exception in interrupt")
+
     def test_a_cpu_stuck_for_good_is_noted_and_is_no_progress(self):
         f = testhost._ConsoleFilter("n1", io.BytesIO())
         f.feed(b"@@testhost-start-n1@@\n")
