@@ -98,6 +98,8 @@ class Monitor {
   void serve(Client& c);
   std::string handle(Client& c, const std::string& line);
   void finish();
+  // Reports the first start's failure to the starting process, after removing the control socket.
+  int fail_first_start(const Error& e);
   void record(std::string to, std::vector<std::string> from, std::optional<store::EventRow> event,
               std::optional<std::string> last_exit = std::nullopt);
   void kill_vm() {
@@ -230,7 +232,7 @@ bool Monitor::on_vm_ended(int wait_status) {
   if (!booted_) {  // this boot never ran
     std::string why = !boot_error_.empty() ? boot_error_ : "the VM process ended before the VM ran (" + wait_status_text(wait_status) + ")";
     if (ready_.pending()) {  // the first: the starting process reports it and restores the state
-      ready_.fail(make_error(boot_error_.empty() ? Errc::io : boot_errc_, why));
+      fail_first_start(make_error(boot_error_.empty() ? Errc::io : boot_errc_, why));
       return false;
     }
     ExitStatus failed{-1, 0, false, false, why};
@@ -356,6 +358,12 @@ void Monitor::serve(Client& c) {
   }
 }
 
+int Monitor::fail_first_start(const Error& e) {
+  // Nothing of the run is left once the starting process hears that it failed.
+  ::unlink(spec_.control_path.c_str());
+  return ready_.fail(e);
+}
+
 void Monitor::finish() {
   ::unlink(spec_.control_path.c_str());
   if (!spec_.auto_destroy) return;
@@ -372,7 +380,7 @@ void Monitor::finish() {
 }
 
 int Monitor::run() {
-  if (auto b = boot(); !b) return ready_.fail(b.error());
+  if (auto b = boot(); !b) return fail_first_start(b.error());
   for (;;) {
     std::vector<pollfd> fds = {{signals_.get(), POLLIN, 0}, {listener_.get(), POLLIN, 0}, {vm_sock_.get(), POLLIN, 0}};
     const size_t polled = clients_.size();  // a client accepted below is polled next time
