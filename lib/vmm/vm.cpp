@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 
 namespace flick {
@@ -500,19 +501,24 @@ Result<virtio::MmioTransport::State> read_virtio(vmm::StateReader& r) {
   return s;
 }
 
-// Writes `bytes` to `path` through a temporary file, synced and renamed into place.
-Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes) {
+// Writes `path` through a temporary file that `fill` writes into, synced and renamed into place.
+Result<void> write_file_atomically(const std::string& path, const std::function<Result<void>(int fd)>& fill) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return sys_error("creating " + tmp, errno);
-  for (size_t done = 0; done < bytes.size();) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return sys_error("writing " + tmp, n < 0 ? errno : EIO);
-    done += static_cast<size_t>(n);
-  }
+  if (auto r = fill(fd.get()); !r) return std::move(r).error().with_context(tmp);
   if (::fsync(fd.get()) != 0) return sys_error("syncing " + tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("renaming " + tmp + " to " + path, errno);
+  return {};
+}
+
+Result<void> write_all_bytes(int fd, std::span<const uint8_t> bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return sys_error("writing", n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
   return {};
 }
 
@@ -586,14 +592,7 @@ Result<void> Vm::Impl::save(const std::string& dir) {
 
   // Memory first: a state file always names a complete memory file.
   const std::string mem_path = dir + "/memory";
-  {
-    const std::string tmp = mem_path + ".tmp";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return sys_error("creating " + tmp, errno);
-    if (auto r = memory.save(fd.get()); !r) return std::move(r).error().with_context(tmp);
-    if (::fsync(fd.get()) != 0) return sys_error("syncing " + tmp, errno);
-    if (::rename(tmp.c_str(), mem_path.c_str()) != 0) return sys_error("renaming " + tmp, errno);
-  }
+  FLICK_TRY(write_file_atomically(mem_path, [this](int fd) { return memory.save(fd); }));
   struct stat st{};
   if (::stat(mem_path.c_str(), &st) != 0) return sys_error("reading " + mem_path, errno);
 
@@ -613,7 +612,7 @@ Result<void> Vm::Impl::save(const std::string& dir) {
   write_serial(w, *serial);
   if (serial2) write_serial(w, *serial2);
   for (const auto& d : devices) write_virtio(w, d);
-  FLICK_TRY(write_file_atomically(dir + "/vm.state", w.finish()));
+  FLICK_TRY(write_file_atomically(dir + "/vm.state", [state = w.finish()](int fd) { return write_all_bytes(fd, state); }));
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd || ::fsync(dfd.get()) != 0) return sys_error("syncing the snapshot directory " + dir, errno);
   return {};
